@@ -1,0 +1,208 @@
+// Package broker assembles the broker's parts: the CONNECT proxy, the web listener (agent
+// endpoint, PAC file, downloads, access pages, health and metrics), the certificates and
+// the hot-reloaded configuration.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"maintproxy/certs"
+	"maintproxy/config"
+	"maintproxy/proxy"
+	"maintproxy/tunnel"
+)
+
+// Options configure a Broker.
+type Options struct {
+	Config *config.Broker
+	// ConfigPath, when set, is watched and accounts/customers/limits edits apply live.
+	ConfigPath string
+	Logger     *slog.Logger
+	// ReloadInterval is how often ConfigPath is checked (default 1s).
+	ReloadInterval time.Duration
+	// ToolsDir holds built `maint` binaries for the tool bundle (optional).
+	ToolsDir string
+}
+
+// Broker is a running maintproxy.
+type Broker struct {
+	opts     Options
+	log      *slog.Logger
+	cfg      atomic.Pointer[config.Broker]
+	certs    *certs.Manager
+	registry *tunnel.Registry
+	auth     *proxy.Auth
+	proxy    *proxy.Server
+	agents   *tunnel.Server
+	web      *http.Server
+	plain    *http.Server
+
+	proxyLn, webLn, plainLn net.Listener
+}
+
+// New prepares a broker: it creates or loads certificates and binds the listeners, so
+// that a bad address or a port in use fails here, naming the field.
+func New(o Options) (*Broker, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ReloadInterval == 0 {
+		o.ReloadInterval = time.Second
+	}
+	b := &Broker{opts: o, log: o.Logger, registry: tunnel.NewRegistry()}
+	b.cfg.Store(o.Config)
+	var err error
+	b.certs, err = certs.New(certs.Options{Config: o.Config, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	b.auth = proxy.NewAuth(b.Config, nil)
+	b.proxy = proxy.New(proxy.Options{
+		Config:   b.Config,
+		Auth:     b.auth,
+		Registry: b.registry,
+		TLS:      b.certs.ProxyTLSConfig(),
+		Logger:   o.Logger,
+		Audit:    o.Logger.With("log", "audit"),
+		ErrorLog: errorLog(o.Logger, "proxy"),
+	})
+	b.web = &http.Server{
+		Handler:           b.webHandler(),
+		TLSConfig:         b.certs.WebTLSConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ErrorLog:          errorLog(o.Logger, "web"),
+	}
+	if b.proxyLn, err = net.Listen("tcp", o.Config.Listen.Proxy); err != nil {
+		return nil, fmt.Errorf("listen.proxy: %w", err)
+	}
+	if b.webLn, err = net.Listen("tcp", o.Config.Listen.Web); err != nil {
+		b.proxyLn.Close()
+		return nil, fmt.Errorf("listen.web: %w", err)
+	}
+	if o.Config.Listen.HTTP != "" {
+		if b.plainLn, err = net.Listen("tcp", o.Config.Listen.HTTP); err != nil {
+			b.proxyLn.Close()
+			b.webLn.Close()
+			return nil, fmt.Errorf("listen.http: %w", err)
+		}
+		b.plain = &http.Server{
+			Handler:           b.certs.HTTPHandler(redirectHandler(b.Config)),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			ErrorLog:          errorLog(o.Logger, "http"),
+		}
+	}
+	return b, nil
+}
+
+// Config returns the configuration in force.
+func (b *Broker) Config() *config.Broker { return b.cfg.Load() }
+
+// Registry returns the agent registry.
+func (b *Broker) Registry() *tunnel.Registry { return b.registry }
+
+// Certs returns the certificate manager.
+func (b *Broker) Certs() *certs.Manager { return b.certs }
+
+// ProxyAddr and WebAddr are the bound listener addresses.
+func (b *Broker) ProxyAddr() net.Addr { return b.proxyLn.Addr() }
+
+// WebAddr is the bound web listener address.
+func (b *Broker) WebAddr() net.Addr { return b.webLn.Addr() }
+
+// Apply puts a new configuration in force: accounts, customers and limits take effect for
+// the next request; cached credentials are dropped and agents whose system was removed
+// or whose secret changed are disconnected. Listener and TLS changes need a restart.
+func (b *Broker) Apply(c *config.Broker) {
+	b.cfg.Store(c)
+	b.auth.Reset()
+	b.registry.Prune(func(id tunnel.Identity, hash string) bool {
+		cust := c.Customer(id.Customer)
+		if cust == nil {
+			return false
+		}
+		sys := cust.System(id.System)
+		return sys != nil && sys.AgentSecretHash == hash
+	})
+	b.log.Info("configuration reloaded", "accounts", len(c.Accounts), "customers", len(c.Customers))
+}
+
+// Run serves until ctx is done, then shuts down cleanly: listeners close, tunnels and agent
+// sessions end, and Run returns once every goroutine it started has stopped.
+func (b *Broker) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	goFn := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	goFn(func() error { return b.proxy.Serve(b.proxyLn) })
+	goFn(func() error { return serveTLS(b.web, b.webLn) })
+	if b.plain != nil {
+		goFn(func() error { return serve(b.plain, b.plainLn) })
+	}
+	goFn(func() error { return b.certs.Run(ctx) })
+	if b.opts.ConfigPath != "" {
+		goFn(func() error {
+			config.WatchBroker(ctx, b.opts.ConfigPath, b.opts.ReloadInterval, b.Apply, func(err error) {
+				b.log.Error("configuration change rejected; keeping the previous one", "err", err.Error())
+			})
+			return nil
+		})
+	}
+	b.log.Info("broker started", "proxy", b.proxyLn.Addr().String(), "web", b.webLn.Addr().String(),
+		"domain", b.Config().Domain, "tls", b.Config().TLS.Mode)
+	<-ctx.Done()
+
+	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	var errs []error
+	errs = append(errs, b.proxy.Shutdown(shutCtx), b.web.Shutdown(shutCtx))
+	if b.plain != nil {
+		errs = append(errs, b.plain.Shutdown(shutCtx))
+	}
+	// Agent sessions are hijacked connections that Shutdown does not wait for.
+	b.registry.CloseAll()
+	errs = append(errs, b.agents.Wait(shutCtx))
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	b.log.Info("broker stopped")
+	return errors.Join(errs...)
+}
+
+func serveTLS(s *http.Server, ln net.Listener) error {
+	if err := s.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func serve(s *http.Server, ln net.Listener) error {
+	if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+// Command maintproxy is the remote-support broker: `serve` runs it, `check` validates a
+// configuration, `passwd` hashes a password or agent secret, `demo` runs a self-contained
+// broker with demo agents and targets on loopback.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"maintproxy/broker"
+	"maintproxy/config"
+)
+
+var version = "dev"
+
+func main() {
+	if err := rootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "maintproxy:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "maintproxy",
+		Short:         "Remote-support tunnel broker: authenticated CONNECT proxy for customer systems behind agents",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), demoCmd())
+	return root
+}
+
+func serveCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the broker",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.LoadBroker(path)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			logger := newLogger(os.Stderr, cfg.Log.Level)
+			b, err := broker.New(broker.Options{Config: cfg, ConfigPath: path, Logger: logger, ToolsDir: toolsDir()})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return b.Run(ctx)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	return cmd
+}
+
+func checkCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "check --config FILE",
+		Short: "Validate a configuration file and exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.LoadBroker(path)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			if err := broker.Check(cfg); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (domain %s, %d accounts, %d customers, tls %s)\n",
+				path, cfg.Domain, len(cfg.Accounts), len(cfg.Customers), cfg.TLS.Mode)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	return cmd
+}
+
+func passwdCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "passwd",
+		Short: "Read a password (or agent secret) on stdin and print its bcrypt hash",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pw, err := readSecret(cmd.InOrStdin(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			h, err := config.HashSecret(pw)
+			if err != nil {
+				return fmt.Errorf("password %w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), h)
+			return nil
+		},
+	}
+}
+
+// readSecret reads one line, without echo when stdin is a terminal.
+func readSecret(in io.Reader, prompt io.Writer) (string, error) {
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(prompt, "Password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(prompt)
+		if err != nil {
+			return "", err
+		}
+		return string(b), nil
+	}
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty password on stdin")
+	}
+	return line, nil
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// toolsDir is where `make dist` puts the maint binaries, next to the executable or in the
+// working directory.
+func toolsDir() string {
+	if d := os.Getenv("MAINTPROXY_TOOLS_DIR"); d != "" {
+		return d
+	}
+	return "dist"
+}

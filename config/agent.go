@@ -1,0 +1,175 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Agent is the customer-site agent's configuration.
+type Agent struct {
+	// Broker is the base URL of the broker's web listener, e.g. https://admin.example.com.
+	Broker string `mapstructure:"broker"`
+	// CAFile is a PEM file of roots to verify the broker with (default: the system roots).
+	CAFile string `mapstructure:"ca_file"`
+	// ServerName overrides the TLS name checked on the broker's certificate.
+	ServerName string `mapstructure:"server_name"`
+	Customer   string `mapstructure:"customer"`
+	System     string `mapstructure:"system"`
+	Secret     string `mapstructure:"secret"`
+	SecretFile string `mapstructure:"secret_file"`
+
+	RemoteAccess RemoteAccess `mapstructure:"remote_access"`
+	Colocated    Colocated    `mapstructure:"colocated"`
+
+	// DialTimeout bounds each dial to a target (default 10s).
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	// MaxBackoff caps the wait between reconnect attempts (default 30s).
+	MaxBackoff time.Duration `mapstructure:"max_backoff"`
+	Log        Log           `mapstructure:"log"`
+}
+
+// RemoteAccess is the customer's switch for access to the server itself.
+type RemoteAccess struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Services maps a requested port to the local address dialled for it.
+	Services map[string]string `mapstructure:"services"`
+}
+
+// Colocated is the customer's switch for access to other servers on the same network.
+type Colocated struct {
+	Enabled bool     `mapstructure:"enabled"`
+	Tunnels []Tunnel `mapstructure:"tunnels"`
+}
+
+// Tunnel is one TCP tunnel entry: the only way to reach a co-located server.
+type Tunnel struct {
+	Application string `mapstructure:"application"`
+	IP          string `mapstructure:"ip"`
+	Port        int    `mapstructure:"port"`
+}
+
+// StandardPorts are the services of a phone system offered by default: SSH/SFTP, HTTPS,
+// RDP, web control panel, web manager, one-X Portal, WebLM.
+var StandardPorts = []int{22, 443, 3389, 7071, 8443, 9443, 52233}
+
+// ApplicationPorts gives each tunnel application its default port.
+var ApplicationPorts = map[string]int{
+	"SSH": 22, "SFTP": 22, "HTTPS": 443, "RDP": 3389, "VNC": 5900,
+	"WEBCONTROL": 7071, "ONEXPORTAL": 9443, "WEBLM": 52233,
+}
+
+// ApplyDefaults fills every empty field that has a default.
+func (a *Agent) ApplyDefaults() {
+	if len(a.RemoteAccess.Services) == 0 {
+		a.RemoteAccess.Services = make(map[string]string, len(StandardPorts))
+		for _, p := range StandardPorts {
+			a.RemoteAccess.Services[strconv.Itoa(p)] = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		}
+	}
+	for i := range a.Colocated.Tunnels {
+		t := &a.Colocated.Tunnels[i]
+		t.Application = strings.ToUpper(strings.TrimSpace(t.Application))
+		if t.Port == 0 {
+			t.Port = ApplicationPorts[t.Application]
+		}
+	}
+	a.DialTimeout = durationOr(a.DialTimeout, 10*time.Second)
+	a.MaxBackoff = durationOr(a.MaxBackoff, 30*time.Second)
+	if a.Log.Level == "" {
+		a.Log.Level = "info"
+	}
+}
+
+// Validate checks the agent configuration and loads secret_file. The error names the field.
+func (a *Agent) Validate() error {
+	u, err := url.Parse(a.Broker)
+	if a.Broker == "" {
+		return errors.New("broker: required (the broker's web address, e.g. https://admin.example.com)")
+	}
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("broker: %q must be an https:// URL", a.Broker)
+	}
+	if a.CAFile != "" {
+		if _, err := os.Stat(a.CAFile); err != nil {
+			return fmt.Errorf("ca_file: %v", err)
+		}
+	}
+	a.Customer = strings.ToLower(strings.TrimSpace(a.Customer))
+	if !isAlnum(a.Customer) {
+		return fmt.Errorf("customer: %q must be letters and digits only", a.Customer)
+	}
+	a.System = strings.ToLower(strings.TrimSpace(a.System))
+	if !ValidSystemName(a.System) {
+		return fmt.Errorf("system: %q must be letters, digits and inner hyphens", a.System)
+	}
+	if a.Secret != "" && a.SecretFile != "" {
+		return errors.New("secret_file: give either secret or secret_file, not both")
+	}
+	if a.SecretFile != "" {
+		b, err := os.ReadFile(a.SecretFile)
+		if err != nil {
+			return fmt.Errorf("secret_file: %v", err)
+		}
+		a.Secret = strings.TrimSpace(string(b))
+	}
+	if a.Secret == "" {
+		return errors.New("secret: required (or secret_file)")
+	}
+	for port, addr := range a.RemoteAccess.Services {
+		if _, err := ParsePort(port); err != nil {
+			return fmt.Errorf("remote_access.services[%s]: %v", port, err)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("remote_access.services[%s]: %q is not HOST:PORT", port, addr)
+		}
+	}
+	for i, t := range a.Colocated.Tunnels {
+		field := fmt.Sprintf("colocated.tunnels[%d]", i)
+		ip, err := netip.ParseAddr(t.IP)
+		if err != nil || !ip.Is4() {
+			return fmt.Errorf("%s.ip: %q is not an IPv4 address", field, t.IP)
+		}
+		if t.Port < 1 || t.Port > 65535 {
+			if t.Port == 0 && t.Application != "" {
+				return fmt.Errorf("%s.port: required; application %q has no default port", field, t.Application)
+			}
+			return fmt.Errorf("%s.port: %d is outside 1-65535", field, t.Port)
+		}
+	}
+	if a.DialTimeout < 0 {
+		return errors.New("dial_timeout: must be positive")
+	}
+	if a.MaxBackoff < time.Second {
+		return errors.New("max_backoff: must be at least 1s")
+	}
+	return nil
+}
+
+// ServicePorts returns the offered remote-access ports in ascending order.
+func (r RemoteAccess) ServicePorts() []int {
+	ports := make([]int, 0, len(r.Services))
+	for p := range r.Services {
+		if n, err := ParsePort(p); err == nil {
+			ports = append(ports, n)
+		}
+	}
+	sort.Ints(ports)
+	return ports
+}
+
+// ParsePort parses a decimal TCP port in 1-65535.
+func ParsePort(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 || s[0] == '0' || s[0] == '+' {
+		return 0, fmt.Errorf("%q is not a port in 1-65535", s)
+	}
+	return n, nil
+}

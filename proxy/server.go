@@ -1,0 +1,344 @@
+// Package proxy is the technicians' front end: an authenticated HTTPS CONNECT proxy that
+// understands maintenance host names, checks the reseller's proxy account, and hands the
+// connection to the customer system's agent. It is never an open proxy: only names of the
+// maintenance grammar under maint.<domain> are served, and only through an agent.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"maintproxy/config"
+	"maintproxy/tunnel"
+)
+
+// Server timeouts.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 16 << 10
+	// openTimeout bounds how long a CONNECT waits for the agent's answer.
+	openTimeout = 30 * time.Second
+)
+
+var errNoCredentials = errors.New("proxy authentication required")
+
+// Options configure a Server.
+type Options struct {
+	Config   func() *config.Broker // current configuration (hot-reloaded)
+	Auth     *Auth
+	Registry *tunnel.Registry
+	TLS      *tls.Config
+	Logger   *slog.Logger // operational log
+	Audit    *slog.Logger // one record per tunnel
+	ErrorLog *log.Logger  // net/http's own messages (TLS handshake failures)
+}
+
+// Server is the CONNECT proxy.
+type Server struct {
+	opts  Options
+	http  *http.Server
+	count counters
+
+	mu      sync.Mutex
+	tunnels map[net.Conn]struct{}
+	wg      sync.WaitGroup
+	closing bool
+
+	perAccount map[string]int
+	perSystem  map[tunnel.Identity]int
+}
+
+type counters struct {
+	opened, refused, active atomic.Int64
+	bytesUp, bytesDown      atomic.Int64
+}
+
+// New returns a Server; call Serve with a plain TCP listener.
+func New(o Options) *Server {
+	s := &Server{opts: o, tunnels: map[net.Conn]struct{}{}, perAccount: map[string]int{}, perSystem: map[tunnel.Identity]int{}}
+	s.http = &http.Server{
+		Handler:           s,
+		TLSConfig:         o.TLS,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// An empty map disables h2: CONNECT is served over HTTP/1.1 only.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ErrorLog:     o.ErrorLog,
+	}
+	return s
+}
+
+// Serve accepts TLS connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.http.ServeTLS(ln, "", "")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, closes every open tunnel and waits for them to end.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	s.mu.Lock()
+	s.closing = true
+	for c := range s.tunnels {
+		c.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
+
+// Stats is a snapshot of the proxy's counters.
+type Stats struct {
+	Opened, Refused, Active, BytesUp, BytesDown int64
+}
+
+// Stats returns the counters since start.
+func (s *Server) Stats() Stats {
+	return Stats{s.count.opened.Load(), s.count.refused.Load(), s.count.active.Load(), s.count.bytesUp.Load(), s.count.bytesDown.Load()}
+}
+
+// ServeHTTP handles one proxy request. Every request, whatever its method, passes the same
+// credential check first.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cfg := s.opts.Config()
+	start := time.Now()
+	acct, err := s.authenticate(r)
+	if err != nil {
+		s.refuse(w, r, cfg, nil, "", err)
+		return
+	}
+	if r.Method != http.MethodConnect {
+		s.refuse(w, r, cfg, acct, "", ErrNotConnect)
+		return
+	}
+	authority := r.URL.Host
+	if authority == "" {
+		authority = r.Host
+	}
+	t, err := ParseTarget(authority, cfg.Domain)
+	if err != nil {
+		s.refuse(w, r, cfg, acct, authority, err)
+		return
+	}
+	sess, id, err := s.route(cfg, acct, t)
+	if err != nil {
+		s.refuse(w, r, cfg, acct, t.String(), err)
+		return
+	}
+	release, err := s.reserve(cfg, acct.Username, id)
+	if err != nil {
+		s.refuse(w, r, cfg, acct, t.String(), err)
+		return
+	}
+	defer release()
+	h := tunnel.Header{Port: t.Port, IP: t.IP}
+	rand.Read(h.Session[:])
+	ctx, cancel := context.WithTimeout(r.Context(), openTimeout)
+	stream, err := sess.Open(ctx, h)
+	cancel()
+	if err != nil {
+		s.refuse(w, r, cfg, acct, t.String(), err)
+		return
+	}
+	client, err := s.hijack(w)
+	if err != nil {
+		stream.Close()
+		return
+	}
+	defer s.untrack(client)
+	s.count.opened.Add(1)
+	s.count.active.Add(1)
+	up, down, rerr := tunnel.Relay(client, stream)
+	s.count.active.Add(-1)
+	s.count.bytesUp.Add(up)
+	s.count.bytesDown.Add(down)
+	s.opts.Audit.Info("tunnel",
+		"session", hex.EncodeToString(h.Session[:8]), "account", acct.Username, "client", r.RemoteAddr,
+		"customer", id.Customer, "system", id.System, "target", t.String(), "result", "ok", "status", http.StatusOK,
+		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", endReason(rerr))
+}
+
+// authenticate runs the one credential check for every request.
+func (s *Server) authenticate(r *http.Request) (*config.Account, error) {
+	user, pass, ok := parseBasic(r.Header.Get("Proxy-Authorization"))
+	if !ok {
+		return nil, errNoCredentials
+	}
+	acct, err := s.opts.Auth.Check(user, pass, clientIP(r.RemoteAddr))
+	if err != nil {
+		s.opts.Logger.Warn("proxy authentication failed", "username", user, "client", r.RemoteAddr, "reason", err.Error())
+		return nil, err
+	}
+	return acct, nil
+}
+
+// route finds the live agent session for the target, checking the account's rights.
+func (s *Server) route(cfg *config.Broker, acct *config.Account, t Target) (*tunnel.Session, tunnel.Identity, error) {
+	cust := cfg.Customer(t.Customer)
+	if cust == nil || !acct.Manages(t.Customer) {
+		return nil, tunnel.Identity{}, ErrNotManaged
+	}
+	sys := cust.System(t.System)
+	if sys == nil {
+		return nil, tunnel.Identity{}, fmt.Errorf("%w: customer %s has no system %q", ErrNoSystem, cust.ID, t.System)
+	}
+	id := tunnel.NewIdentity(cust.ID, sys.Name)
+	sess := s.opts.Registry.Get(id)
+	if sess == nil {
+		return nil, id, fmt.Errorf("%w: %s", ErrOffline, offlineText(id, s.opts.Registry.Status(id)))
+	}
+	return sess, id, nil
+}
+
+func offlineText(id tunnel.Identity, st tunnel.Status) string {
+	name := id.Customer + "-" + id.System
+	if st.Since.IsZero() {
+		return "system " + name + " has not connected since the broker started (waiting for its agent)"
+	}
+	ago := time.Since(st.Since).Round(time.Second)
+	return fmt.Sprintf("system %s offline since %s (%s ago)", name, st.Since.UTC().Format("2006-01-02 15:04:05 MST"), ago)
+}
+
+// reserve counts a tunnel against the account's and the system's limits.
+func (s *Server) reserve(cfg *config.Broker, user string, id tunnel.Identity) (func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAccount[user] >= cfg.Limits.PerAccount {
+		return nil, fmt.Errorf("%w: account %s has %d open tunnels (limit %d)", ErrLimit, user, s.perAccount[user], cfg.Limits.PerAccount)
+	}
+	if s.perSystem[id] >= cfg.Limits.PerSystem {
+		return nil, fmt.Errorf("%w: system %s-%s has %d open tunnels (limit %d)", ErrLimit, id.Customer, id.System, s.perSystem[id], cfg.Limits.PerSystem)
+	}
+	s.perAccount[user]++
+	s.perSystem[id]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.perAccount[user]--; s.perAccount[user] <= 0 {
+			delete(s.perAccount, user)
+		}
+		if s.perSystem[id]--; s.perSystem[id] <= 0 {
+			delete(s.perSystem, id)
+		}
+	}, nil
+}
+
+// refuse answers a refused request and records it.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Broker, acct *config.Account, target string, err error) {
+	status, text := statusFor(err, cfg.Domain)
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusProxyAuthRequired {
+		h.Set("Proxy-Authenticate", `Basic realm="`+cfg.ProxyHost()+`"`)
+	} else {
+		h.Set("Connection", "close")
+	}
+	w.WriteHeader(status)
+	io.WriteString(w, text+"\n")
+	if acct == nil {
+		return // not authenticated: logged by authenticate, no audit record
+	}
+	s.count.refused.Add(1)
+	s.opts.Audit.Info("tunnel", "account", acct.Username, "client", r.RemoteAddr, "target", target,
+		"result", "refused", "status", status, "reason", err.Error())
+}
+
+// hijack takes the client connection over and confirms the tunnel. Bytes the client sent
+// early stay readable through the returned conn.
+func (s *Server) hijack(w http.ResponseWriter) (net.Conn, error) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		conn.Close()
+		return nil, http.ErrServerClosed
+	}
+	s.tunnels[conn] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	conn.SetDeadline(time.Time{})
+	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		s.untrack(conn)
+		conn.Close()
+		return nil, err
+	}
+	if brw.Reader.Buffered() > 0 {
+		return &bufferedConn{Conn: conn, r: brw.Reader}, nil
+	}
+	return conn, nil
+}
+
+func (s *Server) untrack(c net.Conn) {
+	if bc, ok := c.(*bufferedConn); ok {
+		c = bc.Conn
+	}
+	s.mu.Lock()
+	if _, ok := s.tunnels[c]; ok {
+		delete(s.tunnels, c)
+		s.wg.Done()
+	}
+	s.mu.Unlock()
+}
+
+// bufferedConn reads what the HTTP server had already buffered before the connection.
+type bufferedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite passes the half-close through to the TLS connection.
+func (c *bufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+func parseBasic(h string) (user, pass string, ok bool) {
+	r := http.Request{Header: http.Header{"Authorization": {h}}}
+	return r.BasicAuth()
+}
+
+func clientIP(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return remote
+	}
+	return host
+}
+
+func endReason(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}

@@ -1,0 +1,227 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/yamux"
+
+	"maintproxy/config"
+)
+
+// Agent timeouts.
+const (
+	connectTimeout = 15 * time.Second
+	headerTimeout  = 10 * time.Second
+	minBackoff     = 500 * time.Millisecond
+	// stableAfter is how long a session must last before the backoff starts over.
+	stableAfter = 10 * time.Second
+)
+
+// ErrAgentRejected means the broker refused the agent's credentials.
+var ErrAgentRejected = errors.New("the broker refused this agent's customer/system/secret")
+
+// Agent is the customer-site end: it keeps a session to the broker and dials what the
+// customer's policy allows.
+type Agent struct {
+	cfg     *config.Agent
+	log     *slog.Logger
+	version string
+	url     string
+	http    *http.Client
+	dialer  net.Dialer
+}
+
+// NewAgent prepares an agent from a validated configuration.
+func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", cfg.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	u, err := url.Parse(cfg.Broker)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	u.Scheme = "wss"
+	u.Path = strings.TrimSuffix(u.Path, "/") + AgentPath
+	return &Agent{
+		cfg:     cfg,
+		log:     logger,
+		version: version,
+		url:     u.String(),
+		http: &http.Client{Transport: &http.Transport{
+			TLSClientConfig:     tlsCfg,
+			TLSHandshakeTimeout: connectTimeout,
+			Proxy:               http.ProxyFromEnvironment,
+		}},
+		dialer: net.Dialer{Timeout: cfg.DialTimeout},
+	}, nil
+}
+
+// Run keeps the agent connected until ctx is done, reconnecting after any loss with
+// capped, jittered exponential backoff. It returns nil on cancellation.
+func (a *Agent) Run(ctx context.Context) error {
+	backoff := minBackoff
+	for {
+		start := time.Now()
+		err := a.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > stableAfter {
+			backoff = minBackoff
+		}
+		// Full jitter in [backoff/2, backoff) spreads a fleet reconnecting after a broker restart.
+		wait := backoff/2 + rand.N(backoff/2)
+		a.log.Warn("disconnected from broker; reconnecting", "reason", err.Error(), "retry_in", wait.Round(time.Millisecond).String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, a.cfg.MaxBackoff)
+	}
+}
+
+// session runs one connection to the broker and returns why it ended.
+func (a *Agent) session(ctx context.Context) error {
+	dialCtx, cancel := context.WithTimeout(ctx, connectTimeout)
+	cred := base64.StdEncoding.EncodeToString([]byte(a.cfg.Customer + "/" + a.cfg.System + ":" + a.cfg.Secret))
+	ws, resp, err := websocket.Dial(dialCtx, a.url, &websocket.DialOptions{
+		HTTPClient:      a.http,
+		HTTPHeader:      http.Header{"Authorization": {"Basic " + cred}},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	cancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			return ErrAgentRejected
+		}
+		return fmt.Errorf("connecting to %s: %w", a.url, err)
+	}
+	sessCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	mux, err := yamux.Server(wsNetConn(sessCtx, ws), muxConfig())
+	if err != nil {
+		ws.CloseNow()
+		return err
+	}
+	defer ws.CloseNow()
+	defer mux.Close()
+	if err := a.hello(mux); err != nil {
+		return fmt.Errorf("sending hello: %w", err)
+	}
+	a.log.Info("connected to broker", "broker", a.url, "customer", a.cfg.Customer, "system", a.cfg.System,
+		"remote_access", a.cfg.RemoteAccess.Enabled, "colocated", a.cfg.Colocated.Enabled)
+	// Cancellation closes the session, which ends AcceptStream below.
+	context.AfterFunc(sessCtx, func() { mux.Close() })
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		st, err := mux.AcceptStream()
+		if err != nil {
+			if errors.Is(err, yamux.ErrSessionShutdown) && ctx.Err() == nil {
+				return errors.New("session closed by broker or lost")
+			}
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.serveStream(sessCtx, st)
+		}()
+	}
+}
+
+func (a *Agent) hello(mux *yamux.Session) error {
+	st, err := mux.OpenStream()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	st.SetWriteDeadline(time.Now().Add(helloTimeout))
+	return json.NewEncoder(st).Encode(PolicyFromConfig(a.cfg, a.version))
+}
+
+// serveStream answers one tunnel request and relays it.
+func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream) {
+	defer st.Close()
+	st.SetReadDeadline(time.Now().Add(headerTimeout))
+	h, err := readHeader(st)
+	if err != nil {
+		writeReply(st, CodeBadRequest, err.Error())
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	sid := fmt.Sprintf("%x", h.Session[:8])
+	addr, code, msg := resolve(a.cfg, h)
+	if code != CodeOK {
+		a.log.Info("tunnel refused by policy", "session", sid, "ip", h.IP.String(), "port", h.Port, "reason", msg)
+		writeReply(st, code, msg)
+		return
+	}
+	start := time.Now()
+	target, err := a.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		code := dialCode(err)
+		a.log.Info("tunnel target failed", "session", sid, "target", addr, "err", err.Error())
+		writeReply(st, code, fmt.Sprintf("%s: %s", addr, codeErrs[code]))
+		return
+	}
+	if err := writeReply(st, CodeOK, ""); err != nil {
+		target.Close()
+		return
+	}
+	up, down, err := Relay(halfCloseStream{st}, target)
+	a.log.Info("tunnel closed", "session", sid, "target", addr, "bytes_to_target", up, "bytes_from_target", down,
+		"duration", time.Since(start).Round(time.Millisecond).String(), "err", errString(err))
+}
+
+// dialCode maps a dial error to the reply code the technician will see.
+func dialCode(err error) Code {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return CodeRefused
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return CodeTimeout
+	default:
+		return CodeUnreachable
+	}
+}
+
+// halfCloseStream gives a yamux stream the CloseWrite that Relay uses for half-close.
+type halfCloseStream struct{ *yamux.Stream }
+
+func (s halfCloseStream) CloseWrite() error { return s.Stream.Close() }
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

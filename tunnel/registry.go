@@ -1,0 +1,112 @@
+package tunnel
+
+import (
+	"strings"
+	"sync"
+	"time"
+)
+
+// Identity names one customer system; both parts are lower case, System is never empty.
+type Identity struct {
+	Customer string
+	System   string
+}
+
+func (id Identity) String() string { return id.Customer + "/" + id.System }
+
+// NewIdentity builds an Identity from names in any case.
+func NewIdentity(customer, system string) Identity {
+	return Identity{Customer: strings.ToLower(customer), System: strings.ToLower(system)}
+}
+
+// Status is what the broker knows about one system's agent.
+type Status struct {
+	Online bool
+	// Since is when the current session started (online) or the last one ended (offline);
+	// zero when the system has never connected since the broker started.
+	Since time.Time
+	// Remote is the agent's address as seen by the broker (online only).
+	Remote string
+	// Policy is the last policy the agent reported (zero if it never connected).
+	Policy Policy
+	// Tunnels is the number of open tunnels through the system.
+	Tunnels int64
+}
+
+// Registry maps each customer system to its one live agent session.
+type Registry struct {
+	mu      sync.Mutex
+	live    map[Identity]*Session
+	offline map[Identity]offlineInfo
+}
+
+type offlineInfo struct {
+	since  time.Time
+	policy Policy
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{live: map[Identity]*Session{}, offline: map[Identity]offlineInfo{}}
+}
+
+// Get returns the live session of id, or nil.
+func (r *Registry) Get(id Identity) *Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.live[id]
+}
+
+// Status reports the state of one system.
+func (r *Registry) Status(id Identity) Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.live[id]; s != nil {
+		return Status{Online: true, Since: s.since, Remote: s.remote, Policy: s.policy, Tunnels: s.active.Load()}
+	}
+	off := r.offline[id]
+	return Status{Since: off.since, Policy: off.policy}
+}
+
+// register makes s the live session of its identity and returns the one it replaces.
+func (r *Registry) register(s *Session) *Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.live[s.id]
+	r.live[s.id] = s
+	delete(r.offline, s.id)
+	return old
+}
+
+// unregister removes s if it is still the live session of its identity.
+func (r *Registry) unregister(s *Session, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live[s.id] == s {
+		delete(r.live, s.id)
+		r.offline[s.id] = offlineInfo{since: at, policy: s.policy}
+	}
+}
+
+// Prune closes every live session for which keep returns false, e.g. after a system was
+// removed from the configuration or its agent secret changed.
+func (r *Registry) Prune(keep func(id Identity, secretHash string) bool) {
+	r.mu.Lock()
+	var drop []*Session
+	for id, s := range r.live {
+		if !keep(id, s.secretHash) {
+			drop = append(drop, s)
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range drop {
+		s.Close()
+	}
+}
+
+// Len returns the number of live sessions.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.live)
+}

@@ -1,0 +1,80 @@
+package tunnel
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+)
+
+// relayBufSize is large enough that one read fills a yamux frame of useful size.
+const relayBufSize = 64 << 10
+
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
+
+// closeWriter is a connection whose write side can be shut on its own: *net.TCPConn,
+// *tls.Conn (close_notify), *net.UnixConn.
+type closeWriter interface{ CloseWrite() error }
+
+// Relay copies a to b and b to a until both directions end, then closes both.
+//
+// A clean EOF in one direction is passed on as a half-close: CloseWrite on the destination
+// if it has one, else Close (a yamux stream's Close is its half-close). The other direction
+// keeps flowing. An error in either direction tears both down at once, so a dead peer
+// never leaves the other side hanging. It returns the bytes copied each way and the first
+// error that was not a clean end.
+func Relay(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := copyHalf(b, a)
+		done <- result{n, err}
+	}()
+	bToA, errBA := copyHalf(a, b)
+	if errBA != nil {
+		// Unblock the other direction now rather than waiting for the peer.
+		a.Close()
+		b.Close()
+	}
+	r := <-done
+	aToB = r.n
+	a.Close()
+	b.Close()
+	return aToB, bToA, errors.Join(r.err, errBA)
+}
+
+// copyHalf copies src to dst and half-closes dst on a clean EOF. On error it closes both so
+// that the opposite direction stops too.
+func copyHalf(dst, src io.ReadWriteCloser) (int64, error) {
+	bp := relayBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *bp)
+	relayBufs.Put(bp)
+	if err != nil && !isClosedErr(err) {
+		dst.Close()
+		src.Close()
+		return n, err
+	}
+	if cw, ok := dst.(closeWriter); ok {
+		if cerr := cw.CloseWrite(); cerr != nil {
+			dst.Close()
+		}
+	} else {
+		dst.Close()
+	}
+	return n, nil
+}
+
+// isClosedErr reports errors that mean "the other direction already tore this down",
+// which are the normal end of a relay rather than failures.
+func isClosedErr(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed)
+}
+
+// onlyWriter and onlyReader hide ReaderFrom/WriterTo so that the pooled buffer is used and
+// no implementation allocates its own.
+type onlyWriter struct{ io.Writer }
+type onlyReader struct{ io.Reader }

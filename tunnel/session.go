@@ -1,0 +1,176 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/yamux"
+)
+
+// AgentPath is the broker's websocket endpoint for agents (versioned with the protocol).
+const AgentPath = "/agent/v1/connect"
+
+// Timeouts of the agent link.
+const (
+	// keepAliveInterval stays well under the 60 s idle cut of common middleboxes.
+	keepAliveInterval = 20 * time.Second
+	// writeTimeout also bounds yamux's wait for a ping answer; long enough that a bulk
+	// transfer on a slow customer link does not kill a healthy session.
+	writeTimeout = 30 * time.Second
+	// maxStreamWindow sets per-stream throughput to window/RTT (4 MiB at 100 ms: 40 MB/s)
+	// and bounds what one stalled stream can buffer.
+	maxStreamWindow = 4 << 20
+	// replyTimeout bounds the wait for the agent's answer to a header; it exceeds the
+	// agent's own dial timeout so that a dial timeout is reported as such.
+	replyTimeout = 20 * time.Second
+	helloTimeout = 10 * time.Second
+)
+
+func muxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.KeepAliveInterval = keepAliveInterval
+	c.ConnectionWriteTimeout = writeTimeout
+	c.MaxStreamWindowSize = maxStreamWindow
+	c.StreamOpenTimeout = replyTimeout
+	c.StreamCloseTimeout = time.Minute
+	c.LogOutput = io.Discard
+	c.Logger = nil
+	return c
+}
+
+// wsNetConn adapts a websocket to the net.Conn yamux runs over. NetConn lifts the 32 KiB
+// read limit, which matters because yamux frames are as large as its window.
+func wsNetConn(ctx context.Context, c *websocket.Conn) net.Conn {
+	return &frameConn{Conn: websocket.NetConn(ctx, c, websocket.MessageBinary)}
+}
+
+// frameConn sends a yamux data frame's header and body as one websocket message: yamux
+// writes them separately, which would double the messages (and their framing and masking
+// set-up) on the link.
+type frameConn struct {
+	net.Conn
+	mu  sync.Mutex
+	buf []byte
+}
+
+const (
+	yamuxHeaderLen = 12
+	yamuxTypeData  = 0
+)
+
+func (c *frameConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.buf) == 0 {
+		if len(b) == yamuxHeaderLen && b[1] == yamuxTypeData && binary.BigEndian.Uint32(b[8:12]) > 0 {
+			c.buf = append(c.buf, b...)
+			return len(b), nil
+		}
+		return c.Conn.Write(b)
+	}
+	c.buf = append(c.buf, b...)
+	_, err := c.Conn.Write(c.buf)
+	if cap(c.buf) > 1<<20 {
+		c.buf = nil // a one-off huge frame should not pin its buffer
+	} else {
+		c.buf = c.buf[:0]
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// Session is the broker's side of one agent connection.
+type Session struct {
+	id         Identity
+	mux        *yamux.Session
+	ws         *websocket.Conn
+	policy     Policy
+	since      time.Time
+	remote     string
+	secretHash string
+	active     atomic.Int64
+}
+
+// Identity returns the system this session serves.
+func (s *Session) Identity() Identity { return s.id }
+
+// Policy returns the policy the agent reported.
+func (s *Session) Policy() Policy { return s.policy }
+
+// Active returns the number of open tunnels.
+func (s *Session) Active() int64 { return s.active.Load() }
+
+// Open asks the agent for a tunnel. On success the returned stream carries the payload;
+// a refusal is a *RefusedError (errors.Is with ErrRefused, ErrNoTunnelEntry, …).
+func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
+	if h.Session == ([16]byte{}) {
+		rand.Read(h.Session[:])
+	}
+	st, err := s.mux.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSessionClosed, err)
+	}
+	deadline := time.Now().Add(replyTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	st.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { st.Close() })
+	defer stop()
+	if _, err := st.Write(h.marshal()); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("%w: %v", ErrSessionClosed, err)
+	}
+	if err := readReply(st); err != nil {
+		st.Close()
+		var re *RefusedError
+		if errors.As(err, &re) {
+			return nil, err
+		}
+		if errors.Is(err, yamux.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w: no answer from the agent", ErrTimeout)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrSessionClosed, err)
+	}
+	st.SetDeadline(time.Time{})
+	s.active.Add(1)
+	return &countedStream{Stream: st, s: s}, nil
+}
+
+// Close ends the session at once; its tunnels fail and the agent reconnects.
+func (s *Session) Close() {
+	s.mux.Close()
+	s.ws.CloseNow()
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
+
+// countedStream decrements the session's tunnel count once when fully closed.
+type countedStream struct {
+	*yamux.Stream
+	s    *Session
+	done atomic.Bool
+}
+
+// CloseWrite half-closes: yamux's Close sends FIN and keeps the read side open.
+func (c *countedStream) CloseWrite() error { return c.Stream.Close() }
+
+// Close closes both directions.
+func (c *countedStream) Close() error {
+	if c.done.CompareAndSwap(false, true) {
+		c.s.active.Add(-1)
+	}
+	return c.Stream.Close()
+}
