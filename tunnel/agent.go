@@ -180,7 +180,7 @@ func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream) {
 	sid := fmt.Sprintf("%x", h.Session[:8])
 	addr, code, msg := resolve(a.cfg, h)
 	if code != CodeOK {
-		a.log.Info("tunnel refused by policy", "session", sid, "ip", h.IP.String(), "port", h.Port, "reason", msg)
+		a.log.Info("tunnel refused by policy", "session", sid, "ip", h.IP.String(), "port", h.Port, "reason", (&RefusedError{code, msg}).Error())
 		writeReply(st, code, msg)
 		return
 	}

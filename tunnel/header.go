@@ -72,11 +72,12 @@ type RefusedError struct {
 	Msg  string
 }
 
+// Error is the agent's message, or the sentinel's text when it sent none.
 func (e *RefusedError) Error() string {
 	if e.Msg == "" {
 		return e.Unwrap().Error()
 	}
-	return e.Unwrap().Error() + ": " + e.Msg
+	return e.Msg
 }
 
 func (e *RefusedError) Unwrap() error {

@@ -46,22 +46,22 @@ func PolicyFromConfig(cfg *config.Agent, agentVersion string) Policy {
 func resolve(cfg *config.Agent, h Header) (string, Code, string) {
 	port := strconv.Itoa(int(h.Port))
 	if !cfg.RemoteAccess.Enabled {
-		return "", CodeRemoteAccessOff, "the customer has not allowed remote access on this server"
+		return "", CodeRemoteAccessOff, ""
 	}
 	if !h.IP.IsValid() {
 		addr, ok := cfg.RemoteAccess.Services[port]
 		if !ok {
-			return "", CodeServiceNotOffered, fmt.Sprintf("port %s is not offered for remote access", port)
+			return "", CodeServiceNotOffered, fmt.Sprintf("port %s is not offered for remote access on this system", port)
 		}
 		return addr, CodeOK, ""
 	}
 	if !cfg.Colocated.Enabled {
-		return "", CodeColocatedOff, "the customer has not allowed access to co-located servers"
+		return "", CodeColocatedOff, ""
 	}
 	for _, t := range cfg.Colocated.Tunnels {
 		if ip, err := netip.ParseAddr(t.IP); err == nil && ip == h.IP && t.Port == int(h.Port) {
 			return netip.AddrPortFrom(h.IP, h.Port).String(), CodeOK, ""
 		}
 	}
-	return "", CodeNoTunnelEntry, fmt.Sprintf("no TCP tunnel entry for %s port %s", h.IP, port)
+	return "", CodeNoTunnelEntry, fmt.Sprintf("no TCP tunnel entry for %s port %s on this system", h.IP, port)
 }

@@ -1,0 +1,92 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// binaries is built once per test process; tests in one package share it.
+var binaries struct {
+	once sync.Once
+	dir  string
+	errs map[string]error
+}
+
+// Commands built by Bin.
+var Commands = []string{"maintproxy", "maintagent", "maint"}
+
+// Bin returns the directory holding freshly built maintproxy, maintagent and maint. It fails
+// the test if the broker or agent does not build; a maint build failure fails only tests
+// that ask for it through BinPath.
+func Bin(t testing.TB) string {
+	t.Helper()
+	binaries.once.Do(build)
+	for _, name := range []string{"maintproxy", "maintagent"} {
+		if err := binaries.errs[name]; err != nil {
+			t.Fatalf("building %s: %v", name, err)
+		}
+	}
+	return binaries.dir
+}
+
+// BinPath returns the path of one built command.
+func BinPath(t testing.TB, name string) string {
+	t.Helper()
+	dir := Bin(t)
+	if err := binaries.errs[name]; err != nil {
+		t.Fatalf("building %s: %v", name, err)
+	}
+	return filepath.Join(dir, name)
+}
+
+func build() {
+	binaries.errs = map[string]error{}
+	dir, err := os.MkdirTemp("", "maintproxy-testbin-")
+	if err != nil {
+		for _, c := range Commands {
+			binaries.errs[c] = err
+		}
+		return
+	}
+	binaries.dir = dir
+	root, err := ModuleRoot()
+	for _, c := range Commands {
+		if err != nil {
+			binaries.errs[c] = err
+			continue
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, c), "./cmd/"+c)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binaries.errs[c] = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+		}
+	}
+}
+
+// Main runs a test package's tests and removes the built binaries afterwards; call it from
+// TestMain.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if binaries.dir != "" {
+		os.RemoveAll(binaries.dir)
+	}
+	return code
+}
+
+// ModuleRoot is the directory of the project's go.mod.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside the maintproxy module")
+	}
+	return filepath.Dir(mod), nil
+}

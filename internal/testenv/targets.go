@@ -1,0 +1,245 @@
+package testenv
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// StartEcho runs a TCP echo server on addr (e.g. "127.0.0.9:0") and returns its address.
+// Echo half-closes its write side when the client half-closes, so half-close propagates.
+func StartEcho(t testing.TB, addr string) string {
+	t.Helper()
+	return serveTCP(t, addr, func(c net.Conn) {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
+}
+
+// serveTCP accepts on addr until the test ends, running handle for each connection; all
+// handlers are done before cleanup returns.
+func serveTCP(t testing.TB, addr string, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { mu.Lock(); delete(conns, c); mu.Unlock(); c.Close() }()
+				handle(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// StartTCP runs handle for each connection on addr until the test ends.
+func StartTCP(t testing.TB, addr string, handle func(net.Conn)) string {
+	t.Helper()
+	return serveTCP(t, addr, handle)
+}
+
+// StartHTTPS serves h over TLS with cert on addr until the test ends.
+func StartHTTPS(t testing.TB, addr string, cert tls.Certificate, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// SSHD is a throwaway OpenSSH server on loopback.
+type SSHD struct {
+	Addr        string // 127.0.0.1:port
+	KeyFile     string // the client's private key (authorized for User)
+	HostPubFile string // the server's public host key
+	User        string
+}
+
+// StartSSHD runs /usr/sbin/sshd on a free loopback port, accepting one generated client key.
+func StartSSHD(t testing.TB) *SSHD {
+	t.Helper()
+	NeedCommands(t, "/usr/sbin/sshd", "ssh-keygen")
+	dir := t.TempDir()
+	s := &SSHD{Addr: FreeAddr(t, "127.0.0.1"), KeyFile: filepath.Join(dir, "client_key"), HostPubFile: filepath.Join(dir, "host_key.pub"), User: "root"}
+	for _, args := range [][]string{
+		{"-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "host_key")},
+		{"-q", "-t", "ed25519", "-N", "", "-f", s.KeyFile},
+	} {
+		if out, err := exec.Command("ssh-keygen", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v: %s", err, out)
+		}
+	}
+	pub, _ := os.ReadFile(s.KeyFile + ".pub")
+	os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600)
+	conf := fmt.Sprintf(`ListenAddress %s
+HostKey %s/host_key
+AuthorizedKeysFile %s/authorized_keys
+PidFile %s/sshd.pid
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+Subsystem sftp internal-sftp
+LogLevel ERROR
+`, s.Addr, dir, dir, dir)
+	cfgPath := filepath.Join(dir, "sshd_config")
+	os.WriteFile(cfgPath, []byte(conf), 0o600)
+	os.MkdirAll("/run/sshd", 0o755)
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfgPath)
+	var out strings.Builder
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	WaitListening(t, s.Addr, 10*time.Second, exited, func() string { return out.String() })
+	return s
+}
+
+// WaitListening polls until addr accepts a TCP connection.
+func WaitListening(t testing.TB, addr string, timeout time.Duration, exited <-chan struct{}, why func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("server for %s exited: %s", addr, why())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not listening after %v: %s", addr, timeout, why())
+		}
+	}
+}
+
+// NeedCommands fails the test, naming the Debian package set up by scripts/test-deps.sh,
+// when a command the test drives is missing.
+func NeedCommands(t testing.TB, cmds ...string) {
+	t.Helper()
+	for _, c := range cmds {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Fatalf("%s is not installed: run `make deps` (scripts/test-deps.sh) as root", c)
+		}
+	}
+}
+
+// Reply is the proxy's answer to a CONNECT.
+type Reply struct {
+	Status int
+	Header http.Header
+	Body   string   // the response body, for refusals
+	Conn   net.Conn // the tunnel, on 200
+}
+
+// Connect opens a CONNECT tunnel through the broker's proxy like a client would: TLS to the
+// proxy trusting only the broker's CA, Basic credentials (none when user is empty). On a
+// 200 the tunnel is in Reply.Conn (closed when the test ends).
+func (e *Env) Connect(t testing.TB, user, pass, authority string) Reply {
+	t.Helper()
+	return e.Request(t, user, pass, "CONNECT", authority)
+}
+
+// Request sends one proxy request with any method (CONNECT for tunnels).
+func (e *Env) Request(t testing.TB, user, pass, method, target string) Reply {
+	t.Helper()
+	c, err := tls.Dial("tcp", e.ProxyAddr, &tls.Config{RootCAs: e.CAPool(t), ServerName: "maint." + e.Domain})
+	if err != nil {
+		t.Fatalf("dialing the proxy: %v", err)
+	}
+	host := target
+	if u, err := url.Parse(target); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n", method, target, host)
+	if user != "" {
+		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)) + "\r\n"
+	}
+	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		c.Close()
+		t.Fatalf("reading the proxy's answer: %v", err)
+	}
+	r := Reply{Status: resp.StatusCode, Header: resp.Header}
+	if resp.StatusCode != http.StatusOK || method != "CONNECT" {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		c.Close()
+		r.Body = string(b)
+		return r
+	}
+	c.SetReadDeadline(time.Time{})
+	if br.Buffered() > 0 {
+		t.Fatalf("proxy sent %d bytes after its 200 before the target spoke", br.Buffered())
+	}
+	t.Cleanup(func() { c.Close() })
+	r.Conn = c
+	return r
+}
+
+// CAPool is a pool holding only the broker's identity CA.
+func (e *Env) CAPool(t testing.TB) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(e.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return pool
+}
