@@ -46,6 +46,8 @@ type Agent struct {
 	url     string
 	http    *http.Client
 	dialer  net.Dialer
+	// Tuning may be changed before Run.
+	Tuning Tuning
 }
 
 // NewAgent prepares an agent from a validated configuration.
@@ -125,7 +127,7 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 	sessCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	mux, err := yamux.Server(wsNetConn(sessCtx, ws), muxConfig())
+	mux, err := yamux.Server(wsNetConn(sessCtx, ws), a.Tuning.muxConfig())
 	if err != nil {
 		ws.CloseNow()
 		return err

@@ -28,6 +28,7 @@ type Server struct {
 	Logger     *slog.Logger
 	// MaxConcurrentLogins bounds bcrypt work from agent logins (default 4).
 	MaxConcurrentLogins int
+	Tuning              Tuning
 
 	logins   chan struct{}
 	sessions sync.WaitGroup
@@ -64,7 +65,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	mux, err := yamux.Client(wsNetConn(ctx, ws), muxConfig())
+	mux, err := yamux.Client(wsNetConn(ctx, ws), s.Tuning.muxConfig())
 	if err != nil {
 		ws.CloseNow()
 		return

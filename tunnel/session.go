@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -19,13 +20,19 @@ import (
 // AgentPath is the broker's websocket endpoint for agents (versioned with the protocol).
 const AgentPath = "/agent/v1/connect"
 
-// Timeouts of the agent link.
+// Tuning holds the agent link's keepalive settings; the zero value means the defaults.
+type Tuning struct {
+	// KeepAliveInterval is the time between pings (default 20 s: well under the 60 s idle
+	// cut of common middleboxes).
+	KeepAliveInterval time.Duration
+	// KeepAliveTimeout bounds the wait for a ping's answer and for any write (default 30 s:
+	// long enough that a bulk transfer on a slow customer link, which the ping queues
+	// behind, does not kill a healthy session).
+	KeepAliveTimeout time.Duration
+}
+
+// Link timeouts.
 const (
-	// keepAliveInterval stays well under the 60 s idle cut of common middleboxes.
-	keepAliveInterval = 20 * time.Second
-	// writeTimeout also bounds yamux's wait for a ping answer; long enough that a bulk
-	// transfer on a slow customer link does not kill a healthy session.
-	writeTimeout = 30 * time.Second
 	// maxStreamWindow sets per-stream throughput to window/RTT (4 MiB at 100 ms: 40 MB/s)
 	// and bounds what one stalled stream can buffer.
 	maxStreamWindow = 4 << 20
@@ -35,13 +42,16 @@ const (
 	helloTimeout = 10 * time.Second
 )
 
-func muxConfig() *yamux.Config {
+func (t Tuning) muxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
-	c.KeepAliveInterval = keepAliveInterval
-	c.ConnectionWriteTimeout = writeTimeout
+	c.KeepAliveInterval = cmp.Or(t.KeepAliveInterval, 20*time.Second)
+	c.ConnectionWriteTimeout = cmp.Or(t.KeepAliveTimeout, 30*time.Second)
 	c.MaxStreamWindowSize = maxStreamWindow
-	c.StreamOpenTimeout = replyTimeout
-	c.StreamCloseTimeout = time.Minute
+	// yamux would close the whole session when one stream's open goes unanswered; Open
+	// bounds each request by its own deadline instead.
+	c.StreamOpenTimeout = 0
+	// A half-closed stream whose peer never finishes is reset after this.
+	c.StreamCloseTimeout = 5 * time.Minute
 	c.LogOutput = io.Discard
 	c.Logger = nil
 	return c
