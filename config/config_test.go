@@ -137,3 +137,19 @@ func TestVerifySecret(t *testing.T) {
 		t.Error("a 73-byte secret was hashed (bcrypt would truncate it)")
 	}
 }
+
+// TestExamplesAreValid keeps examples/ loadable.
+func TestExamplesAreValid(t *testing.T) {
+	if _, err := LoadBroker("../examples/maintproxy.yaml"); err != nil {
+		t.Errorf("examples/maintproxy.yaml: %v", err)
+	}
+	t.Setenv("MAINTAGENT_SECRET_FILE", "")
+	t.Setenv("MAINTAGENT_SECRET", "from-env")
+	data, _ := os.ReadFile("../examples/maintagent.yaml")
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(p, []byte(strings.Replace(string(data), "secret_file: /etc/maintproxy/agent.secret\n", "", 1)), 0o600)
+	a, err := LoadAgent(p)
+	if err != nil || a.Secret != "from-env" {
+		t.Errorf("examples/maintagent.yaml: %v", err)
+	}
+}
