@@ -127,6 +127,9 @@ func TestFailureTable(t *testing.T) {
 		{"no credentials", "", "", "CONNECT", "12345.maint." + d + ":7", 407, "proxy authentication required"},
 		{"wrong password", "resa", "nope", "CONNECT", "12345.maint." + d + ":7", 407, "wrong proxy username or password"},
 		{"unknown user", "mallory", "pass-a", "CONNECT", "12345.maint." + d + ":7", 407, "wrong proxy username or password"},
+		{"no credentials, raw IP", "", "", "CONNECT", trap, 407, "proxy authentication required"},
+		{"no credentials, plain HTTP", "", "", "GET", "http://12345.maint." + d + "/", 407, "proxy authentication required"},
+		{"no credentials, malformed", "", "", "CONNECT", "12345-.maint." + d + ":22", 407, "proxy authentication required"},
 		{"plain HTTP proxying", "resa", "pass-a", "GET", "http://12345.maint." + d + "/", 405, "only CONNECT tunnels are supported"},
 		{"raw loopback IP", "resa", "pass-a", "CONNECT", trap, 403, "not an open proxy"},
 		{"raw IP port 22", "resa", "pass-a", "CONNECT", "127.0.0.1:22", 403, "not an open proxy"},
@@ -197,6 +200,19 @@ func TestFailureTable(t *testing.T) {
 			t.Errorf("got %d %q; want 429", r.Status, r.Body)
 		}
 	})
+}
+
+// TestProxyOffersOnlyHTTP1: a client offering h2 (as Chromium does) gets HTTP/1.1.
+func TestProxyOffersOnlyHTTP1(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	c, err := tls.Dial("tcp", env.ProxyAddr, &tls.Config{RootCAs: env.CAPool(t), ServerName: "maint." + env.Domain, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if p := c.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+		t.Fatalf("negotiated %q", p)
+	}
 }
 
 // unansweredAddr returns a loopback address whose accept queue is full, so that a further

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,7 +192,7 @@ func TestRefusalCodes(t *testing.T) {
 }
 
 // TestKeepaliveDetectsDeadPeer freezes the link (no FIN, no RST: what a dropped NAT entry
-// looks like) and expects both ends to notice and the agent to come back.
+// looks like): both ends must notice through keepalives alone, and the agent comes back.
 func TestKeepaliveDetectsDeadPeer(t *testing.T) {
 	fr := &freezer{}
 	tuning := Tuning{KeepAliveInterval: 100 * time.Millisecond, KeepAliveTimeout: 300 * time.Millisecond}
@@ -205,15 +206,16 @@ func TestKeepaliveDetectsDeadPeer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("broker kept a dead agent session")
 	}
-	fr.thaw()
+	// The frozen connection never closes, so only the agent's own keepalive can make it
+	// reconnect through a fresh one.
 	l.waitSession(t, first)
 }
 
-// freezer is a TCP relay whose existing connections can be made to drop all traffic.
+// freezer is a TCP relay whose existing connections can be frozen: they swallow all
+// traffic and never close, while new connections pass.
 type freezer struct {
-	mu     sync.Mutex
-	frozen bool
-	conns  []net.Conn
+	mu    sync.Mutex
+	conns map[net.Conn]*bool
 }
 
 func (f *freezer) start(t *testing.T, target string) string {
@@ -221,10 +223,11 @@ func (f *freezer) start(t *testing.T, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.conns = map[net.Conn]*bool{}
 	t.Cleanup(func() {
 		ln.Close()
 		f.mu.Lock()
-		for _, c := range f.conns {
+		for c := range f.conns {
 			c.Close()
 		}
 		f.mu.Unlock()
@@ -240,49 +243,43 @@ func (f *freezer) start(t *testing.T, target string) string {
 				c.Close()
 				continue
 			}
+			frozen := new(bool)
 			f.mu.Lock()
-			f.conns = append(f.conns, c, u)
+			f.conns[c], f.conns[u] = frozen, frozen
 			f.mu.Unlock()
-			go f.pipe(c, u)
-			go f.pipe(u, c)
+			go f.pipe(c, u, frozen)
+			go f.pipe(u, c, frozen)
 		}
 	}()
 	return ln.Addr().String()
 }
 
-// pipe copies until frozen, then swallows everything it reads.
-func (f *freezer) pipe(dst, src net.Conn) {
+func (f *freezer) pipe(dst, src net.Conn, frozen *bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		f.mu.Lock()
+		fz := *frozen
+		f.mu.Unlock()
 		if err != nil {
-			dst.Close()
+			if !fz {
+				dst.Close()
+			}
 			return
 		}
-		f.mu.Lock()
-		frozen := f.frozen
-		f.mu.Unlock()
-		if !frozen {
+		if !fz {
 			dst.Write(buf[:n])
 		}
 	}
 }
 
+// freeze freezes every connection open now.
 func (f *freezer) freeze() {
 	f.mu.Lock()
-	f.frozen = true
-	f.mu.Unlock()
-}
-
-// thaw lets new connections through; frozen ones stay dead.
-func (f *freezer) thaw() {
-	f.mu.Lock()
-	f.frozen = false
-	for _, c := range f.conns {
-		c.Close()
+	defer f.mu.Unlock()
+	for _, fz := range f.conns {
+		*fz = true
 	}
-	f.conns = nil
-	f.mu.Unlock()
 }
 
 func freeAddr(t *testing.T) string {
@@ -293,6 +290,32 @@ func freeAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+func TestDialCodes(t *testing.T) {
+	op := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)}
+	}
+	for _, c := range []struct {
+		err  error
+		want Code
+	}{
+		{op(syscall.ECONNREFUSED), CodeRefused},
+		{op(syscall.EHOSTUNREACH), CodeUnreachable},
+		{op(syscall.ENETUNREACH), CodeUnreachable},
+		{context.DeadlineExceeded, CodeTimeout},
+		{&net.OpError{Op: "dial", Err: timeoutErr{}}, CodeTimeout},
+	} {
+		if got := dialCode(c.err); got != c.want {
+			t.Errorf("dialCode(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
 
 // TestAgentRejectedOnWrongSecret: the broker answers 401 and the agent reports why.
 func TestAgentRejectedOnWrongSecret(t *testing.T) {
