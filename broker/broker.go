@@ -17,6 +17,7 @@ import (
 
 	"maintproxy/certs"
 	"maintproxy/config"
+	"maintproxy/pac"
 	"maintproxy/proxy"
 	"maintproxy/tunnel"
 )
@@ -66,6 +67,7 @@ func New(o Options) (*Broker, error) {
 		return nil, err
 	}
 	b.auth = proxy.NewAuth(b.Config, nil)
+	b.agents = tunnel.NewServer(b.registry, b.secretHash, b.log)
 	b.proxy = proxy.New(proxy.Options{
 		Config:   b.Config,
 		Auth:     b.auth,
@@ -98,7 +100,7 @@ func New(o Options) (*Broker, error) {
 			return nil, fmt.Errorf("listen.http: %w", err)
 		}
 		b.plain = &http.Server{
-			Handler:           b.certs.HTTPHandler(redirectHandler(b.Config)),
+			Handler:           b.certs.HTTPHandler(pac.SecurityHeaders(pac.Redirect(o.Config.WebPort()))),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       60 * time.Second,
 			ErrorLog:          errorLog(o.Logger, "http"),

@@ -5,25 +5,34 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
+	"time"
 
-	"maintproxy/config"
+	"maintproxy/pac"
 	"maintproxy/tunnel"
 )
 
 // webHandler routes the web listener (admin.<domain>).
 func (b *Broker) webHandler() http.Handler {
 	mux := http.NewServeMux()
-	b.agents = tunnel.NewServer(b.registry, b.secretHash, b.log)
 	mux.Handle(tunnel.AgentPath, b.agents)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /metrics", b.metrics)
-	return mux
+	mux.Handle("/com/remoteproxy/", pac.New(pac.Options{
+		Config:       b.Config,
+		Status:       b.registry.Status,
+		Authenticate: b.auth.Check,
+		RootPEM:      b.certs.RootPEM,
+		CertWarning:  b.certs.Warning,
+		ToolsDir:     b.opts.ToolsDir,
+		Logger:       b.log,
+	}))
+	mux.Handle("GET /{$}", http.RedirectHandler("/com/remoteproxy/access", http.StatusFound))
+	return pac.SecurityHeaders(mux)
 }
 
 // secretHash looks an agent's secret hash up in the configuration in force.
@@ -53,26 +62,12 @@ func (b *Broker) metrics(w http.ResponseWriter, r *http.Request) {
 		{"maintproxy_bytes_up_total", "counter", "Bytes from technicians to targets.", st.BytesUp},
 		{"maintproxy_bytes_down_total", "counter", "Bytes from targets to technicians.", st.BytesDown},
 		{"maintproxy_agents_online", "gauge", "Agent sessions online.", int64(b.registry.Len())},
+		{"maintproxy_ca_expiry_seconds", "gauge", "Expiry of the root technicians trust (Unix time; 0 if not ours).", unixOrZero(b.certs.CAExpiry())},
+		{"maintproxy_cert_expiry_seconds", "gauge", "Expiry of the served leaf certificate (Unix time).", unixOrZero(b.certs.CertExpiry())},
+		{"maintproxy_cert_warning", "gauge", "1 while a certificate expiry warning is active.", boolInt(b.certs.Warning() != "")},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 	}
-}
-
-// redirectHandler sends plain-HTTP requests to the web listener over HTTPS.
-func redirectHandler(cfg func() *config.Broker) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		if host == "" {
-			host = cfg().WebHost()
-		}
-		if p := cfg().WebPort(); p != "443" {
-			host = net.JoinHostPort(host, p)
-		}
-		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
-	})
 }
 
 // errorLog routes net/http's own messages (TLS handshake failures) to debug level.
@@ -88,4 +83,18 @@ type debugWriter struct {
 func (w debugWriter) Write(p []byte) (int, error) {
 	w.l.Debug(strings.TrimSpace(string(p)), "component", w.component)
 	return len(p), nil
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
