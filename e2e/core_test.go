@@ -375,3 +375,44 @@ func assertEcho(t *testing.T, c net.Conn, msg []byte) {
 		t.Fatalf("echo: %q, %v", got, err)
 	}
 }
+
+// TestAccountEditAppliesWithoutRestart: a password change and a removed customer take
+// effect on the running broker; an invalid edit is refused and changes nothing.
+func TestAccountEditAppliesWithoutRestart(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	tg := startCoreTargets(t, env)
+	env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true, Services: map[int]string{7: tg.echo}})
+	target := "12345.maint." + env.Domain + ":7"
+	if r := env.Connect(t, "resa", "pass-a", target); r.Status != 200 {
+		t.Fatalf("before: %d %s", r.Status, r.Body)
+	}
+	reload := func(edit func(map[string]any)) string {
+		mark := env.Proc().Mark()
+		env.WriteConfig(t, edit)
+		r := env.Proc().WaitLogAfter(t, mark, 10*time.Second, func(r testenv.Record) bool {
+			return r.Msg() == "configuration reloaded" || r.Msg() == "configuration change rejected; keeping the previous one"
+		})
+		return r.Msg() + " " + r.Str("err")
+	}
+	accounts := func(c map[string]any) []map[string]any { return c["accounts"].([]map[string]any) }
+	if got := reload(func(c map[string]any) { accounts(c)[0]["password_hash"] = testenv.Hash("changed") }); !strings.HasPrefix(got, "configuration reloaded") {
+		t.Fatal(got)
+	}
+	if r := env.Connect(t, "resa", "pass-a", target); r.Status != 407 {
+		t.Errorf("old password after the change: %d", r.Status)
+	}
+	if r := env.Connect(t, "resa", "changed", target); r.Status != 200 {
+		t.Errorf("new password: %d %s", r.Status, r.Body)
+	}
+	got := reload(func(c map[string]any) { accounts(c)[0]["customers"] = []string{"nope"} })
+	if !strings.Contains(got, "accounts[0].customers[0]") {
+		t.Fatalf("invalid edit: %s", got)
+	}
+	if r := env.Connect(t, "resa", "changed", target); r.Status != 200 {
+		t.Errorf("after a rejected edit: %d %s", r.Status, r.Body)
+	}
+	reload(func(c map[string]any) { accounts(c)[0]["customers"] = []string{"67890"} })
+	if r := env.Connect(t, "resa", "changed", target); r.Status != 403 {
+		t.Errorf("customer removed from the account: %d %s", r.Status, r.Body)
+	}
+}
