@@ -1,0 +1,202 @@
+package pac
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"maintproxy/config"
+)
+
+// readZip returns the entries of a zip body by name, checking the fixed mtimes.
+func readZip(t *testing.T, body []byte) (map[string][]byte, map[string]*zip.File) {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, files := map[string][]byte{}, map[string]*zip.File{}
+	for _, f := range zr.File {
+		if !f.Modified.Equal(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)) {
+			t.Errorf("%s: mtime %v", f.Name, f.Modified)
+		}
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		data[f.Name], files[f.Name] = b, f
+	}
+	return data, files
+}
+
+func TestPACHandler(t *testing.T) {
+	e := newTestEnv(t, "")
+	w := e.get(t, "/com/remoteproxy/proxy.pac", "", "")
+	if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/x-ns-proxy-autoconfig" {
+		t.Fatalf("status %d, type %q", w.Code, w.Header().Get("Content-Type"))
+	}
+	if w.Body.String() != PAC("example.test", "maint.example.test:16443") {
+		t.Errorf("body:\n%s", w.Body)
+	}
+	// A hot reload changes the next answer.
+	next := testConfig(t)
+	next.Listen.Proxy = ":6443"
+	e.cfg = next
+	mustContain(t, e.get(t, "/com/remoteproxy/proxy.pac", "", "").Body.String(), `"HTTPS maint.example.test:6443"`)
+}
+
+func TestExtensionZipMatchesPAC(t *testing.T) {
+	e := newTestEnv(t, "")
+	w := e.get(t, "/com/remoteproxy/chrome-extension.zip", "", "")
+	if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/zip" {
+		t.Fatalf("status %d, type %q", w.Code, w.Header().Get("Content-Type"))
+	}
+	data, _ := readZip(t, w.Body.Bytes())
+	var manifest struct {
+		Version     int      `json:"manifest_version"`
+		Permissions []string `json:"permissions"`
+		Background  struct {
+			Worker string `json:"service_worker"`
+		} `json:"background"`
+	}
+	if err := json.Unmarshal(data["maintproxy-extension/manifest.json"], &manifest); err != nil {
+		t.Fatal(err)
+	}
+	if manifest.Version != 3 || len(manifest.Permissions) != 1 || manifest.Permissions[0] != "proxy" || manifest.Background.Worker != "background.js" {
+		t.Errorf("manifest %+v", manifest)
+	}
+	pac := PAC("example.test", "maint.example.test:16443")
+	if string(data["maintproxy-extension/proxy.pac"]) != pac {
+		t.Error("proxy.pac in the extension differs from the served one")
+	}
+	// Run the service worker with a fake chrome API: it must install exactly the PAC.
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	dir := t.TempDir()
+	for name, b := range data {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(node, "testdata/evalext.js", filepath.Join(dir, "maintproxy-extension")).Output()
+	if err != nil {
+		t.Fatalf("node: %v", err)
+	}
+	var setting struct {
+		Value struct {
+			Mode      string `json:"mode"`
+			PACScript struct {
+				Data string `json:"data"`
+			} `json:"pacScript"`
+		} `json:"value"`
+		Scope string `json:"scope"`
+	}
+	if err := json.Unmarshal(out, &setting); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	if setting.Value.Mode != "pac_script" || setting.Scope != "regular" || setting.Value.PACScript.Data != pac {
+		t.Errorf("extension installs %s", out)
+	}
+}
+
+func TestZipsDeterministicAndCached(t *testing.T) {
+	e := newTestEnv(t, "")
+	for _, path := range []string{"/com/remoteproxy/chrome-extension.zip", "/com/remoteproxy/tools.zip"} {
+		a := e.get(t, path, "", "")
+		b := newTestEnv(t, "").get(t, path, "", "") // a fresh handler: no shared cache
+		if !bytes.Equal(a.Body.Bytes(), b.Body.Bytes()) || a.Header().Get("ETag") == "" || a.Header().Get("ETag") != b.Header().Get("ETag") {
+			t.Errorf("%s differs between builds", path)
+		}
+		// Conditional requests work.
+		c := e.get(t, path, "", "", "If-None-Match", a.Header().Get("ETag"))
+		if c.Code != http.StatusNotModified {
+			t.Errorf("%s If-None-Match: %d", path, c.Code)
+		}
+	}
+	before := e.get(t, "/com/remoteproxy/tools.zip", "", "").Header().Get("ETag")
+	e.root = []byte("-----BEGIN CERTIFICATE-----\nNEWROOT\n-----END CERTIFICATE-----\n")
+	after := e.get(t, "/com/remoteproxy/tools.zip", "", "")
+	if after.Header().Get("ETag") == before {
+		t.Error("tools.zip not rebuilt after the root changed")
+	}
+	data, _ := readZip(t, after.Body.Bytes())
+	mustContain(t, string(data["maintproxy-tools/maintproxy-ca.pem"]), "NEWROOT")
+}
+
+func TestToolsZip(t *testing.T) {
+	dist := t.TempDir()
+	for _, n := range []string{"maint-linux-amd64", "maint-windows-amd64.exe", "notes.txt"} {
+		os.WriteFile(filepath.Join(dist, n), []byte("binary "+n), 0o755)
+	}
+	e := newTestEnv(t, dist)
+	data, files := readZip(t, e.get(t, "/com/remoteproxy/tools.zip", "", "").Body.Bytes())
+	if string(data["maintproxy-tools/maintproxy-ca.pem"]) != testRoot {
+		t.Errorf("root: %q", data["maintproxy-tools/maintproxy-ca.pem"])
+	}
+	for _, n := range []string{"maint-linux-amd64", "maint-windows-amd64.exe"} {
+		f := files["maintproxy-tools/"+n]
+		if f == nil || f.Mode().Perm() != 0o755 || string(data["maintproxy-tools/"+n]) != "binary "+n {
+			t.Errorf("%s missing or wrong", n)
+		}
+	}
+	if data["maintproxy-tools/notes.txt"] != nil {
+		t.Error("unrelated file from the tools dir bundled")
+	}
+	readme := string(data["maintproxy-tools/README.txt"])
+	mustContain(t, readme,
+		"maint.example.test:16443",
+		`-P '<proxy-user>:<proxy-password>' -C ~/maintproxy-tools/maintproxy-ca.pem`,
+		"C:/maintproxy-tools/proxytunnel.exe --standalone=13389 -E --proxy=maint.example.test:16443",
+		"Host Name <customer-id>-<system-name>.maint.example.test, Port 22",
+		`ssh -p 22 -o ProxyCommand="maint connect %h:%p" root@<customer-id>-<system-name>.maint.example.test`,
+		"maint forward --listen 127.0.0.1:13389",
+		"https://admin.example.test:8443/com/remoteproxy/proxy.pac",
+		"maint-windows-amd64.exe",
+	)
+	// Without a tools dir the bundle still has the root and README.
+	data, _ = readZip(t, newTestEnv(t, filepath.Join(dist, "missing")).get(t, "/com/remoteproxy/tools.zip", "", "").Body.Bytes())
+	if len(data) != 2 {
+		t.Errorf("entries without tools: %d", len(data))
+	}
+}
+
+func TestRootFileName(t *testing.T) {
+	for _, tc := range []struct {
+		mode, acmeRoot, filesRoot, want string
+	}{
+		{config.ModeSelfSigned, "", "", "maintproxy-ca.pem"},
+		{config.ModeACME, "", "", "isrgrootx1.pem"},
+		{config.ModeACME, "/etc/pebble/root.pem", "", "root.pem"},
+		{config.ModeFiles, "", "/etc/ssl/corp root.pem", "maintproxy-root.pem"},
+		{config.ModeFiles, "", "/etc/ssl/corp-root.pem", "corp-root.pem"},
+		{config.ModeFiles, "", "", "maintproxy-root.pem"},
+	} {
+		cfg := &config.Broker{TLS: config.TLS{Mode: tc.mode, ACME: config.ACME{RootFile: tc.acmeRoot}, Files: config.Files{Root: tc.filesRoot}}}
+		if got := rootFileName(cfg); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc, got, tc.want)
+		}
+	}
+}
+
+func TestNoRootMeansNoCAOption(t *testing.T) {
+	e := newTestEnv(t, "")
+	e.root = nil
+	data, _ := readZip(t, e.get(t, "/com/remoteproxy/tools.zip", "", "").Body.Bytes())
+	if len(data) != 1 || strings.Contains(string(data["maintproxy-tools/README.txt"]), " -C ") {
+		t.Errorf("without a root: %d entries, README:\n%s", len(data), data["maintproxy-tools/README.txt"])
+	}
+}

@@ -1,0 +1,134 @@
+package pac
+
+import (
+	"bytes"
+	"embed"
+	htmltemplate "html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"text/template"
+	"time"
+
+	"maintproxy/config"
+	"maintproxy/tunnel"
+)
+
+//go:embed templates assets
+var content embed.FS
+
+// Options configures the handler returned by New. Config, Status, Authenticate and RootPEM
+// are required.
+type Options struct {
+	// Config returns the current configuration snapshot (it may change between calls).
+	Config func() *config.Broker
+	// Status reports the live agent state of one customer system.
+	Status func(id tunnel.Identity) tunnel.Status
+	// Authenticate is the proxy's own Basic-auth check; a nil error means the account is valid.
+	Authenticate func(username, password, clientIP string) (*config.Account, error)
+	// RootPEM returns the root certificate the proxy's TLS chain ends in (for the tool bundle).
+	RootPEM func() []byte
+	// CertWarning, if set and non-empty, is shown as a banner on the access page.
+	CertWarning func() string
+	// ToolsDir holds built maint client binaries (maint-linux-amd64, …); may be empty or missing.
+	ToolsDir string
+	// Logger receives request failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// handler serves /com/remoteproxy/.
+type handler struct {
+	o     Options
+	text  *template.Template
+	html  *htmltemplate.Template
+	cache artifactCache
+	now   func() time.Time
+}
+
+// New returns the handler for everything under /com/remoteproxy/: proxy.pac,
+// chrome-extension.zip, tools.zip (all without auth), the access-info page access (Basic
+// auth with the proxy account; HTML, or JSON for Accept: application/json) and its assets.
+// Mount it at /com/remoteproxy/ on the web listener's mux.
+func New(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{
+		o:    o,
+		text: template.Must(template.ParseFS(content, "templates/*.txt", "templates/*.tmpl")),
+		html: htmltemplate.Must(htmltemplate.New("").Funcs(htmlFuncs()).ParseFS(content, "templates/*.html")),
+		now:  time.Now,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /com/remoteproxy/proxy.pac", h.servePAC)
+	mux.HandleFunc("GET /com/remoteproxy/chrome-extension.zip", h.serveExtension)
+	mux.HandleFunc("GET /com/remoteproxy/tools.zip", h.serveTools)
+	mux.HandleFunc("GET /com/remoteproxy/access", h.serveAccess)
+	mux.HandleFunc("GET /com/remoteproxy/access/copy", h.serveCopy)
+	assets, _ := fs.Sub(content, "assets")
+	mux.Handle("GET /com/remoteproxy/assets/", http.StripPrefix("/com/remoteproxy/assets/", assetServer(assets)))
+	mux.Handle("GET /com/remoteproxy/{$}", http.RedirectHandler("/com/remoteproxy/access", http.StatusFound))
+	return mux
+}
+
+// assetServer serves the embedded CSS and JS; they change only with the binary.
+func assetServer(assets fs.FS) http.Handler {
+	files := http.FileServerFS(assets)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	})
+}
+
+func (h *handler) servePAC(w http.ResponseWriter, r *http.Request) {
+	cfg := h.o.Config()
+	body := PAC(cfg.Domain, proxyAddr(cfg))
+	w.Header().Set("Content-Type", "application/x-ns-proxy-autoconfig")
+	// Browsers re-read the PAC file rarely anyway; keep proxies from pinning an old one.
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, "proxy.pac", time.Time{}, strings.NewReader(body))
+}
+
+func (h *handler) serveExtension(w http.ResponseWriter, r *http.Request) {
+	cfg := h.o.Config()
+	key := cfg.Domain + "\x00" + proxyAddr(cfg) + "\x00" + webURL(cfg, "")
+	h.serveZip(w, r, "chrome-extension.zip", key, func() ([]byte, error) {
+		files, err := extensionFiles(cfg, h.text)
+		if err != nil {
+			return nil, err
+		}
+		return buildZip(files)
+	})
+}
+
+func (h *handler) serveTools(w http.ResponseWriter, r *http.Request) {
+	cfg := h.o.Config()
+	root := h.o.RootPEM()
+	bins := toolBinaries(h.o.ToolsDir)
+	h.serveZip(w, r, "tools.zip", toolsKey(cfg, root, bins), func() ([]byte, error) {
+		files, err := toolsFiles(cfg, root, bins, h.text)
+		if err != nil {
+			return nil, err
+		}
+		return buildZip(files)
+	})
+}
+
+func (h *handler) serveZip(w http.ResponseWriter, r *http.Request, name, key string, build func() ([]byte, error)) {
+	a, err := h.cache.get(name, key, build)
+	if err != nil {
+		h.o.Logger.Error("building download failed", "file", name, "err", err)
+		http.Error(w, "could not build "+name, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("ETag", a.etag)
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(a.data))
+}

@@ -1,0 +1,121 @@
+package pac
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"maintproxy/config"
+	"maintproxy/tunnel"
+)
+
+// fakeHash passes config's bcrypt format check; these tests never verify it.
+const fakeHash = "$2a$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234"
+
+const testRoot = "-----BEGIN CERTIFICATE-----\nTESTROOT\n-----END CERTIFICATE-----\n"
+
+// testConfig: resa manages 12345 and 67890, resb manages 55555.
+func testConfig(t *testing.T) *config.Broker {
+	t.Helper()
+	sys := func(name string, primary bool) config.System {
+		return config.System{Name: name, Primary: primary, AgentSecretHash: fakeHash}
+	}
+	cfg := &config.Broker{
+		Domain: "example.test",
+		Listen: config.Listen{Proxy: "127.0.0.1:16443", Web: "127.0.0.1:8443"},
+		Accounts: []config.Account{
+			{Username: "resa", PasswordHash: fakeHash, Customers: []string{"12345", "67890"}},
+			{Username: "resb", PasswordHash: fakeHash, Customers: []string{"55555"}},
+		},
+		Customers: []config.Customer{
+			{ID: "12345", Name: "Hotel Zuid", Systems: []config.System{sys("SE1", true), sys("SE2", false)}},
+			{ID: "67890", Systems: []config.System{sys("main", true)}},
+			{ID: "55555", Name: "Other Reseller's Customer", Systems: []config.System{sys("secret-sys", true)}},
+		},
+	}
+	cfg.ApplyDefaults()
+	if len(fakeHash) != 60 {
+		t.Fatalf("fakeHash has %d characters", len(fakeHash))
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// testEnv is a handler over testConfig with fixed statuses and a log buffer.
+type testEnv struct {
+	cfg     *config.Broker
+	handler http.Handler
+	logs    *bytes.Buffer
+	root    []byte
+}
+
+func newTestEnv(t *testing.T, toolsDir string) *testEnv {
+	t.Helper()
+	e := &testEnv{cfg: testConfig(t), logs: &bytes.Buffer{}, root: []byte(testRoot)}
+	passwords := map[string]string{"resa": "pass-a'$x", "resb": "pass-b"}
+	since := time.Now().Add(-90 * time.Minute)
+	statuses := map[tunnel.Identity]tunnel.Status{
+		tunnel.NewIdentity("12345", "se1"): {Online: true, Since: since, Policy: tunnel.Policy{
+			Version: 1, RemoteAccess: true, Colocated: true, Services: []int{22, 443, 3389, 7071, 9443, 52233},
+			Tunnels: []tunnel.TunnelEntry{
+				{Application: "HTTPS", IP: "127.0.0.5", Port: 8443},
+				{Application: "RDP", IP: "192.168.1.20", Port: 3389},
+			}}},
+		tunnel.NewIdentity("12345", "se2"): {Since: since, Policy: tunnel.Policy{Version: 1, Services: []int{22}}},
+	}
+	e.handler = SecurityHeaders(New(Options{
+		Config: func() *config.Broker { return e.cfg },
+		Status: func(id tunnel.Identity) tunnel.Status { return statuses[id] },
+		Authenticate: func(user, pass, ip string) (*config.Account, error) {
+			if p, ok := passwords[user]; ok && p == pass {
+				return e.cfg.Account(user), nil
+			}
+			return nil, errors.New("wrong proxy username or password")
+		},
+		RootPEM:     func() []byte { return e.root },
+		CertWarning: func() string { return "The broker's certificate expires in 42 days." },
+		ToolsDir:    toolsDir,
+		Logger:      slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}))
+	return e
+}
+
+// get performs a GET with optional Basic credentials and extra header pairs.
+func (e *testEnv) get(t *testing.T, path, user, pass string, header ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "https://admin.example.test:8443"+path, nil)
+	if user != "" {
+		r.SetBasicAuth(user, pass)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Set(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	e.handler.ServeHTTP(w, r)
+	return w
+}
+
+func mustContain(t *testing.T, body string, subs ...string) {
+	t.Helper()
+	for _, s := range subs {
+		if !strings.Contains(body, s) {
+			t.Errorf("body lacks %q", s)
+		}
+	}
+}
+
+func mustNotContain(t *testing.T, body string, subs ...string) {
+	t.Helper()
+	for _, s := range subs {
+		if strings.Contains(body, s) {
+			t.Errorf("body contains %q", s)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package pac
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// evalPAC runs script's FindProxyForURL in Node's vm (testdata/evalpac.js) for each host.
+func evalPAC(t *testing.T, script string, hosts []string) []string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed: PAC evaluation needs a real JavaScript engine")
+	}
+	file := filepath.Join(t.TempDir(), "proxy.pac")
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := make([][2]string, len(hosts))
+	for i, h := range hosts {
+		cases[i] = [2]string{"https://" + h + "/some/path?q=1", h}
+	}
+	in, _ := json.Marshal(cases)
+	cmd := exec.Command(node, "testdata/evalpac.js", file)
+	cmd.Stdin = strings.NewReader(string(in))
+	out, err := cmd.Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("node: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	var res []string
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("node output %q: %v", out, err)
+	}
+	return res
+}
+
+func TestPACInNode(t *testing.T) {
+	const proxy = "HTTPS maint.example.com:6443"
+	tests := []struct {
+		host string
+		want string
+	}{
+		// The grammar, every variant.
+		{"12345.maint.example.com", proxy}, // bare primary: the classic pattern misses it
+		{"12345-se2.maint.example.com", proxy},
+		{"12345-SE2.maint.example.com", proxy},
+		{"12345-SE1.MAINT.EXAMPLE.COM", proxy},
+		{"ab12CD.maint.example.com", proxy},
+		{"12345-se-2-north.maint.example.com", proxy},
+		{"12345-se--2.maint.example.com", proxy},
+		{"12345-192.168.1.20.maint.example.com", proxy},
+		{"12345-SE2-192.168.1.20.maint.example.com", proxy},
+		{"12345-se-2-10.0.0.255.maint.example.com", proxy},
+		{"12345-se1-127.0.0.5.maint.example.com", proxy},
+		{"12345-7.maint.example.com", proxy}, // a system named "7"
+		// Not the grammar: direct (the proxy would refuse them anyway).
+		{"maint.example.com", "DIRECT"}, // the proxy itself: never proxied through itself
+		{"admin.example.com", "DIRECT"},
+		{"example.com", "DIRECT"},
+		{"www.example.com", "DIRECT"},
+		{"maint.example.com.evil.com", "DIRECT"},
+		{"12345.maint.example.com.evil.com", "DIRECT"},
+		{"xmaint.example.com", "DIRECT"},
+		{"12345.xmaint.example.com", "DIRECT"},
+		{"12345.maint.example.community", "DIRECT"},
+		{"12345.maint.exampleXcom", "DIRECT"}, // the dot in the domain is literal
+		{"12345.maint.example.com.", "DIRECT"},
+		{"a.b.maint.example.com", "DIRECT"},
+		{"-12345.maint.example.com", "DIRECT"},
+		{"12345-.maint.example.com", "DIRECT"},
+		{"12345-se1-.maint.example.com", "DIRECT"},
+		{"12345_se1.maint.example.com", "DIRECT"},
+		{"12345-se1-256.1.1.1.maint.example.com", "DIRECT"},
+		{"12345-se1-01.1.1.1.maint.example.com", "DIRECT"},
+		{"12345-1.2.3.maint.example.com", "DIRECT"},
+		{"12345.maint.example.org", "DIRECT"},
+		{"192.168.1.20", "DIRECT"},
+		{"localhost", "DIRECT"},
+		{"[::1]", "DIRECT"},
+	}
+	hosts := make([]string, len(tests))
+	for i, tc := range tests {
+		hosts[i] = tc.host
+	}
+	got := evalPAC(t, PAC("example.com", "maint.example.com:6443"), hosts)
+	for i, tc := range tests {
+		if got[i] != tc.want {
+			t.Errorf("FindProxyForURL(%q) = %q, want %q", tc.host, got[i], tc.want)
+		}
+	}
+}
+
+// TestPACPortIrrelevant: Chromium passes the host without the port; the URL may carry one.
+func TestPACPortIrrelevant(t *testing.T) {
+	script := PAC("example.test", "maint.example.test:16443")
+	got := evalPAC(t, script, []string{"12345-se1.maint.example.test", "12345-se1.maint.example.test"})
+	for _, g := range got {
+		if g != "HTTPS maint.example.test:16443" {
+			t.Fatalf("got %q", g)
+		}
+	}
+}
+
+// TestPACHostileInput: whatever the configuration holds, the script stays one valid function.
+func TestPACHostileInput(t *testing.T) {
+	script := PAC("ex\"ample.com\n}); alert(1); //", "maint.x:1\"")
+	got := evalPAC(t, script, []string{"12345.maint.example.com"})
+	if got[0] != "DIRECT" {
+		t.Fatalf("got %q", got[0])
+	}
+}
