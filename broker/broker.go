@@ -178,6 +178,9 @@ func (b *Broker) Run(ctx context.Context) error {
 
 	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
+	// Ending agent sessions first fails CONNECTs still waiting for an agent at once; the
+	// second round ends sessions of agents that reconnected before the listener closed.
+	b.registry.CloseAll()
 	var errs []error
 	errs = append(errs, b.proxy.Shutdown(shutCtx), b.web.Shutdown(shutCtx))
 	if b.plain != nil {
