@@ -1,0 +1,407 @@
+package certs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/netutil"
+
+	"maintproxy/config"
+)
+
+// Limits and lifetimes of DNS answers.
+const (
+	dnsTTL         = 300  // A/AAAA/NS: addresses change rarely
+	dnsNegativeTTL = 60   // SOA minimum: how long resolvers cache NXDOMAIN/NODATA
+	dnsTXTTTL      = 60   // challenge records are short-lived
+	dnsMaxUDP      = 1232 // the DNS flag day 2020 EDNS buffer size: no IP fragmentation
+	dnsMaxTCPConns = 256
+	// dnsMaxBuckets bounds the rate limiter's memory under a spoofed-source flood.
+	dnsMaxBuckets = 16384
+)
+
+// DNSServer is an authoritative name server for the maint.<domain> zone, so that the
+// provider can delegate the zone to the broker (NS maint.<domain> → the broker). It
+// answers on UDP and TCP on listen.dns. It also serves admin.<domain> as a zone of one
+// name: an ACME CA resolves both names, and the operator may delegate either.
+//
+//   - each zone's apex: SOA, NS, A/AAAA (dns.addresses); glue for the name servers.
+//   - <first part>.maint.<domain>, where the first part is letters, digits, hyphens and
+//     dots (the maintenance grammar, whose IPv4 keeps its dots): A/AAAA from
+//     dns.addresses, NOERROR with no data (and the SOA) for other types.
+//   - names published with SetTXT (_acme-challenge...): their TXT records only.
+//   - any other name in a zone (underscores, names below admin.<domain>): NXDOMAIN.
+//   - names outside both zones: REFUSED without the AA bit, as authoritative-only
+//     servers do; RA is never set and nothing is ever resolved recursively.
+//   - ANY: one HINFO "RFC8482" record (RFC 8482), so ANY cannot amplify.
+//
+// UDP responses are rate limited per client network (IPv4 /24, IPv6 /56) to
+// dns.rate_limit per second with a burst of as many: over the limit every second
+// response is a truncated empty reply (TC=1, so a real resolver retries over TCP, which a
+// spoofed source cannot) and the rest are dropped. TCP is not rate limited.
+type DNSServer struct {
+	zone    string // "maint.example.com.": the wildcard zone of the maintenance grammar
+	admin   string // "admin.example.com.": a zone of one name
+	log     *slog.Logger
+	v4, v6  []net.IP
+	ns      []string // FQDNs
+	serial  uint32
+	limiter *rateLimiter
+
+	udp net.PacketConn
+	tcp net.Listener
+
+	mu  sync.RWMutex
+	txt map[string][]string // lower-case FQDN → values
+
+	queries, refused, nxdomain, dropped, truncated atomic.Uint64
+}
+
+// DNSStats counts what a DNSServer did, for metrics.
+type DNSStats struct {
+	Queries   uint64 // every query received
+	Refused   uint64 // names outside the zone and unsupported classes
+	NXDomain  uint64 // names in the zone that do not exist
+	Dropped   uint64 // UDP responses not sent: rate limit
+	Truncated uint64 // UDP responses replaced by TC=1 under the rate limit
+}
+
+// NewDNSServer checks cfg.DNS and binds listen.dns on UDP and TCP (the same port, also
+// when the port is 0), so that a port in use fails here, naming the field. Serve then
+// answers; Close releases the sockets if Serve is never called.
+func NewDNSServer(cfg *config.Broker, logger *slog.Logger) (*DNSServer, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen.DNS == "" {
+		return nil, errors.New("listen.dns: required for the DNS server (e.g. :53)")
+	}
+	if cfg.Domain == "" {
+		return nil, errors.New("domain: required")
+	}
+	s := &DNSServer{
+		zone:  dns.Fqdn(strings.ToLower(cfg.ProxyHost())),
+		admin: dns.Fqdn(strings.ToLower(cfg.WebHost())),
+		log:   logger,
+		txt:   map[string][]string{},
+	}
+	for i, a := range cfg.DNS.Addresses {
+		ip := net.ParseIP(a)
+		switch {
+		case ip == nil:
+			return nil, fmt.Errorf("dns.addresses[%d]: %q is not an IP address", i, a)
+		case ip.To4() != nil:
+			s.v4 = append(s.v4, ip.To4())
+		default:
+			s.v6 = append(s.v6, ip)
+		}
+	}
+	if len(s.v4)+len(s.v6) == 0 {
+		return nil, errors.New("dns.addresses: at least one address of the broker is required")
+	}
+	for _, n := range cfg.DNS.NS {
+		s.ns = append(s.ns, dns.Fqdn(strings.ToLower(n)))
+	}
+	if len(s.ns) == 0 {
+		s.ns = []string{"ns." + s.zone}
+	}
+	s.serial = uint32(time.Now().Unix()) // a new serial per start: the zones are generated
+	rate := cfg.DNS.RateLimit
+	if rate <= 0 {
+		rate = config.DefaultDNSRate
+	}
+	s.limiter = newRateLimiter(float64(rate), time.Now)
+	if err := s.listen(cfg.Listen.DNS); err != nil {
+		return nil, fmt.Errorf("listen.dns: %w", err)
+	}
+	return s, nil
+}
+
+// listen binds UDP first, then TCP on the UDP port (retrying other ports when the
+// address asked for port 0 and TCP's is taken).
+func (s *DNSServer) listen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	for range 20 {
+		udp, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		_, p, _ := net.SplitHostPort(udp.LocalAddr().String())
+		tcp, err := net.Listen("tcp", net.JoinHostPort(host, p))
+		if err == nil {
+			s.udp, s.tcp = udp, netutil.LimitListener(tcp, dnsMaxTCPConns)
+			return nil
+		}
+		udp.Close()
+		if port != "0" {
+			return err
+		}
+	}
+	return errors.New("no port free on both UDP and TCP")
+}
+
+// Addr is the bound address (UDP; TCP uses the same port).
+func (s *DNSServer) Addr() net.Addr { return s.udp.LocalAddr() }
+
+// Close releases the sockets. Serve closes them itself when it returns.
+func (s *DNSServer) Close() error {
+	return errors.Join(s.udp.Close(), s.tcp.Close())
+}
+
+// Stats returns the counters so far.
+func (s *DNSServer) Stats() DNSStats {
+	return DNSStats{
+		Queries: s.queries.Load(), Refused: s.refused.Load(), NXDomain: s.nxdomain.Load(),
+		Dropped: s.dropped.Load(), Truncated: s.truncated.Load(),
+	}
+}
+
+// SetTXT publishes TXT records for name (e.g. _acme-challenge.maint.<domain>, for an
+// ACME DNS-01 challenge); no values removes them. Names outside the zones are ignored.
+func (s *DNSServer) SetTXT(name string, values []string) {
+	name = dns.Fqdn(strings.ToLower(name))
+	if s.zoneOf(name) == "" {
+		s.log.Warn("dns: ignoring TXT records outside the zones", "name", name, "zone", s.zone)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(values) == 0 {
+		delete(s.txt, name)
+		return
+	}
+	s.txt[name] = append([]string(nil), values...)
+}
+
+// Serve answers on UDP and TCP until ctx is done, then shuts both down (in-flight TCP
+// connections get up to 2 seconds) and closes the sockets.
+func (s *DNSServer) Serve(ctx context.Context) error {
+	accept := func(dh dns.Header) dns.MsgAcceptAction {
+		if dh.Bits&(1<<15) != 0 { // QR: a response, never answer it
+			return dns.MsgIgnore
+		}
+		return dns.MsgAccept // everything else is judged, and rate limited, in ServeDNS
+	}
+	type served struct {
+		srv           *dns.Server
+		started, done chan struct{}
+		err           error
+	}
+	var svs []*served
+	for _, srv := range []*dns.Server{
+		{PacketConn: s.udp, Handler: s, MsgAcceptFunc: accept},
+		{Listener: s.tcp, Handler: s, MsgAcceptFunc: accept, ReadTimeout: 2 * time.Second, MaxTCPQueries: 128},
+	} {
+		sv := &served{srv: srv, started: make(chan struct{}), done: make(chan struct{})}
+		srv.NotifyStartedFunc = func() { close(sv.started) }
+		go func() {
+			defer close(sv.done)
+			sv.err = srv.ActivateAndServe()
+		}()
+		svs = append(svs, sv)
+	}
+	// ShutdownContext stops only a started server: wait until each has started or failed.
+	for _, sv := range svs {
+		select {
+		case <-sv.started:
+		case <-sv.done:
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-svs[0].done:
+	case <-svs[1].done:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, sv := range svs {
+		_ = sv.srv.ShutdownContext(sctx) // "not started" for one that failed
+	}
+	var err error
+	for _, sv := range svs {
+		<-sv.done
+		err = errors.Join(err, sv.err)
+	}
+	s.Close()
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	return nil
+}
+
+// zoneOf returns the zone fqdn (lower case) belongs to, or "".
+func (s *DNSServer) zoneOf(fqdn string) string {
+	for _, z := range []string{s.zone, s.admin} {
+		if fqdn == z || strings.HasSuffix(fqdn, "."+z) {
+			return z
+		}
+	}
+	return ""
+}
+
+// soa is zone's SOA record.
+func (s *DNSServer) soa(zone string) *dns.SOA {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: dnsNegativeTTL},
+		Ns:      s.ns[0],
+		Mbox:    "hostmaster." + s.zone,
+		Serial:  s.serial,
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  dnsNegativeTTL,
+	}
+}
+
+// ServeDNS answers one query; it implements dns.Handler.
+func (s *DNSServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	s.queries.Add(1)
+	udp := w.LocalAddr().Network() == "udp"
+	if udp {
+		var ip netip.Addr
+		if ua, ok := w.RemoteAddr().(*net.UDPAddr); ok {
+			ip, _ = netip.AddrFromSlice(ua.IP)
+		}
+		switch s.limiter.take(ip) {
+		case rateDrop:
+			s.dropped.Add(1)
+			return
+		case rateSlip:
+			s.truncated.Add(1)
+			m := new(dns.Msg)
+			m.SetReply(r)
+			m.Truncated = true
+			_ = w.WriteMsg(m)
+			return
+		}
+	}
+	m := s.answer(r)
+	if udp {
+		size := dns.MinMsgSize
+		if opt := r.IsEdns0(); opt != nil {
+			size = max(dns.MinMsgSize, min(int(opt.UDPSize()), dnsMaxUDP))
+		}
+		m.Truncate(size)
+	}
+	_ = w.WriteMsg(m)
+}
+
+// answer builds the response to r according to the policy at the top of this file.
+func (s *DNSServer) answer(r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	switch {
+	case r.Opcode != dns.OpcodeQuery:
+		return m.SetRcode(r, dns.RcodeNotImplemented)
+	case len(r.Question) != 1:
+		return m.SetRcode(r, dns.RcodeFormatError)
+	}
+	m.SetReply(r)
+	m.RecursionAvailable = false
+	if opt := r.IsEdns0(); opt != nil {
+		m.SetEdns0(dnsMaxUDP, false)
+		if opt.Version() != 0 {
+			m.Rcode = dns.RcodeBadVers
+			return m
+		}
+	}
+	q := r.Question[0]
+	name := strings.ToLower(q.Name)
+	zone := s.zoneOf(name)
+	if (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) || zone == "" {
+		s.refused.Add(1)
+		m.Rcode = dns.RcodeRefused
+		return m
+	}
+	m.Authoritative = true
+	s.mu.RLock()
+	txt, hasTXT := s.txt[name]
+	s.mu.RUnlock()
+	exists := name == zone || hasTXT || zone == s.zone && validFirstPart(strings.TrimSuffix(name, "."+zone))
+	if !exists {
+		s.nxdomain.Add(1)
+		m.Rcode = dns.RcodeNameError
+		m.Ns = []dns.RR{s.soa(zone)}
+		return m
+	}
+	hdr := func(t uint16, ttl uint32) dns.RR_Header {
+		return dns.RR_Header{Name: q.Name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+	}
+	switch {
+	case q.Qtype == dns.TypeANY:
+		m.Answer = append(m.Answer, &dns.HINFO{Hdr: hdr(dns.TypeHINFO, dnsTTL), Cpu: "RFC8482"})
+	case q.Qtype == dns.TypeTXT && hasTXT:
+		m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr(dns.TypeTXT, dnsTXTTTL), Txt: txt})
+	case hasTXT:
+		// an _acme-challenge name holds only its TXT records
+	case q.Qtype == dns.TypeA:
+		for _, ip := range s.v4 {
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr(dns.TypeA, dnsTTL), A: ip})
+		}
+	case q.Qtype == dns.TypeAAAA:
+		for _, ip := range s.v6 {
+			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr(dns.TypeAAAA, dnsTTL), AAAA: ip})
+		}
+	case q.Qtype == dns.TypeSOA && name == zone:
+		soa := s.soa(zone)
+		soa.Hdr.Name = q.Name
+		m.Answer = append(m.Answer, soa)
+	case q.Qtype == dns.TypeNS && name == zone:
+		for _, ns := range s.ns {
+			m.Answer = append(m.Answer, &dns.NS{Hdr: hdr(dns.TypeNS, dnsTTL), Ns: ns})
+		}
+		m.Extra = append(m.Extra, s.glue()...)
+	}
+	if len(m.Answer) == 0 {
+		m.Ns = []dns.RR{s.soa(zone)} // NODATA: the SOA tells resolvers how long to cache it
+	}
+	return m
+}
+
+// glue are the addresses of the name servers inside our zones.
+func (s *DNSServer) glue() []dns.RR {
+	var rrs []dns.RR
+	for _, ns := range s.ns {
+		if s.zoneOf(ns) == "" {
+			continue
+		}
+		for _, ip := range s.v4 {
+			rrs = append(rrs, &dns.A{Hdr: dns.RR_Header{Name: ns, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsTTL}, A: ip})
+		}
+		for _, ip := range s.v6 {
+			rrs = append(rrs, &dns.AAAA{Hdr: dns.RR_Header{Name: ns, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: dnsTTL}, AAAA: ip})
+		}
+	}
+	return rrs
+}
+
+// validFirstPart reports whether p (the labels before .maint.<domain>., lower case) is a
+// name of the maintenance grammar: labels of letters, digits and hyphens.
+func validFirstPart(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, label := range strings.Split(p, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

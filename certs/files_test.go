@@ -1,0 +1,291 @@
+package certs
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"maintproxy/config"
+)
+
+// writePair signs a leaf for names with ca and writes chain and key to cert and key.
+func writePair(t *testing.T, ca *identityCA, certPath, keyPath string, names ...string) *x509.Certificate {
+	t.Helper()
+	leaf, err := signLeaf(ca, time.Now(), names, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain []byte
+	for _, der := range leaf.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certPath != "" {
+		replaceFile(t, certPath, chain)
+	}
+	if keyPath != "" {
+		replaceFile(t, keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	}
+	return leaf.Leaf
+}
+
+// replaceFile swaps path's content with a rename, as deployment tools do.
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := writeFileAtomic(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testCA(t *testing.T) *identityCA {
+	t.Helper()
+	ca, err := createCA(t.TempDir(), "files test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func filesConfig(t *testing.T) (*config.Broker, *identityCA) {
+	t.Helper()
+	ca := testCA(t)
+	dir := t.TempDir()
+	cfg := testConfig(t, config.ModeFiles)
+	cfg.TLS.Files = config.Files{Cert: filepath.Join(dir, "fullchain.pem"), Key: filepath.Join(dir, "privkey.pem")}
+	writePair(t, ca, cfg.TLS.Files.Cert, cfg.TLS.Files.Key, "maint."+testDomain, "admin."+testDomain)
+	return cfg, ca
+}
+
+func TestFilesReloadWithoutRestart(t *testing.T) {
+	cfg, ca := filesConfig(t)
+	logs := &logBuffer{}
+	m, err := New(Options{Config: cfg, Logger: logs.logger(), CheckInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.RootPEM()) != string(ca.pem) {
+		t.Error("RootPEM is not the self-signed top of the chain")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	}()
+	proxy, web := serveTLS(t, m.ProxyTLSConfig()), serveTLS(t, m.WebTLSConfig())
+	first := dialLeaf(t, proxy, "maint."+testDomain, "maint."+testDomain, ca.pem, time.Now())
+
+	// Wait until a served leaf differs from old, with a deadline.
+	waitNew := func(old *x509.Certificate) *x509.Certificate {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := dialLeaf(t, web, "admin."+testDomain, "admin."+testDomain, ca.pem, time.Now())
+			if got.SerialNumber.Cmp(old.SerialNumber) != 0 {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("still serving serial %v after 10s", old.SerialNumber)
+			}
+			time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+		}
+	}
+
+	// A whole new pair is picked up on both listeners.
+	second := writePair(t, ca, cfg.TLS.Files.Cert, cfg.TLS.Files.Key, "maint."+testDomain, "admin."+testDomain)
+	if got := waitNew(first); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Fatalf("served serial %v, want %v", got.SerialNumber, second.SerialNumber)
+	}
+	if got := dialLeaf(t, proxy, "", "maint."+testDomain, ca.pem, time.Now()); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Fatal("proxy listener still serves the old certificate")
+	}
+
+	// Half-replaced (new certificate, old key): the previous one stays in service and a
+	// warning says why; once the key follows, the new pair is served.
+	third := writePair(t, ca, cfg.TLS.Files.Cert, "", "maint."+testDomain, "admin."+testDomain)
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Warning() == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("no warning for a certificate without its key")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(m.Warning(), "tls.files.key") {
+		t.Errorf("warning %q does not name tls.files.key", m.Warning())
+	}
+	if got := dialLeaf(t, proxy, "maint."+testDomain, "maint."+testDomain, ca.pem, time.Now()); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Fatal("a certificate without its key was served")
+	}
+	fourth := writePair(t, ca, cfg.TLS.Files.Cert, cfg.TLS.Files.Key, "maint."+testDomain, "admin."+testDomain)
+	if got := waitNew(second); got.SerialNumber.Cmp(fourth.SerialNumber) != 0 {
+		t.Fatalf("served serial %v, want %v (third was %v)", got.SerialNumber, fourth.SerialNumber, third.SerialNumber)
+	}
+	if w := m.Warning(); w != "" {
+		t.Errorf("warning after a good reload: %q", w)
+	}
+	if !strings.Contains(logs.String(), "reloaded the certificate files") {
+		t.Errorf("reload not logged:\n%s", logs.String())
+	}
+}
+
+func TestFilesExpiryWarning(t *testing.T) {
+	cfg, _ := filesConfig(t)
+	clk := newClock(time.Now())
+	m, err := New(Options{Config: cfg, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Warning() != "" || !m.CAExpiry().IsZero() {
+		t.Fatalf("warning %q, CA expiry %v", m.Warning(), m.CAExpiry())
+	}
+	clk.set(m.CertExpiry().Add(-10 * 24 * time.Hour))
+	if w := m.Warning(); !strings.Contains(w, "tls.files.cert expires on") || !strings.Contains(w, "(in 10 days)") {
+		t.Errorf("warning %q", w)
+	}
+}
+
+func TestFilesMisconfigurationNamesField(t *testing.T) {
+	ca, other := testCA(t), testCA(t)
+	dir := t.TempDir()
+	good, goodKey := filepath.Join(dir, "good.pem"), filepath.Join(dir, "good-key.pem")
+	writePair(t, ca, good, goodKey, "maint."+testDomain, "admin."+testDomain)
+	wrongNames, wrongNamesKey := filepath.Join(dir, "wrong.pem"), filepath.Join(dir, "wrong-key.pem")
+	writePair(t, ca, wrongNames, wrongNamesKey, "maint."+testDomain, "www.example.org")
+	otherKey := filepath.Join(dir, "other-key.pem")
+	writePair(t, ca, "", otherKey, "maint."+testDomain)
+	otherRoot := filepath.Join(dir, "other-root.pem")
+	replaceFile(t, otherRoot, other.pem)
+	rightRoot := filepath.Join(dir, "root.pem")
+	replaceFile(t, rightRoot, ca.pem)
+	garbage := filepath.Join(dir, "garbage.pem")
+	replaceFile(t, garbage, []byte("not a certificate"))
+
+	for _, c := range []struct {
+		name            string
+		cert, key, root string
+		want            string
+	}{
+		{"missing cert", filepath.Join(dir, "nope.pem"), goodKey, "", "tls.files.cert: open "},
+		{"missing key", good, filepath.Join(dir, "nope.pem"), "", "tls.files.key: open "},
+		{"not PEM", garbage, goodKey, "", "tls.files.cert: "},
+		{"key of another cert", good, otherKey, "", "tls.files.key: "},
+		{"names outside", wrongNames, wrongNamesKey, "", "tls.files.cert: the certificate is not valid for admin." + testDomain},
+		{"root not issuing", good, goodKey, otherRoot, "tls.files.root: "},
+		{"root unreadable", good, goodKey, filepath.Join(dir, "nope.pem"), "tls.files.root: open "},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig(t, config.ModeFiles)
+			cfg.TLS.Files = config.Files{Cert: c.cert, Key: c.key, Root: c.root}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := New(Options{Config: cfg})
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Fatalf("New: %v, want prefix %q", err, c.want)
+			}
+			if err2 := Check(cfg); err2 == nil || err2.Error() != err.Error() {
+				t.Errorf("Check: %v, New: %v", err2, err)
+			}
+		})
+	}
+
+	// The explicit root is what the bundle ships.
+	cfg := testConfig(t, config.ModeFiles)
+	cfg.TLS.Files = config.Files{Cert: good, Key: goodKey, Root: rightRoot}
+	m, err := New(Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.RootPEM()) != string(ca.pem) {
+		t.Error("RootPEM is not tls.files.root")
+	}
+}
+
+func TestConfigMisconfigurationNamesField(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit func(*config.Broker)
+		want string
+	}{
+		{"unknown mode", func(b *config.Broker) { b.TLS.Mode = "letsencrypt" }, "tls.mode: "},
+		{"acme without email", func(b *config.Broker) { b.TLS.Mode = config.ModeACME }, "tls.acme.email: "},
+		{"acme name outside the domain", func(b *config.Broker) {
+			b.TLS.Mode, b.TLS.ACME.Email = config.ModeACME, "ops@example.test"
+			b.TLS.ACME.ExtraNames = []string{"www.example.org"}
+		}, "tls.acme.extra_names[0]: "},
+		{"files without cert", func(b *config.Broker) { b.TLS.Mode = config.ModeFiles }, "tls.files.cert: "},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig(t, config.ModeSelfSigned)
+			c.edit(cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Fatalf("Validate: %v, want prefix %q", err, c.want)
+			}
+			if _, err := New(Options{Config: cfg}); err == nil {
+				t.Error("New accepted it")
+			}
+		})
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*config.Broker)
+		want string
+	}{
+		{"root_file unreadable", func(b *config.Broker) { b.TLS.ACME.RootFile = "/nonexistent/root.pem" }, "tls.acme.root_file: open "},
+		{"ca_file unreadable", func(b *config.Broker) { b.TLS.ACME.CAFile = "/nonexistent/ca.pem" }, "tls.acme.ca_file: open "},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig(t, config.ModeACME)
+			cfg.TLS.ACME.Email = "ops@example.test"
+			c.edit(cfg)
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := New(Options{Config: cfg})
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Fatalf("New: %v, want prefix %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestACMEDefaultRootIsISRGRootX1(t *testing.T) {
+	cfg := testConfig(t, config.ModeACME)
+	cfg.TLS.ACME.Email = "ops@example.test"
+	m, err := New(Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(m.RootPEM())
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject.CommonName != "ISRG Root X1" || c.Subject.Organization[0] != "Internet Security Research Group" {
+		t.Errorf("root subject %v", c.Subject)
+	}
+	const fp = "96bcec06264976f37460779acf28c5a7cfe8a3c0aae11a8ffcee05c0bddf08c6"
+	if got := sha256Hex(c.Raw); got != fp {
+		t.Errorf("root fingerprint %s, want %s", got, fp)
+	}
+	if got := m.WebTLSConfig().NextProtos; strings.Join(got, ",") != "http/1.1,acme-tls/1" {
+		t.Errorf("web ALPN %v", got)
+	}
+	if got := m.ProxyTLSConfig().NextProtos; strings.Join(got, ",") != "http/1.1" {
+		t.Errorf("proxy ALPN %v", got)
+	}
+}

@@ -1,0 +1,246 @@
+package certs
+
+import (
+	"bytes"
+	"crypto/tls"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"maintproxy/config"
+)
+
+func TestSelfSignedCreateThenReuse(t *testing.T) {
+	cfg := testConfig(t, config.ModeSelfSigned)
+	cfg.DNS.Addresses = []string{"192.0.2.10"}
+	logs := &logBuffer{}
+	m, err := New(Options{Config: cfg, Logger: logs.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "created the self-signed identity CA") {
+		t.Errorf("no creation log: %s", logs.String())
+	}
+	caPEM, err := os.ReadFile(filepath.Join(cfg.DataDir, CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(caPEM, m.RootPEM()) {
+		t.Error("RootPEM differs from the CA file in data_dir")
+	}
+	fi, err := os.Stat(filepath.Join(cfg.DataDir, CAKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("CA key mode %v, want 0600", fi.Mode().Perm())
+	}
+	if got, want := m.CAExpiry(), time.Now().Add(3*365*24*time.Hour); got.Before(want.Add(-2*time.Hour)) || got.After(want.Add(time.Hour)) {
+		t.Errorf("CA expires %v, want about %v", got, want)
+	}
+	if w := m.Warning(); w != "" {
+		t.Errorf("fresh CA has a warning: %q", w)
+	}
+
+	// Both listeners chain to the CA for every name, and fall back to maint.<domain>
+	// without SNI or with an unknown name.
+	now := time.Now()
+	for _, addr := range []string{serveTLS(t, m.ProxyTLSConfig()), serveTLS(t, m.WebTLSConfig())} {
+		for _, c := range []struct{ sni, verify string }{
+			{"maint." + testDomain, "maint." + testDomain},
+			{"admin." + testDomain, "admin." + testDomain},
+			{"MAINT." + strings.ToUpper(testDomain), "maint." + testDomain},
+			{"localhost", "localhost"},
+			{"", "127.0.0.1"},
+			{"", "192.0.2.10"}, // dns.addresses: proxytunnel -p <public IP>
+			{"", "maint." + testDomain},
+			{"unknown.example.org", "maint." + testDomain},
+		} {
+			dialLeaf(t, addr, c.sni, c.verify, m.RootPEM(), now)
+		}
+	}
+
+	// A restart reuses the CA byte for byte.
+	m2, err := New(Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(m2.RootPEM(), caPEM) {
+		t.Error("restart made a new CA")
+	}
+	if !m2.CAExpiry().Equal(m.CAExpiry()) {
+		t.Error("restart changed the CA expiry")
+	}
+}
+
+func TestSelfSignedKeyModeRestored(t *testing.T) {
+	cfg := testConfig(t, config.ModeSelfSigned)
+	if _, err := New(Options{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(cfg.DataDir, CAKeyFile)
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(key)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key mode %v after restart, want 0600", fi.Mode().Perm())
+	}
+}
+
+func TestSelfSignedBrokenCAFailsNamingDataDir(t *testing.T) {
+	cfg := testConfig(t, config.ModeSelfSigned)
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, CACertFile), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{Check(cfg), func() error { _, err := New(Options{Config: cfg}); return err }()} {
+		if err == nil || !strings.HasPrefix(err.Error(), "data_dir: ") {
+			t.Errorf("got %v, want a data_dir error", err)
+		}
+	}
+}
+
+func TestSelfSignedLeafRenewal(t *testing.T) {
+	cfg := testConfig(t, config.ModeSelfSigned)
+	clk := newClock(time.Now())
+	m, err := New(Options{Config: cfg, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTLS(t, m.ProxyTLSConfig())
+	first := dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.now())
+	if got := m.CertExpiry(); !got.Equal(first.NotAfter) {
+		t.Errorf("CertExpiry %v, served leaf expires %v", got, first.NotAfter)
+	}
+
+	// Well before the renewal point nothing changes.
+	clk.add(30 * 24 * time.Hour)
+	m.check()
+	if again := dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.now()); again.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatal("leaf renewed 60 days before expiry")
+	}
+
+	// 25 days before expiry, Run's check renews it.
+	clk.set(first.NotAfter.Add(-25 * 24 * time.Hour))
+	m.check()
+	second := dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.now())
+	if second.SerialNumber.Cmp(first.SerialNumber) == 0 || !second.NotAfter.After(first.NotAfter) {
+		t.Fatalf("leaf not renewed: serial %v expires %v", second.SerialNumber, second.NotAfter)
+	}
+
+	// Without Run ticking, a handshake after the leaf expired still gets a fresh one.
+	clk.set(second.NotAfter.Add(time.Hour))
+	third := dialLeaf(t, addr, "", "maint."+testDomain, m.RootPEM(), clk.now())
+	if third.SerialNumber.Cmp(second.SerialNumber) == 0 {
+		t.Fatal("expired leaf served")
+	}
+}
+
+func TestSelfSignedExpiryWarning(t *testing.T) {
+	cfg := testConfig(t, config.ModeSelfSigned)
+	if _, err := New(Options{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := loadCA(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := ca.cert.NotAfter
+
+	// 91 days before: quiet.
+	clk := newClock(exp.Add(-91 * 24 * time.Hour))
+	logs := &logBuffer{}
+	m, err := New(Options{Config: cfg, Now: clk.now, Logger: logs.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := m.Warning(); w != "" {
+		t.Fatalf("warning 91 days before expiry: %q", w)
+	}
+
+	// 44 days before: warned, logged at once, then not again until a day has passed.
+	clk.set(exp.Add(-44*24*time.Hour - time.Hour))
+	w := m.Warning()
+	want := "the identity CA expires on " + exp.UTC().Format(time.DateOnly) + " (in 44 days)"
+	if !strings.HasPrefix(w, want) {
+		t.Fatalf("warning %q, want it to start with %q", w, want)
+	}
+	if strings.Contains(w, "\n") {
+		t.Errorf("warning is not one line: %q", w)
+	}
+	m.check()
+	m.check()
+	if n := strings.Count(logs.String(), "in 44 days"); n != 1 {
+		t.Fatalf("warning logged %d times at first, want 1:\n%s", n, logs.String())
+	}
+	clk.add(23 * time.Hour)
+	m.check()
+	if n := strings.Count(logs.String(), "the identity CA expires"); n != 1 {
+		t.Fatalf("warning repeated within a day:\n%s", logs.String())
+	}
+	clk.add(2 * time.Hour)
+	m.check()
+	if n := strings.Count(logs.String(), "the identity CA expires"); n != 2 {
+		t.Fatalf("warning not repeated the next day:\n%s", logs.String())
+	}
+
+	// A start inside the window logs it straight away.
+	logs2 := &logBuffer{}
+	if _, err := New(Options{Config: cfg, Now: clk.now, Logger: logs2.logger()}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs2.String(), "level=WARN") || !strings.Contains(logs2.String(), "the identity CA expires") {
+		t.Errorf("no warning logged at start: %s", logs2.String())
+	}
+}
+
+func TestSelfSignedExpiredCAIsReplaced(t *testing.T) {
+	cfg := testConfig(t, config.ModeSelfSigned)
+	clk := newClock(time.Now())
+	m, err := New(Options{Config: cfg, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRoot, oldExp := m.RootPEM(), m.CAExpiry()
+	clk.set(oldExp.Add(time.Minute))
+	if !strings.Contains(m.Warning(), "expired on") {
+		t.Errorf("warning after expiry: %q", m.Warning())
+	}
+	m.check()
+	if bytes.Equal(m.RootPEM(), oldRoot) || !m.CAExpiry().After(oldExp) {
+		t.Fatal("expired CA kept")
+	}
+	addr := serveTLS(t, m.ProxyTLSConfig())
+	dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.now())
+	kept, _ := filepath.Glob(filepath.Join(cfg.DataDir, "ca-expired-*.pem"))
+	if len(kept) != 1 {
+		t.Errorf("old CA not kept aside: %v", kept)
+	}
+	disk, _ := os.ReadFile(filepath.Join(cfg.DataDir, CACertFile))
+	if !bytes.Equal(disk, m.RootPEM()) {
+		t.Error("new CA not written to data_dir")
+	}
+}
+
+func TestIssueFromDataDir(t *testing.T) {
+	cfg := testConfig(t, config.ModeSelfSigned)
+	if _, err := IssueFromDataDir(cfg.DataDir, "x.example.test"); err == nil {
+		t.Fatal("issued without a CA")
+	}
+	m, err := New(Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := IssueFromDataDir(cfg.DataDir, "*.maint."+testDomain, "10.0.0.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+	dialLeaf(t, ln, "12345-se2.maint."+testDomain, "12345-se2.maint."+testDomain, m.RootPEM(), time.Now())
+	dialLeaf(t, ln, "", "10.0.0.9", m.RootPEM(), time.Now())
+}
