@@ -46,6 +46,7 @@ type Broker struct {
 	agents   *tunnel.Server
 	web      *http.Server
 	plain    *http.Server
+	dns      *certs.DNSServer
 
 	proxyLn, webLn, plainLn net.Listener
 }
@@ -93,10 +94,22 @@ func New(o Options) (*Broker, error) {
 		b.proxyLn.Close()
 		return nil, fmt.Errorf("listen.web: %w", err)
 	}
+	closeAll := func() {
+		b.proxyLn.Close()
+		b.webLn.Close()
+	}
+	if o.Config.DNS.Enabled {
+		if b.dns, err = certs.NewDNSServer(o.Config, o.Logger); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
 	if o.Config.Listen.HTTP != "" {
 		if b.plainLn, err = net.Listen("tcp", o.Config.Listen.HTTP); err != nil {
-			b.proxyLn.Close()
-			b.webLn.Close()
+			closeAll()
+			if b.dns != nil {
+				b.dns.Close()
+			}
 			return nil, fmt.Errorf("listen.http: %w", err)
 		}
 		b.plain = &http.Server{
@@ -164,6 +177,9 @@ func (b *Broker) Run(ctx context.Context) error {
 		goFn(func() error { return serve(b.plain, b.plainLn) })
 	}
 	goFn(func() error { return b.certs.Run(ctx) })
+	if b.dns != nil {
+		goFn(func() error { return b.dns.Serve(ctx) })
+	}
 	if b.opts.ConfigPath != "" {
 		goFn(func() error {
 			config.WatchBroker(ctx, b.opts.ConfigPath, b.opts.ReloadInterval, b.Apply, func(err error) {

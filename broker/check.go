@@ -1,10 +1,10 @@
 package broker
 
 import (
-	"crypto/tls"
 	"fmt"
 	"os"
 
+	"maintproxy/certs"
 	"maintproxy/config"
 )
 
@@ -14,10 +14,5 @@ func Check(cfg *config.Broker) error {
 	if st, err := os.Stat(cfg.DataDir); err == nil && !st.IsDir() {
 		return fmt.Errorf("data_dir: %s is not a directory", cfg.DataDir)
 	}
-	if cfg.TLS.Mode == config.ModeFiles {
-		if _, err := tls.LoadX509KeyPair(cfg.TLS.Files.Cert, cfg.TLS.Files.Key); err != nil {
-			return fmt.Errorf("tls.files.cert/key: %w", err)
-		}
-	}
-	return nil
+	return certs.Check(cfg)
 }

@@ -66,8 +66,18 @@ func (b *Broker) metrics(w http.ResponseWriter, r *http.Request) {
 		{"maintproxy_cert_expiry_seconds", "gauge", "Expiry of the served leaf certificate (Unix time).", unixOrZero(b.certs.CertExpiry())},
 		{"maintproxy_cert_warning", "gauge", "1 while a certificate expiry warning is active.", boolInt(b.certs.Warning() != "")},
 	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.typ, m.name, m.v)
+		writeMetric(w, m.name, m.typ, m.help, m.v)
 	}
+	if b.dns != nil {
+		d := b.dns.Stats()
+		writeMetric(w, "maintproxy_dns_queries_total", "counter", "DNS queries received.", int64(d.Queries))
+		writeMetric(w, "maintproxy_dns_refused_total", "counter", "DNS queries refused (outside the zone).", int64(d.Refused))
+		writeMetric(w, "maintproxy_dns_ratelimited_total", "counter", "DNS UDP answers dropped or truncated by the rate limit.", int64(d.Dropped+d.Truncated))
+	}
+}
+
+func writeMetric(w io.Writer, name, typ, help string, v int64) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, typ, name, v)
 }
 
 // errorLog routes net/http's own messages (TLS handshake failures) to debug level.

@@ -117,6 +117,8 @@ func Start(t testing.TB, o Options) *Env {
 		}
 		e.conf[k] = v
 	}
+	listen := e.conf["listen"].(map[string]any)
+	e.ProxyAddr, e.WebAddr = listen["proxy"].(string), listen["web"].(string)
 	e.WriteConfig(t, nil)
 	e.startProc(t)
 	return e
@@ -196,6 +198,8 @@ type Agent struct {
 	NoWait bool
 	// MaxBackoff caps reconnect waits (default 2s in tests).
 	MaxBackoff time.Duration
+	// CAFile verifies the broker (default: the broker's self-signed CA).
+	CAFile string
 }
 
 // StartAgent runs a maintagent process and waits until the broker reports it connected.
@@ -207,6 +211,9 @@ func (e *Env) StartAgent(t testing.TB, a Agent) *Proc {
 	if a.MaxBackoff == 0 {
 		a.MaxBackoff = 2 * time.Second
 	}
+	if a.CAFile == "" {
+		a.CAFile = e.CAFile
+	}
 	services := map[string]string{}
 	for p, addr := range a.Services {
 		services[fmt.Sprint(p)] = addr
@@ -216,7 +223,7 @@ func (e *Env) StartAgent(t testing.TB, a Agent) *Proc {
 		tunnels = append(tunnels, map[string]any{"application": tu.Application, "ip": tu.IP, "port": tu.Port})
 	}
 	conf := map[string]any{
-		"broker": "https://" + e.WebAddr, "ca_file": e.CAFile, "server_name": "admin." + e.Domain,
+		"broker": "https://" + e.WebAddr, "ca_file": a.CAFile, "server_name": "admin." + e.Domain,
 		"customer": a.Customer, "system": a.System, "secret": a.Secret,
 		"remote_access": map[string]any{"enabled": a.RemoteAccess, "services": services},
 		"colocated":     map[string]any{"enabled": a.Colocated, "tunnels": tunnels},
