@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"maintproxy/config"
+	"maintproxy/proxy"
 )
 
 // Limits and lifetimes of DNS answers.
@@ -35,8 +36,7 @@ const (
 // name: an ACME CA resolves both names, and the operator may delegate either.
 //
 //   - each zone's apex: SOA, NS, A/AAAA (dns.addresses); glue for the name servers.
-//   - <first part>.maint.<domain>, where the first part is letters, digits, hyphens and
-//     dots (the maintenance grammar, whose IPv4 keeps its dots): A/AAAA from
+//   - every name of the maintenance grammar (proxy.ParseTarget): A/AAAA from
 //     dns.addresses, NOERROR with no data (and the SOA) for other types.
 //   - names published with SetTXT (_acme-challenge...): their TXT records only.
 //   - any other name in a zone (underscores, names below admin.<domain>): NXDOMAIN.
@@ -49,6 +49,7 @@ const (
 // response is a truncated empty reply (TC=1, so a real resolver retries over TCP, which a
 // spoofed source cannot) and the rest are dropped. TCP is not rate limited.
 type DNSServer struct {
+	domain  string // the provider domain, lower case
 	zone    string // "maint.example.com.": the wildcard zone of the maintenance grammar
 	admin   string // "admin.example.com.": a zone of one name
 	log     *slog.Logger
@@ -89,10 +90,11 @@ func NewDNSServer(cfg *config.Broker, logger *slog.Logger) (*DNSServer, error) {
 		return nil, errors.New("domain: required")
 	}
 	s := &DNSServer{
-		zone:  dns.Fqdn(strings.ToLower(cfg.ProxyHost())),
-		admin: dns.Fqdn(strings.ToLower(cfg.WebHost())),
-		log:   logger,
-		txt:   map[string][]string{},
+		domain: cfg.Domain,
+		zone:   dns.Fqdn(strings.ToLower(cfg.ProxyHost())),
+		admin:  dns.Fqdn(strings.ToLower(cfg.WebHost())),
+		log:    logger,
+		txt:    map[string][]string{},
 	}
 	for i, a := range cfg.DNS.Addresses {
 		ip := net.ParseIP(a)
@@ -328,7 +330,7 @@ func (s *DNSServer) answer(r *dns.Msg) *dns.Msg {
 	s.mu.RLock()
 	txt, hasTXT := s.txt[name]
 	s.mu.RUnlock()
-	exists := name == zone || hasTXT || zone == s.zone && validFirstPart(strings.TrimSuffix(name, "."+zone))
+	exists := name == zone || hasTXT || zone == s.zone && s.inGrammar(name)
 	if !exists {
 		s.nxdomain.Add(1)
 		m.Rcode = dns.RcodeNameError
@@ -386,22 +388,9 @@ func (s *DNSServer) glue() []dns.RR {
 	return rrs
 }
 
-// validFirstPart reports whether p (the labels before .maint.<domain>., lower case) is a
-// name of the maintenance grammar: labels of letters, digits and hyphens.
-func validFirstPart(p string) bool {
-	if p == "" {
-		return false
-	}
-	for _, label := range strings.Split(p, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
+// inGrammar reports whether fqdn (lower case) is a name the proxy would accept, so the zone
+// answers exactly the names of the maintenance grammar, and name servers named after it.
+func (s *DNSServer) inGrammar(fqdn string) bool {
+	_, err := proxy.ParseTarget(strings.TrimSuffix(fqdn, ".")+":1", s.domain)
+	return err == nil
 }
