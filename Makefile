@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin
 
-.PHONY: run test deps build bench fuzz clean
+.PHONY: run test deps build dist bench fuzz clean
 
 run:
 	$(GO) run ./cmd/maintproxy demo
@@ -19,6 +19,17 @@ deps:
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+# dist cross-compiles the technician client; the broker's tool bundle ships what is in dist/.
+DIST_TARGETS := linux/amd64 linux/arm64 windows/amd64 darwin/amd64 darwin/arm64
+dist:
+	@mkdir -p dist
+	@for t in $(DIST_TARGETS); do \
+		os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		echo "dist/maint-$$os-$$arch$$ext"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=false \
+			-ldflags "$(LDFLAGS)" -o dist/maint-$$os-$$arch$$ext ./cmd/maint || exit 1; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 6 ./bench/

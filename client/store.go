@@ -1,0 +1,123 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Environment variables read by Resolve.
+const (
+	EnvProxy    = "MAINT_PROXY"          // host:port
+	EnvUser     = "MAINT_PROXY_USER"     // proxy account name
+	EnvPassword = "MAINT_PROXY_PASSWORD" // proxy account password
+	EnvCAFile   = "MAINT_CACERT"         // PEM roots for the proxy
+	EnvConfig   = "MAINT_CONFIG"         // the stored settings file
+)
+
+// Stored is what `maint login` keeps (file mode 0600).
+type Stored struct {
+	Proxy    string `json:"proxy"`
+	Username string `json:"username"`
+	CAFile   string `json:"ca_file,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+// ConfigPath is where the settings are stored: $MAINT_CONFIG, or maint/config.json in the
+// user's configuration directory.
+func ConfigPath() (string, error) {
+	if p := os.Getenv(EnvConfig); p != "" {
+		return p, nil
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "maint", "config.json"), nil
+}
+
+// Load reads the stored settings; a missing file is no settings. A file that others can
+// read is refused, since it may hold the password.
+func Load(path string) (Stored, error) {
+	var s Stored
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return s, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return s, fmt.Errorf("%s is readable by others (mode %04o): run chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	if err := json.NewDecoder(f).Decode(&s); err != nil {
+		return s, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Save writes the settings with mode 0600 (directory 0700), replacing the file at once.
+func Save(path string, s Stored) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".config-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// Resolve merges settings by precedence: flags, then the environment, then the stored
+// settings. It also says where the password came from ("" when there is none).
+func Resolve(flags Settings, getenv func(string) string, stored Stored) (Settings, string) {
+	pick := func(vals ...string) string {
+		for _, v := range vals {
+			if v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	s := Settings{
+		Proxy:    pick(flags.Proxy, getenv(EnvProxy), stored.Proxy),
+		Username: pick(flags.Username, getenv(EnvUser), stored.Username),
+		CAFile:   pick(flags.CAFile, getenv(EnvCAFile), stored.CAFile),
+	}
+	switch {
+	case flags.Password != "":
+		s.Password = flags.Password
+		return s, "command line"
+	case getenv(EnvPassword) != "":
+		s.Password = getenv(EnvPassword)
+		return s, EnvPassword
+	case stored.Password != "" && (stored.Username == s.Username || s.Username == ""):
+		s.Password = stored.Password
+		return s, "stored by maint login"
+	}
+	return s, ""
+}

@@ -1,0 +1,320 @@
+// Command maint is the technician's client for maintproxy: a drop-in for proxytunnel that
+// keeps the password off the command line.
+//
+//	maint login                                   store proxy, user, CA file and password
+//	maint status                                  show them and check them with the broker
+//	maint connect HOST:PORT                       stdio bridge (ssh ProxyCommand, PuTTY local proxy)
+//	maint forward [--listen ADDR] HOST:PORT       local port forward (RDP)
+//	maint -E -p PROXY -d HOST:PORT -P USER:PASS -C CA [-a PORT]   proxytunnel's flags
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"maintproxy/client"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // proxy or tunnel error
+	exitUsage = 2
+)
+
+// opts are the flags shared with proxytunnel.
+type opts struct {
+	proxy, proxyAuth, caFile, dest, listen string
+	standalone                             int
+	quiet, encrypt                         bool
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var o opts
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:   "maint",
+		Short: "Technician client for maintproxy: SSH/PuTTY proxy command and local port forwards",
+		Long: `maint opens tunnels through the maintenance proxy.
+Credentials: flags, then MAINT_PROXY, MAINT_PROXY_USER, MAINT_PROXY_PASSWORD, MAINT_CACERT,
+then what ` + "`maint login`" + ` stored (a 0600 file in your configuration directory; no OS
+keyring is used), then a prompt on the terminal for the password.
+
+proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
+  --dest=12345-SE1.maint.example.com:22 -P 'user:pass' -C ca.pem [--standalone=PORT]`,
+		Version:       version,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.dest == "" {
+				return usageError{"give a command, or proxytunnel's --dest (see maint --help)"}
+			}
+			if o.standalone != 0 {
+				return forward(ctx, o, fmt.Sprintf("127.0.0.1:%d", o.standalone), o.dest, stdin, stdout, stderr)
+			}
+			return connect(ctx, o, o.dest, stdin, stdout, stderr)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVarP(&o.proxy, "proxy", "p", "", "proxy HOST:PORT (maint.<domain>:6443)")
+	pf.StringVarP(&o.proxyAuth, "proxyauth", "P", "", "USER[:PASS] (avoid PASS here: use maint login)")
+	pf.StringVarP(&o.caFile, "cacert", "C", "", "PEM file of the root that verifies the proxy")
+	pf.BoolVarP(&o.quiet, "quiet", "q", false, "only errors on stderr")
+	pf.BoolVarP(&o.encrypt, "encrypt", "E", true, "TLS to the proxy (always on; accepted for proxytunnel)")
+	root.Flags().StringVarP(&o.dest, "dest", "d", "", "target HOST:PORT (proxytunnel style)")
+	root.Flags().IntVarP(&o.standalone, "standalone", "a", 0, "listen on 127.0.0.1:PORT and forward each connection (proxytunnel style)")
+
+	root.AddCommand(&cobra.Command{
+		Use:   "connect HOST:PORT",
+		Short: "Bridge stdin/stdout to HOST:PORT (ssh -o ProxyCommand='maint connect %h:%p')",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			return connect(ctx, o, a[0], stdin, stdout, stderr)
+		},
+	})
+	fwd := &cobra.Command{
+		Use:   "forward [--listen 127.0.0.1:PORT] HOST:PORT",
+		Short: "Forward a local port to HOST:PORT, a tunnel per connection (RDP)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			return forward(ctx, o, o.listen, a[0], stdin, stdout, stderr)
+		},
+	}
+	fwd.Flags().StringVarP(&o.listen, "listen", "l", "127.0.0.1:0", "local address (port 0: pick a free one)")
+	root.AddCommand(fwd)
+	root.AddCommand(&cobra.Command{
+		Use:   "login",
+		Short: "Store proxy, username, CA file and password (asked on the terminal, or one line on stdin)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return login(ctx, o, stdin, stdout) },
+	})
+	root.AddCommand(&cobra.Command{
+		Use:   "status",
+		Short: "Show the settings in use and whether the broker accepts them",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return status(ctx, o, stdout) },
+	})
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, new(usageError)) || isCobraUsage(err):
+		fmt.Fprintln(stderr, "maint:", err)
+		return exitUsage
+	default:
+		fmt.Fprintln(stderr, "maint:", err)
+		return exitError
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// isCobraUsage recognises cobra's own argument and flag errors.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "unknown ") || strings.Contains(s, "accepts ") || strings.Contains(s, "flag needs an argument") ||
+		strings.HasPrefix(s, "invalid argument")
+}
+
+// settings resolves flags, environment, stored settings and, last, a password prompt.
+func settings(o opts) (client.Settings, string, error) {
+	var flags client.Settings
+	flags.Proxy, flags.CAFile = o.proxy, o.caFile
+	flags.Username, flags.Password, _ = strings.Cut(o.proxyAuth, ":")
+	path, err := client.ConfigPath()
+	if err != nil {
+		return client.Settings{}, "", err
+	}
+	stored, err := client.Load(path)
+	if err != nil {
+		return client.Settings{}, "", err
+	}
+	s, source := client.Resolve(flags, os.Getenv, stored)
+	if s.Password == "" && s.Username != "" {
+		if pw, err := promptPassword(s); err == nil {
+			s.Password, source = pw, "typed"
+		}
+	}
+	return s, source, nil
+}
+
+// promptPassword asks on the terminal, not on stdin, which carries the tunnel.
+func promptPassword(s client.Settings) (string, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return "", client.ErrNoPassword
+	}
+	defer tty.Close()
+	fmt.Fprintf(tty, "Proxy password for %s at %s: ", s.Username, s.Proxy)
+	pw, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	if err != nil {
+		return "", client.ErrNoPassword
+	}
+	return string(pw), nil
+}
+
+func connect(ctx context.Context, o opts, target string, stdin io.Reader, stdout, _ io.Writer) error {
+	s, _, err := settings(o)
+	if err != nil {
+		return err
+	}
+	out, ok := stdout.(io.WriteCloser)
+	if !ok {
+		out = nopCloser{stdout}
+	}
+	return s.Stdio(ctx, target, stdin, out)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+func forward(ctx context.Context, o opts, listen, target string, _ io.Reader, stdout, stderr io.Writer) error {
+	s, _, err := settings(o)
+	if err != nil {
+		return err
+	}
+	// Fail now, not at the RDP client's first connection.
+	if err := s.CheckCredentials(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", listen, err)
+	}
+	level := slog.LevelInfo
+	if o.quiet {
+		level = slog.LevelError
+	}
+	addr := ln.Addr().String()
+	fmt.Fprintf(stdout, "Forwarding %s to %s through %s.\nGive your client %s (RDP: mstsc /v:%s, xfreerdp /v:%s). Ctrl-C stops.\n",
+		addr, target, s.Proxy, addr, addr, addr)
+	f := &client.Forwarder{Settings: s, Target: target, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+	return f.Serve(ctx, ln)
+}
+
+func login(ctx context.Context, o opts, stdin io.Reader, stdout io.Writer) error {
+	path, err := client.ConfigPath()
+	if err != nil {
+		return err
+	}
+	stored, err := client.Load(path)
+	if err != nil {
+		return err
+	}
+	var flags client.Settings
+	flags.Proxy, flags.CAFile = o.proxy, o.caFile
+	flags.Username, flags.Password, _ = strings.Cut(o.proxyAuth, ":")
+	s, _ := client.Resolve(flags, func(string) string { return "" }, client.Stored{Proxy: stored.Proxy, Username: stored.Username, CAFile: stored.CAFile})
+	in := bufio.NewReader(stdin)
+	tty := isTerminal(stdin)
+	ask := func(label, current string) (string, error) {
+		if !tty {
+			return current, nil
+		}
+		fmt.Fprintf(stdout, "%s [%s]: ", label, current)
+		line, err := in.ReadString('\n')
+		if line = strings.TrimSpace(line); line != "" {
+			return line, nil
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", err
+		}
+		return current, nil
+	}
+	if s.Proxy, err = ask("Proxy (host:port)", s.Proxy); err != nil {
+		return err
+	}
+	if s.Username, err = ask("Username", s.Username); err != nil {
+		return err
+	}
+	if s.CAFile, err = ask("CA file", s.CAFile); err != nil {
+		return err
+	}
+	if s.Password == "" {
+		if tty {
+			fmt.Fprint(stdout, "Password: ")
+			pw, err := term.ReadPassword(int(stdin.(*os.File).Fd()))
+			fmt.Fprintln(stdout)
+			if err != nil {
+				return err
+			}
+			s.Password = string(pw)
+		} else {
+			line, err := in.ReadString('\n')
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			s.Password = strings.TrimRight(line, "\r\n")
+		}
+	}
+	if err := s.Check(); err != nil {
+		return err
+	}
+	if err := s.CheckCredentials(ctx); err != nil {
+		return fmt.Errorf("not stored: %w", err)
+	}
+	if err := client.Save(path, client.Stored{Proxy: s.Proxy, Username: s.Username, CAFile: s.CAFile, Password: s.Password}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "The broker accepts %s at %s. Stored in %s (mode 0600).\n", s.Username, s.Proxy, path)
+	return nil
+}
+
+func status(ctx context.Context, o opts, stdout io.Writer) error {
+	path, _ := client.ConfigPath()
+	s, source, err := settings(o)
+	if err != nil {
+		return err
+	}
+	show := func(v string) string {
+		if v == "" {
+			return "(not set)"
+		}
+		return v
+	}
+	pw := "(not set)"
+	if s.Password != "" {
+		pw = "***** (" + source + ")"
+	}
+	fmt.Fprintf(stdout, "settings file: %s\nproxy:         %s\nusername:      %s\nCA file:       %s\npassword:      %s\n",
+		path, show(s.Proxy), show(s.Username), show(s.CAFile), pw)
+	if err := s.CheckCredentials(ctx); err != nil {
+		fmt.Fprintf(stdout, "broker:        REFUSED: %v\n", err)
+		return err
+	}
+	fmt.Fprintln(stdout, "broker:        accepts these credentials")
+	return nil
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
