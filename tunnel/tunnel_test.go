@@ -23,7 +23,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/config"
-	"maintproxy/internal/testenv"
 )
 
 // link is an in-process broker endpoint and agent talking over real TLS on loopback.
@@ -94,12 +93,42 @@ func (l *link) waitSession(t *testing.T, old *Session) *Session {
 	return nil
 }
 
+// echoServer echoes each connection and half-closes after the client does. (The shared
+// testenv.StartEcho cannot be used here: testenv imports this package.)
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.Copy(c, c)
+				c.(*net.TCPConn).CloseWrite()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // TestLargeFramesAndNoLeaks moves 64 MiB through streams whose yamux frames are far larger
 // than websocket's default 32 KiB message limit, then checks that every goroutine of the
 // link, its tunnels and its copies has ended.
 func TestLargeFramesAndNoLeaks(t *testing.T) {
 	before := runtime.NumGoroutine()
-	echo := testenv.StartEcho(t, "127.0.0.1:0")
+	echo := echoServer(t)
 	l := startLink(t, &config.Agent{RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": echo}}}, Tuning{}, nil)
 	sess := l.waitSession(t, nil)
 	var wg sync.WaitGroup
