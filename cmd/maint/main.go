@@ -120,7 +120,7 @@ proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
 	root.SetErr(stderr)
 	err := root.Execute()
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, context.Canceled): // Ctrl-C is a normal end
 		return exitOK
 	case errors.As(err, new(usageError)) || isCobraUsage(err):
 		fmt.Fprintln(stderr, "maint:", err)
