@@ -142,11 +142,15 @@ func isCobraUsage(err error) bool {
 		strings.HasPrefix(s, "invalid argument")
 }
 
+// flagSettings is what the command line says; -P is proxytunnel's USER[:PASS].
+func (o opts) flagSettings() client.Settings {
+	s := client.Settings{Proxy: o.proxy, CAFile: o.caFile}
+	s.Username, s.Password, _ = strings.Cut(o.proxyAuth, ":")
+	return s
+}
+
 // settings resolves flags, environment, stored settings and, last, a password prompt.
 func settings(o opts) (client.Settings, string, error) {
-	var flags client.Settings
-	flags.Proxy, flags.CAFile = o.proxy, o.caFile
-	flags.Username, flags.Password, _ = strings.Cut(o.proxyAuth, ":")
 	path, err := client.ConfigPath()
 	if err != nil {
 		return client.Settings{}, "", err
@@ -155,7 +159,7 @@ func settings(o opts) (client.Settings, string, error) {
 	if err != nil {
 		return client.Settings{}, "", err
 	}
-	s, source := client.Resolve(flags, os.Getenv, stored)
+	s, source := client.Resolve(o.flagSettings(), os.Getenv, stored)
 	if s.Password == "" && s.Username != "" {
 		if pw, err := promptPassword(s); err == nil {
 			s.Password, source = pw, "typed"
@@ -229,10 +233,7 @@ func login(ctx context.Context, o opts, stdin io.Reader, stdout io.Writer) error
 	if err != nil {
 		return err
 	}
-	var flags client.Settings
-	flags.Proxy, flags.CAFile = o.proxy, o.caFile
-	flags.Username, flags.Password, _ = strings.Cut(o.proxyAuth, ":")
-	s, _ := client.Resolve(flags, func(string) string { return "" }, client.Stored{Proxy: stored.Proxy, Username: stored.Username, CAFile: stored.CAFile})
+	s, _ := client.Resolve(o.flagSettings(), func(string) string { return "" }, client.Stored{Proxy: stored.Proxy, Username: stored.Username, CAFile: stored.CAFile})
 	in := bufio.NewReader(stdin)
 	tty := isTerminal(stdin)
 	ask := func(label, current string) (string, error) {

@@ -44,7 +44,11 @@ func demoCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runDemo(ctx, cmd.OutOrStdout(), newLogger(os.Stderr, level), dataDir, proxyAddr, webAddr)
+			logger, err := newLogger(os.Stderr, level)
+			if err != nil {
+				return err
+			}
+			return runDemo(ctx, cmd.OutOrStdout(), logger, dataDir, proxyAddr, webAddr)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "demo-data", "where the identity CA is written")

@@ -54,7 +54,10 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
-			logger := newLogger(os.Stderr, cfg.Log.Level)
+			logger, err := newLogger(os.Stderr, cfg.Log.Level)
+			if err != nil {
+				return err
+			}
 			b, err := broker.New(broker.Options{Config: cfg, ConfigPath: path, Logger: logger, ToolsDir: toolsDir()})
 			if err != nil {
 				return err
@@ -133,10 +136,13 @@ func readSecret(in io.Reader, prompt io.Writer) (string, error) {
 	return line, nil
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger logs JSON at level; the configuration has validated it, flags are checked here.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q is not one of debug, info, warn, error", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
 // toolsDir is where `make dist` puts the maint binaries, next to the executable or in the
