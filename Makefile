@@ -35,7 +35,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 6 ./bench/
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseTarget -fuzztime 60s ./proxy/
+	for f in FuzzParse FuzzPACRegexpMatchesParse; do $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s -fuzzminimizetime 5s ./maintname/ || exit 1; done
 
 clean:
 	rm -rf $(BIN) dist demo-data

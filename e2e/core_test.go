@@ -137,6 +137,7 @@ func TestFailureTable(t *testing.T) {
 		{"look-alike domain", "resa", "pass-a", "CONNECT", "12345.maint." + d + ".evil.com:443", 403, "not an open proxy"},
 		{"malformed name", "resa", "pass-a", "CONNECT", "12345-.maint." + d + ":22", 400, "<customer-id>[-<system-name>][-<co-located-server-ipv4>].maint." + d},
 		{"bad IPv4", "resa", "pass-a", "CONNECT", "12345-10.0.0.256.maint." + d + ":22", 400, "not an IPv4 address"},
+		{"co-located address names no server", "resa", "pass-a", "CONNECT", "12345-0.0.0.0.maint." + d + ":22", 400, "co-located address 0.0.0.0 names no server"},
 		{"port out of range", "resa", "pass-a", "CONNECT", "12345.maint." + d + ":70000", 400, "port"},
 		{"other reseller's customer", "resb", "pass-b", "CONNECT", "12345.maint." + d + ":7", 403, "customer not found for this proxy account"},
 		{"unknown customer", "resa", "pass-a", "CONNECT", "99999.maint." + d + ":7", 403, "customer not found for this proxy account"},

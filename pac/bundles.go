@@ -13,6 +13,7 @@ import (
 	"text/template"
 
 	"maintproxy/config"
+	"maintproxy/maintname"
 )
 
 // Folders inside the zips: unzipping gives one clearly named directory.
@@ -74,7 +75,7 @@ func extensionFiles(cfg *config.Broker, tmpl *template.Template) ([]zipFile, err
 	}
 	data := map[string]any{
 		"Domain": cfg.Domain, "Proxy": proxyAddr(cfg), "PACURL": webURL(cfg, "/com/remoteproxy/proxy.pac"),
-		"PACJSON": string(pacJSON),
+		"PACJSON": string(pacJSON), "Grammar": maintname.HostGrammar(cfg.Domain),
 	}
 	bg, err := execText(tmpl, "background.js.tmpl", data)
 	if err != nil {

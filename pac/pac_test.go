@@ -2,11 +2,15 @@ package pac
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"maintproxy/maintname"
 )
 
 // evalPAC runs script's FindProxyForURL in Node's vm (testdata/evalpac.js) for each host.
@@ -60,6 +64,8 @@ func TestPACInNode(t *testing.T) {
 		{"12345-se-2-10.0.0.255.maint.example.com", proxy},
 		{"12345-se1-127.0.0.5.maint.example.com", proxy},
 		{"12345-7.maint.example.com", proxy}, // a system named "7"
+		{strings.Repeat("1", 63) + "-" + strings.Repeat("s", 63) + ".maint.example.com", proxy},
+		{"12345-0.0.0.0.maint.example.com", proxy}, // the proxy explains why it names no server
 		// Not the grammar: direct (the proxy would refuse them anyway).
 		{"maint.example.com", "DIRECT"}, // the proxy itself: never proxied through itself
 		{"admin.example.com", "DIRECT"},
@@ -81,6 +87,8 @@ func TestPACInNode(t *testing.T) {
 		{"12345-se1-01.1.1.1.maint.example.com", "DIRECT"},
 		{"12345-1.2.3.maint.example.com", "DIRECT"},
 		{"12345.maint.example.org", "DIRECT"},
+		{strings.Repeat("1", 64) + ".maint.example.com", "DIRECT"}, // longer than a DNS label
+		{"12345-" + strings.Repeat("s", 64) + ".maint.example.com", "DIRECT"},
 		{"192.168.1.20", "DIRECT"},
 		{"localhost", "DIRECT"},
 		{"[::1]", "DIRECT"},
@@ -115,4 +123,42 @@ func TestPACHostileInput(t *testing.T) {
 	if got[0] != "DIRECT" {
 		t.Fatalf("got %q", got[0])
 	}
+}
+
+// TestPACAgreesWithGo: JavaScript and Go read maintname.HostRegexp the same way, so the Go
+// fuzz test that compares it with the parser speaks for the browser. Hosts are near misses
+// of the grammar, drawn from a fixed seed.
+func TestPACAgreesWithGo(t *testing.T) {
+	const n = 3000
+	re := regexp.MustCompile(maintname.HostRegexp("example.com"))
+	rng := rand.New(rand.NewPCG(8, 9))
+	parts := []string{"1", "12345", "a", "z9", "-", "--", ".", "se2", "0", "00", "255", "256", "01",
+		"192.168.1.20", "0.0.0.0", "1.2.3", ".maint.example.com", ".maint.", "example", ".com", "_", "A", strings.Repeat("x", 60)}
+	hosts := make([]string, 0, n)
+	for len(hosts) < n {
+		var b strings.Builder
+		for range 1 + rng.IntN(6) {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		if rng.IntN(2) == 0 {
+			b.WriteString(".maint.example.com")
+		}
+		hosts = append(hosts, b.String())
+	}
+	got := evalPAC(t, PAC("example.com", "maint.example.com:6443"), hosts)
+	matched := 0
+	for i, h := range hosts {
+		want := "DIRECT"
+		if re.MatchString(strings.ToLower(h)) {
+			want = "HTTPS maint.example.com:6443"
+			matched++
+		}
+		if got[i] != want {
+			t.Errorf("FindProxyForURL(%q) = %q in JavaScript, %q by Go's regexp", h, got[i], want)
+		}
+	}
+	if matched < n/20 {
+		t.Errorf("only %d of %d hosts match: the sample misses the grammar", matched, n)
+	}
+	t.Logf("%d hosts, %d in the grammar", n, matched)
 }

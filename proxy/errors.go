@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"maintproxy/maintname"
 	"maintproxy/tunnel"
 )
 
@@ -24,10 +25,10 @@ func statusFor(err error, domain string) (int, string) {
 		return http.StatusProxyAuthRequired, err.Error() + ": log in with your reseller's proxy account"
 	case errors.Is(err, ErrNotConnect):
 		return http.StatusMethodNotAllowed, err.Error()
-	case errors.Is(err, ErrNotMaintenance):
-		return http.StatusForbidden, "this proxy only reaches customer systems named " + grammarFor(domain) + "; it is not an open proxy"
-	case errors.Is(err, ErrMalformed):
-		return http.StatusBadRequest, err.Error() + "; use " + grammarFor(domain)
+	case errors.Is(err, maintname.ErrNotMaintenance):
+		return http.StatusForbidden, "this proxy only reaches customer systems named " + maintname.GrammarFor(domain) + "; it is not an open proxy"
+	case errors.Is(err, maintname.ErrMalformed):
+		return http.StatusBadRequest, err.Error() + "; use " + maintname.GrammarFor(domain)
 	case errors.Is(err, ErrNotManaged):
 		// Same text for unknown and foreign customers: nothing to enumerate.
 		return http.StatusForbidden, "customer not found for this proxy account; check the customer ID, or ask the customer's reseller"
@@ -47,8 +48,4 @@ func statusFor(err error, domain string) (int, string) {
 	default:
 		return http.StatusBadGateway, "tunnel failed: " + err.Error()
 	}
-}
-
-func grammarFor(domain string) string {
-	return "<customer-id>[-<system-name>][-<co-located-server-ipv4>].maint." + domain + ":<port>"
 }

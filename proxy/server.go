@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/maintname"
 	"maintproxy/tunnel"
 )
 
@@ -138,7 +139,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if authority == "" {
 		authority = r.Host
 	}
-	t, err := ParseTarget(authority, cfg.Domain)
+	t, err := maintname.Parse(authority, cfg.Domain)
 	if err != nil {
 		s.refuse(w, r, cfg, acct, authority, err)
 		return
@@ -196,7 +197,7 @@ func (s *Server) authenticate(r *http.Request) (*config.Account, error) {
 }
 
 // route finds the live agent session for the target, checking the account's rights.
-func (s *Server) route(cfg *config.Broker, acct *config.Account, t Target) (*tunnel.Session, tunnel.Identity, error) {
+func (s *Server) route(cfg *config.Broker, acct *config.Account, t maintname.Target) (*tunnel.Session, tunnel.Identity, error) {
 	cust := cfg.Customer(t.Customer)
 	if cust == nil || !acct.Manages(t.Customer) {
 		return nil, tunnel.Identity{}, ErrNotManaged
