@@ -38,15 +38,14 @@ func startRig(b *testing.B) *rig {
 	b.Helper()
 	dir := b.TempDir()
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	cfg := &config.Broker{
+	cfg, err := config.NewBroker(config.Broker{
 		Domain: "example.test", DataDir: dir,
 		Listen:    config.Listen{Proxy: "127.0.0.1:0", Web: "127.0.0.1:0"},
 		Accounts:  []config.Account{{Username: "u", PasswordHash: string(hash), Customers: []string{"12345"}}},
 		Customers: []config.Customer{{ID: "12345", Systems: []config.System{{Name: "se1", Primary: true, AgentSecretHash: string(hash)}}}},
 		Limits:    config.Limits{PerAccount: 1 << 20, PerSystem: 1 << 20},
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
 	brk, err := broker.New(broker.Options{Config: cfg})
@@ -58,13 +57,12 @@ func startRig(b *testing.B) *rig {
 	go func() { defer close(brokerDone); brk.Run(ctx) }()
 
 	sink := startSink(b)
-	acfg := &config.Agent{
+	acfg, err := config.NewAgent(config.Agent{
 		Broker: "https://" + brk.WebAddr().String(), CAFile: filepath.Join(dir, "ca.pem"), ServerName: "admin.example.test",
 		Customer: "12345", System: "se1", Secret: "pw",
 		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": sink}},
-	}
-	acfg.ApplyDefaults()
-	if err := acfg.Validate(); err != nil {
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
 	agent, err := tunnel.NewAgent(acfg, slog.New(slog.DiscardHandler), "bench")

@@ -58,22 +58,71 @@ func filesConfig(t *testing.T) (*config.Broker, *identityCA) {
 	t.Helper()
 	ca := testCA(t)
 	dir := t.TempDir()
-	cfg := testConfig(t, config.ModeFiles)
-	cfg.TLS.Files = config.Files{Cert: filepath.Join(dir, "fullchain.pem"), Key: filepath.Join(dir, "privkey.pem")}
+	cfg := testConfig(t, config.ModeFiles, func(b *config.Broker) {
+		b.TLS.Files = config.Files{Cert: filepath.Join(dir, "fullchain.pem"), Key: filepath.Join(dir, "privkey.pem")}
+	})
 	writePair(t, ca, cfg.TLS.Files.Cert, cfg.TLS.Files.Key, "maint."+testDomain, "admin."+testDomain)
 	return cfg, ca
 }
 
+// TestFilesReloadWithoutRestart drives Run's periodic work (check) at an injected time,
+// so each step is decided, not raced: a replaced pair is served after the next check, a
+// half-replaced one is not; then Run itself picks up a change on its ticker.
 func TestFilesReloadWithoutRestart(t *testing.T) {
 	cfg, ca := filesConfig(t)
+	clk := newClock(time.Now())
 	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Logger: logs.logger(), CheckInterval: 10 * time.Millisecond})
+	m, err := New(Options{Config: cfg, Logger: logs.logger(), Now: clk.now, CheckInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(m.RootPEM()) != string(ca.pem) {
 		t.Error("RootPEM is not the self-signed top of the chain")
 	}
+	proxy, web := serveTLS(t, m.ProxyTLSConfig()), serveTLS(t, m.WebTLSConfig())
+	served := func(addr, sni, name string) *x509.Certificate {
+		t.Helper()
+		return dialLeaf(t, addr, sni, name, ca.pem, clk.now())
+	}
+	wantServed := func(want *x509.Certificate, what string) {
+		t.Helper()
+		if got := served(web, "admin."+testDomain, "admin."+testDomain); got.SerialNumber.Cmp(want.SerialNumber) != 0 {
+			t.Fatalf("%s: web serves serial %v, want %v", what, got.SerialNumber, want.SerialNumber)
+		}
+		if got := served(proxy, "", "maint."+testDomain); got.SerialNumber.Cmp(want.SerialNumber) != 0 {
+			t.Fatalf("%s: proxy serves serial %v, want %v", what, got.SerialNumber, want.SerialNumber)
+		}
+	}
+	first := served(proxy, "maint."+testDomain, "maint."+testDomain)
+
+	// A whole new pair is picked up on both listeners at the next check, not before.
+	second := writePair(t, ca, cfg.TLS.Files.Cert, cfg.TLS.Files.Key, "maint."+testDomain, "admin."+testDomain)
+	wantServed(first, "before the check")
+	clk.add(10 * time.Second)
+	m.check()
+	wantServed(second, "after the check")
+
+	// Half-replaced (new certificate, old key): the previous one stays in service and a
+	// warning says why; once the key follows, the new pair is served.
+	writePair(t, ca, cfg.TLS.Files.Cert, "", "maint."+testDomain, "admin."+testDomain)
+	clk.add(10 * time.Second)
+	m.check()
+	if !strings.Contains(m.Warning(), "tls.files.key") {
+		t.Errorf("warning %q does not name tls.files.key", m.Warning())
+	}
+	wantServed(second, "certificate without its key")
+	fourth := writePair(t, ca, cfg.TLS.Files.Cert, cfg.TLS.Files.Key, "maint."+testDomain, "admin."+testDomain)
+	clk.add(10 * time.Second)
+	m.check()
+	wantServed(fourth, "key followed")
+	if w := m.Warning(); w != "" {
+		t.Errorf("warning after a good reload: %q", w)
+	}
+	if !strings.Contains(logs.String(), "reloaded the certificate files") {
+		t.Errorf("reload not logged:\n%s", logs.String())
+	}
+
+	// Run checks on its own ticker (real time: the injected clock only tells the time).
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -85,59 +134,13 @@ func TestFilesReloadWithoutRestart(t *testing.T) {
 			t.Error("Run did not return after cancel")
 		}
 	}()
-	proxy, web := serveTLS(t, m.ProxyTLSConfig()), serveTLS(t, m.WebTLSConfig())
-	first := dialLeaf(t, proxy, "maint."+testDomain, "maint."+testDomain, ca.pem, time.Now())
-
-	// Wait until a served leaf differs from old, with a deadline.
-	waitNew := func(old *x509.Certificate) *x509.Certificate {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			got := dialLeaf(t, web, "admin."+testDomain, "admin."+testDomain, ca.pem, time.Now())
-			if got.SerialNumber.Cmp(old.SerialNumber) != 0 {
-				return got
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("still serving serial %v after 10s", old.SerialNumber)
-			}
-			time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-		}
-	}
-
-	// A whole new pair is picked up on both listeners.
-	second := writePair(t, ca, cfg.TLS.Files.Cert, cfg.TLS.Files.Key, "maint."+testDomain, "admin."+testDomain)
-	if got := waitNew(first); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
-		t.Fatalf("served serial %v, want %v", got.SerialNumber, second.SerialNumber)
-	}
-	if got := dialLeaf(t, proxy, "", "maint."+testDomain, ca.pem, time.Now()); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
-		t.Fatal("proxy listener still serves the old certificate")
-	}
-
-	// Half-replaced (new certificate, old key): the previous one stays in service and a
-	// warning says why; once the key follows, the new pair is served.
-	third := writePair(t, ca, cfg.TLS.Files.Cert, "", "maint."+testDomain, "admin."+testDomain)
+	fifth := writePair(t, ca, cfg.TLS.Files.Cert, cfg.TLS.Files.Key, "maint."+testDomain, "admin."+testDomain)
 	deadline := time.Now().Add(10 * time.Second)
-	for m.Warning() == "" {
+	for served(web, "admin."+testDomain, "admin."+testDomain).SerialNumber.Cmp(fifth.SerialNumber) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("no warning for a certificate without its key")
+			t.Fatal("Run did not reload the files within 10s")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !strings.Contains(m.Warning(), "tls.files.key") {
-		t.Errorf("warning %q does not name tls.files.key", m.Warning())
-	}
-	if got := dialLeaf(t, proxy, "maint."+testDomain, "maint."+testDomain, ca.pem, time.Now()); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
-		t.Fatal("a certificate without its key was served")
-	}
-	fourth := writePair(t, ca, cfg.TLS.Files.Cert, cfg.TLS.Files.Key, "maint."+testDomain, "admin."+testDomain)
-	if got := waitNew(second); got.SerialNumber.Cmp(fourth.SerialNumber) != 0 {
-		t.Fatalf("served serial %v, want %v (third was %v)", got.SerialNumber, fourth.SerialNumber, third.SerialNumber)
-	}
-	if w := m.Warning(); w != "" {
-		t.Errorf("warning after a good reload: %q", w)
-	}
-	if !strings.Contains(logs.String(), "reloaded the certificate files") {
-		t.Errorf("reload not logged:\n%s", logs.String())
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
 	}
 }
 
@@ -187,11 +190,9 @@ func TestFilesMisconfigurationNamesField(t *testing.T) {
 		{"root unreadable", good, goodKey, filepath.Join(dir, "nope.pem"), "tls.files.root: open "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := testConfig(t, config.ModeFiles)
-			cfg.TLS.Files = config.Files{Cert: c.cert, Key: c.key, Root: c.root}
-			if err := cfg.Validate(); err != nil {
-				t.Fatal(err)
-			}
+			cfg := testConfig(t, config.ModeFiles, func(b *config.Broker) {
+				b.TLS.Files = config.Files{Cert: c.cert, Key: c.key, Root: c.root}
+			})
 			_, err := New(Options{Config: cfg})
 			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
 				t.Fatalf("New: %v, want prefix %q", err, c.want)
@@ -203,8 +204,9 @@ func TestFilesMisconfigurationNamesField(t *testing.T) {
 	}
 
 	// The explicit root is what the bundle ships.
-	cfg := testConfig(t, config.ModeFiles)
-	cfg.TLS.Files = config.Files{Cert: good, Key: goodKey, Root: rightRoot}
+	cfg := testConfig(t, config.ModeFiles, func(b *config.Broker) {
+		b.TLS.Files = config.Files{Cert: good, Key: goodKey, Root: rightRoot}
+	})
 	m, err := New(Options{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
@@ -229,11 +231,11 @@ func TestConfigMisconfigurationNamesField(t *testing.T) {
 		{"files without cert", func(b *config.Broker) { b.TLS.Mode = config.ModeFiles }, "tls.files.cert: "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := testConfig(t, config.ModeSelfSigned)
+			cfg := rawConfig(t, config.ModeSelfSigned)
 			c.edit(cfg)
-			err := cfg.Validate()
+			_, err := config.NewBroker(*cfg)
 			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
-				t.Fatalf("Validate: %v, want prefix %q", err, c.want)
+				t.Fatalf("NewBroker: %v, want prefix %q", err, c.want)
 			}
 			if _, err := New(Options{Config: cfg}); err == nil {
 				t.Error("New accepted it")
@@ -249,12 +251,10 @@ func TestConfigMisconfigurationNamesField(t *testing.T) {
 		{"ca_file unreadable", func(b *config.Broker) { b.TLS.ACME.CAFile = "/nonexistent/ca.pem" }, "tls.acme.ca_file: open "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := testConfig(t, config.ModeACME)
-			cfg.TLS.ACME.Email = "ops@example.test"
-			c.edit(cfg)
-			if err := cfg.Validate(); err != nil {
-				t.Fatal(err)
-			}
+			cfg := testConfig(t, config.ModeACME, func(b *config.Broker) {
+				b.TLS.ACME.Email = "ops@example.test"
+				c.edit(b)
+			})
 			_, err := New(Options{Config: cfg})
 			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
 				t.Fatalf("New: %v, want prefix %q", err, c.want)
@@ -264,8 +264,7 @@ func TestConfigMisconfigurationNamesField(t *testing.T) {
 }
 
 func TestACMEDefaultRootIsISRGRootX1(t *testing.T) {
-	cfg := testConfig(t, config.ModeACME)
-	cfg.TLS.ACME.Email = "ops@example.test"
+	cfg := testConfig(t, config.ModeACME, func(b *config.Broker) { b.TLS.ACME.Email = "ops@example.test" })
 	m, err := New(Options{Config: cfg})
 	if err != nil {
 		t.Fatal(err)

@@ -20,17 +20,37 @@ import (
 
 const testDomain = "example.test"
 
-// testConfig is a valid broker configuration for mode with its own data directory.
-func testConfig(t *testing.T, mode string) *config.Broker {
+// rawConfig is a broker configuration for mode with its own data directory, not yet made
+// ready: tests edit it, then pass it to ready or expect config.NewBroker to refuse it.
+func rawConfig(t *testing.T, mode string) *config.Broker {
 	t.Helper()
-	cfg := &config.Broker{
+	return &config.Broker{
 		Domain:  testDomain,
 		Listen:  config.Listen{Proxy: "127.0.0.1:0", Web: "127.0.0.1:0"},
 		DataDir: t.TempDir(),
 		TLS:     config.TLS{Mode: mode},
 	}
-	cfg.ApplyDefaults()
-	return cfg
+}
+
+// ready is config.NewBroker(*cfg), failing the test on an error.
+func ready(t *testing.T, cfg *config.Broker) *config.Broker {
+	t.Helper()
+	b, err := config.NewBroker(*cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// testConfig is a ready broker configuration for mode with its own data directory, after
+// edits.
+func testConfig(t *testing.T, mode string, edits ...func(*config.Broker)) *config.Broker {
+	t.Helper()
+	cfg := rawConfig(t, mode)
+	for _, e := range edits {
+		e(cfg)
+	}
+	return ready(t, cfg)
 }
 
 // clock is an injectable time source.

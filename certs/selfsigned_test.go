@@ -13,8 +13,7 @@ import (
 )
 
 func TestSelfSignedCreateThenReuse(t *testing.T) {
-	cfg := testConfig(t, config.ModeSelfSigned)
-	cfg.DNS.Addresses = []string{"192.0.2.10"}
+	cfg := testConfig(t, config.ModeSelfSigned, func(b *config.Broker) { b.DNS.Addresses = []string{"192.0.2.10"} })
 	logs := &logBuffer{}
 	m, err := New(Options{Config: cfg, Logger: logs.logger()})
 	if err != nil {

@@ -3,17 +3,22 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"maintproxy/maintname"
 )
 
-// Agent is the customer-site agent's configuration.
+// Agent is the customer-site agent's configuration. Get one from LoadAgent or NewAgent,
+// which apply the defaults and validate it.
 type Agent struct {
 	// Broker is the base URL of the broker's web listener, e.g. https://admin.example.com.
 	Broker string `mapstructure:"broker"`
@@ -56,21 +61,50 @@ type Tunnel struct {
 	Port        int    `mapstructure:"port"`
 }
 
-// StandardPorts are the services of a phone system offered by default: SSH/SFTP, HTTPS,
+// standardPorts are the services of a phone system offered by default: SSH/SFTP, HTTPS,
 // RDP, web control panel, web manager, one-X Portal, WebLM.
-var StandardPorts = []int{22, 443, 3389, 7071, 8443, 9443, 52233}
+func standardPorts() []int { return []int{22, 443, 3389, 7071, 8443, 9443, 52233} }
 
-// ApplicationPorts gives each tunnel application its default port.
-var ApplicationPorts = map[string]int{
-	"SSH": 22, "SFTP": 22, "HTTPS": 443, "RDP": 3389, "VNC": 5900,
-	"WEBCONTROL": 7071, "ONEXPORTAL": 9443, "WEBLM": 52233,
+// applicationPort is the default port of a tunnel application (upper case), or 0.
+func applicationPort(app string) int {
+	switch app {
+	case "SSH", "SFTP":
+		return 22
+	case "HTTPS":
+		return 443
+	case "RDP":
+		return 3389
+	case "VNC":
+		return 5900
+	case "WEBCONTROL":
+		return 7071
+	case "ONEXPORTAL":
+		return 9443
+	case "WEBLM":
+		return 52233
+	}
+	return 0
 }
 
-// ApplyDefaults fills every empty field that has a default.
-func (a *Agent) ApplyDefaults() {
+// NewAgent returns a ready copy of a: defaults applied, names normalised, secret_file read
+// and every field validated. The error names the first bad field. a itself is left as it
+// was.
+func NewAgent(a Agent) (*Agent, error) {
+	a.Colocated.Tunnels = slices.Clone(a.Colocated.Tunnels)
+	a.RemoteAccess.Services = maps.Clone(a.RemoteAccess.Services)
+	a.applyDefaults()
+	if err := a.validate(); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// applyDefaults fills every empty field that has a default.
+func (a *Agent) applyDefaults() {
 	if len(a.RemoteAccess.Services) == 0 {
-		a.RemoteAccess.Services = make(map[string]string, len(StandardPorts))
-		for _, p := range StandardPorts {
+		ports := standardPorts()
+		a.RemoteAccess.Services = make(map[string]string, len(ports))
+		for _, p := range ports {
 			a.RemoteAccess.Services[strconv.Itoa(p)] = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 		}
 	}
@@ -78,7 +112,7 @@ func (a *Agent) ApplyDefaults() {
 		t := &a.Colocated.Tunnels[i]
 		t.Application = strings.ToUpper(strings.TrimSpace(t.Application))
 		if t.Port == 0 {
-			t.Port = ApplicationPorts[t.Application]
+			t.Port = applicationPort(t.Application)
 		}
 	}
 	a.DialTimeout = durationOr(a.DialTimeout, 10*time.Second)
@@ -88,8 +122,8 @@ func (a *Agent) ApplyDefaults() {
 	}
 }
 
-// Validate checks the agent configuration and loads secret_file. The error names the field.
-func (a *Agent) Validate() error {
+// validate checks the agent configuration and loads secret_file. The error names the field.
+func (a *Agent) validate() error {
 	u, err := url.Parse(a.Broker)
 	if a.Broker == "" {
 		return errors.New("broker: required (the broker's web address, e.g. https://admin.example.com)")
@@ -103,11 +137,11 @@ func (a *Agent) Validate() error {
 		}
 	}
 	a.Customer = strings.ToLower(strings.TrimSpace(a.Customer))
-	if !isAlnum(a.Customer) {
+	if !maintname.ValidCustomerID(a.Customer) {
 		return fmt.Errorf("customer: %q must be letters and digits only", a.Customer)
 	}
 	a.System = strings.ToLower(strings.TrimSpace(a.System))
-	if !ValidSystemName(a.System) {
+	if !maintname.ValidSystemName(a.System) {
 		return fmt.Errorf("system: %q must be letters, digits and inner hyphens", a.System)
 	}
 	if a.Secret != "" && a.SecretFile != "" {
@@ -124,7 +158,7 @@ func (a *Agent) Validate() error {
 		return errors.New("secret: required (or secret_file)")
 	}
 	for port, addr := range a.RemoteAccess.Services {
-		if _, err := ParsePort(port); err != nil {
+		if _, err := maintname.ParsePort(port); err != nil {
 			return fmt.Errorf("remote_access.services[%s]: %v", port, err)
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -157,19 +191,10 @@ func (a *Agent) Validate() error {
 func (r RemoteAccess) ServicePorts() []int {
 	ports := make([]int, 0, len(r.Services))
 	for p := range r.Services {
-		if n, err := ParsePort(p); err == nil {
-			ports = append(ports, n)
+		if n, err := maintname.ParsePort(p); err == nil {
+			ports = append(ports, int(n))
 		}
 	}
 	sort.Ints(ports)
 	return ports
-}
-
-// ParsePort parses a decimal TCP port in 1-65535.
-func ParsePort(s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 || s[0] == '0' || s[0] == '+' {
-		return 0, fmt.Errorf("%q is not a port in 1-65535", s)
-	}
-	return n, nil
 }

@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
+
+	"maintproxy/maintname"
 )
 
 // TLS modes (tls.mode).
@@ -24,7 +27,12 @@ const (
 // LetsEncryptURL is the default ACME directory.
 const LetsEncryptURL = "https://acme-v02.api.letsencrypt.org/directory"
 
-// Broker is the broker's configuration.
+// Broker is the broker's configuration. Get one from LoadBroker, ParseBroker or NewBroker:
+// each applies the defaults, validates every field and builds the look-up indexes, so the
+// value is ready to use and nothing needs a second call. Treat it as read-only afterwards;
+// publish an edit as a new value from NewBroker. A value built any other way has no
+// defaults and was never checked (a zero limit admits no tunnel); its look-ups still work,
+// by scanning the lists.
 type Broker struct {
 	// Domain is the provider's domain: the proxy is maint.<domain>, the web site admin.<domain>.
 	Domain    string     `mapstructure:"domain"`
@@ -131,8 +139,34 @@ const (
 	DefaultDNSRate     = 20
 )
 
-// ApplyDefaults fills every empty field that has a default.
-func (b *Broker) ApplyDefaults() {
+// NewBroker returns a ready copy of b: defaults applied, names normalised, every field
+// validated and the look-up indexes built. The error names the first bad field. b itself,
+// and the slices it shares with the copy, are left as they were.
+func NewBroker(b Broker) (*Broker, error) {
+	b.ownSlices()
+	b.applyDefaults()
+	if err := b.validate(); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// ownSlices copies the slices that validation normalises in place, so that NewBroker does
+// not write through to its caller's value.
+func (b *Broker) ownSlices() {
+	b.TLS.ACME.ExtraNames = slices.Clone(b.TLS.ACME.ExtraNames)
+	b.Accounts = slices.Clone(b.Accounts)
+	for i := range b.Accounts {
+		b.Accounts[i].Customers = slices.Clone(b.Accounts[i].Customers)
+	}
+	b.Customers = slices.Clone(b.Customers)
+	for i := range b.Customers {
+		b.Customers[i].Systems = slices.Clone(b.Customers[i].Systems)
+	}
+}
+
+// applyDefaults fills every empty field that has a default.
+func (b *Broker) applyDefaults() {
 	if b.Listen.Proxy == "" {
 		b.Listen.Proxy = DefaultProxyListen
 	}
@@ -162,9 +196,9 @@ func (b *Broker) ApplyDefaults() {
 	}
 }
 
-// Validate checks the whole configuration, normalises names to lower case and builds the
+// validate checks the whole configuration, normalises names to lower case and builds the
 // look-up indexes. The error names the first bad field.
-func (b *Broker) Validate() error {
+func (b *Broker) validate() error {
 	b.Domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(b.Domain), "."))
 	if b.Domain == "" {
 		return errors.New("domain: required (e.g. example.com; the proxy is then maint.example.com)")
@@ -276,7 +310,7 @@ func (b *Broker) indexCustomers() error {
 		c := &b.Customers[i]
 		field := fmt.Sprintf("customers[%d]", i)
 		c.ID = strings.ToLower(strings.TrimSpace(c.ID))
-		if !isAlnum(c.ID) {
+		if !maintname.ValidCustomerID(c.ID) {
 			return fmt.Errorf("%s.id: %q must be letters and digits only", field, c.ID)
 		}
 		if b.customers[c.ID] != nil {
@@ -291,7 +325,7 @@ func (b *Broker) indexCustomers() error {
 			s := &c.Systems[j]
 			sf := fmt.Sprintf("%s.systems[%d]", field, j)
 			s.Name = strings.ToLower(strings.TrimSpace(s.Name))
-			if !ValidSystemName(s.Name) {
+			if !maintname.ValidSystemName(s.Name) {
 				return fmt.Errorf("%s.name: %q must be letters, digits and inner hyphens", sf, s.Name)
 			}
 			if seen[s.Name] {
@@ -343,13 +377,38 @@ func (b *Broker) indexAccounts() error {
 }
 
 // Account returns the named proxy account, or nil.
-func (b *Broker) Account(username string) *Account { return b.accounts[username] }
+func (b *Broker) Account(username string) *Account {
+	if b.accounts == nil { // not made by a constructor: no index
+		for i := range b.Accounts {
+			if b.Accounts[i].Username == username {
+				return &b.Accounts[i]
+			}
+		}
+		return nil
+	}
+	return b.accounts[username]
+}
 
 // Customer returns the customer with the given ID (any case), or nil.
-func (b *Broker) Customer(id string) *Customer { return b.customers[strings.ToLower(id)] }
+func (b *Broker) Customer(id string) *Customer {
+	if b.customers == nil { // not made by a constructor: no index
+		for i := range b.Customers {
+			if strings.EqualFold(b.Customers[i].ID, id) {
+				return &b.Customers[i]
+			}
+		}
+		return nil
+	}
+	return b.customers[strings.ToLower(id)]
+}
 
 // Manages reports whether the account may reach the customer (ID in lower case).
-func (a *Account) Manages(customerID string) bool { return a.customers[customerID] }
+func (a *Account) Manages(customerID string) bool {
+	if a.customers == nil { // not made by a constructor: no index
+		return slices.ContainsFunc(a.Customers, func(id string) bool { return strings.EqualFold(id, customerID) })
+	}
+	return a.customers[customerID]
+}
 
 // System returns the named system (any case); the empty name means the primary. Nil if none.
 func (c *Customer) System(name string) *System {
@@ -379,33 +438,6 @@ func portOf(addr string) string {
 	return p
 }
 
-// ValidSystemName reports whether s is a valid (lower-case) system name.
-func ValidSystemName(s string) bool {
-	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 func isBcrypt(h string) bool {
 	return len(h) == 60 && (strings.HasPrefix(h, "$2a$") || strings.HasPrefix(h, "$2b$") || strings.HasPrefix(h, "$2y$"))
 }
@@ -415,7 +447,7 @@ func validHostname(h string) bool {
 		return false
 	}
 	for _, label := range strings.Split(h, ".") {
-		if !ValidSystemName(label) {
+		if !maintname.ValidSystemName(label) { // a system name is exactly a DNS label
 			return false
 		}
 	}

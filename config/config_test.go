@@ -106,7 +106,7 @@ colocated:
 	if a.Secret != "s3cret" || a.System != "se1" || a.Colocated.Tunnels[0].Port != 3389 || a.Colocated.Tunnels[1].Port != 8443 {
 		t.Errorf("agent config: %+v", a)
 	}
-	if got := a.RemoteAccess.ServicePorts(); len(got) != len(StandardPorts) || a.RemoteAccess.Services["22"] != "127.0.0.1:22" {
+	if got := a.RemoteAccess.ServicePorts(); len(got) != len(standardPorts()) || a.RemoteAccess.Services["22"] != "127.0.0.1:22" {
 		t.Errorf("default services: %v", a.RemoteAccess.Services)
 	}
 	for _, c := range []struct{ from, to, field string }{
@@ -151,5 +151,70 @@ func TestExamplesAreValid(t *testing.T) {
 	a, err := LoadAgent(p)
 	if err != nil || a.Secret != "from-env" {
 		t.Errorf("examples/maintagent.yaml: %v", err)
+	}
+}
+
+// TestNewBroker: a value built in code becomes ready in one call, without touching the
+// caller's value; a bad field is named.
+func TestNewBroker(t *testing.T) {
+	in := Broker{
+		Domain:    "Example.COM",
+		DataDir:   "/tmp/x",
+		Accounts:  []Account{{Username: "resa", PasswordHash: goodHash, Customers: []string{"AB12"}}},
+		Customers: []Customer{{ID: "AB12", Systems: []System{{Name: "SE1", Primary: true, AgentSecretHash: goodHash}}}},
+	}
+	b, err := NewBroker(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Domain != "example.com" || b.Listen.Proxy != DefaultProxyListen || b.Limits.PerAccount != DefaultPerAccount {
+		t.Errorf("defaults: %+v", b)
+	}
+	if a := b.Account("resa"); a == nil || !a.Manages("ab12") || b.Customer("ab12").System("").Name != "se1" {
+		t.Errorf("indexes: %+v", a)
+	}
+	if in.Customers[0].ID != "AB12" || in.Customers[0].Systems[0].Name != "SE1" || in.Accounts[0].Customers[0] != "AB12" || in.Listen.Proxy != "" {
+		t.Errorf("NewBroker wrote through to its argument: %+v", in)
+	}
+	in.Customers[0].Systems[0].AgentSecretHash = "plain"
+	if _, err := NewBroker(in); err == nil || !strings.HasPrefix(err.Error(), "customers[0].systems[0].agent_secret_hash:") {
+		t.Errorf("bad hash: %v", err)
+	}
+}
+
+// TestLookupsWithoutIndex: a value not made by a constructor still finds what it lists
+// rather than refusing every login.
+func TestLookupsWithoutIndex(t *testing.T) {
+	b := &Broker{
+		Accounts:  []Account{{Username: "resa", Customers: []string{"12345"}}},
+		Customers: []Customer{{ID: "12345", Systems: []System{{Name: "se1", Primary: true}}}},
+	}
+	a := b.Account("resa")
+	if a == nil || !a.Manages("12345") || a.Manages("99999") || b.Account("resb") != nil {
+		t.Errorf("accounts: %+v", a)
+	}
+	if c := b.Customer("12345"); c == nil || c.System("SE1") == nil || b.Customer("99999") != nil {
+		t.Errorf("customers: %+v", c)
+	}
+}
+
+func TestNewAgent(t *testing.T) {
+	in := Agent{
+		Broker: "https://admin.example.com", Customer: "12345", System: "SE1", Secret: "s",
+		Colocated: Colocated{Tunnels: []Tunnel{{Application: "rdp", IP: "192.168.1.20"}}},
+	}
+	a, err := NewAgent(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.System != "se1" || a.Colocated.Tunnels[0].Port != 3389 || a.DialTimeout == 0 || len(a.RemoteAccess.ServicePorts()) != len(standardPorts()) {
+		t.Errorf("agent: %+v", a)
+	}
+	if in.Colocated.Tunnels[0].Port != 0 || in.Colocated.Tunnels[0].Application != "rdp" || in.RemoteAccess.Services != nil {
+		t.Errorf("NewAgent wrote through to its argument: %+v", in)
+	}
+	in.Colocated.Tunnels[0].Application = "fax"
+	if _, err := NewAgent(in); err == nil || !strings.HasPrefix(err.Error(), "colocated.tunnels[0].port:") {
+		t.Errorf("unknown application: %v", err)
 	}
 }

@@ -34,11 +34,7 @@ func ParseBroker(data []byte) (*Broker, error) {
 	if err := unmarshal(data, BrokerEnvPrefix, &b); err != nil {
 		return nil, err
 	}
-	b.ApplyDefaults()
-	if err := b.Validate(); err != nil {
-		return nil, err
-	}
-	return &b, nil
+	return NewBroker(b)
 }
 
 // LoadAgent reads, defaults and validates the agent configuration in path.
@@ -51,11 +47,7 @@ func LoadAgent(path string) (*Agent, error) {
 	if err := unmarshal(data, AgentEnvPrefix, &a); err != nil {
 		return nil, err
 	}
-	a.ApplyDefaults()
-	if err := a.Validate(); err != nil {
-		return nil, err
-	}
-	return &a, nil
+	return NewAgent(a)
 }
 
 func unmarshal(data []byte, envPrefix string, into any) error {

@@ -25,7 +25,10 @@ func testConfig(t *testing.T) *config.Broker {
 	sys := func(name string, primary bool) config.System {
 		return config.System{Name: name, Primary: primary, AgentSecretHash: fakeHash}
 	}
-	cfg := &config.Broker{
+	if len(fakeHash) != 60 {
+		t.Fatalf("fakeHash has %d characters", len(fakeHash))
+	}
+	cfg, err := config.NewBroker(config.Broker{
 		Domain: "example.test",
 		Listen: config.Listen{Proxy: "127.0.0.1:16443", Web: "127.0.0.1:8443"},
 		Accounts: []config.Account{
@@ -37,12 +40,8 @@ func testConfig(t *testing.T) *config.Broker {
 			{ID: "67890", Systems: []config.System{sys("main", true)}},
 			{ID: "55555", Name: "Other Reseller's Customer", Systems: []config.System{sys("secret-sys", true)}},
 		},
-	}
-	cfg.ApplyDefaults()
-	if len(fakeHash) != 60 {
-		t.Fatalf("fakeHash has %d characters", len(fakeHash))
-	}
-	if err := cfg.Validate(); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg

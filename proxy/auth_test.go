@@ -14,12 +14,11 @@ import (
 func testBroker(t *testing.T, pass string) *config.Broker {
 	t.Helper()
 	h, _ := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
-	b := &config.Broker{Domain: "example.com", DataDir: "/tmp",
+	b, err := config.NewBroker(config.Broker{Domain: "example.com", DataDir: "/tmp",
 		Accounts:  []config.Account{{Username: "resa", PasswordHash: string(h), Customers: []string{"12345"}}},
 		Customers: []config.Customer{{ID: "12345", Systems: []config.System{{Name: "se1", Primary: true, AgentSecretHash: string(h)}}}},
-	}
-	b.ApplyDefaults()
-	if err := b.Validate(); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return b

@@ -55,11 +55,10 @@ func startLink(t *testing.T, cfg *config.Agent, tuning Tuning, front func(broker
 	}
 	cfg.Broker, cfg.CAFile, cfg.ServerName = "https://"+addr, caFile, "example.com"
 	cfg.Customer, cfg.System, cfg.Secret = "12345", "se1", "s3cret"
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := config.NewAgent(*cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var err error
 	l.agent, err = NewAgent(cfg, slog.New(slog.DiscardHandler), "test")
 	if err != nil {
 		t.Fatal(err)

@@ -71,7 +71,7 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 	if err != nil {
 		return err
 	}
-	cfg := &config.Broker{
+	cfg, err := config.NewBroker(config.Broker{
 		Domain:   demoDomain,
 		Listen:   config.Listen{Proxy: proxyAddr, Web: webAddr},
 		DataDir:  dataDir,
@@ -80,9 +80,8 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 			{Name: "SE1", Primary: true, AgentSecretHash: secretHash},
 			{Name: "SE2", AgentSecretHash: secretHash},
 		}}},
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	b, err := broker.New(broker.Options{Config: cfg, Logger: logger, ToolsDir: toolsDir()})
@@ -117,7 +116,7 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 	_, coloPort, _ := net.SplitHostPort(colo)
 	port, _ := strconv.Atoi(coloPort)
 	for _, sys := range []string{"se1", "se2"} {
-		acfg := &config.Agent{
+		acfg, err := config.NewAgent(config.Agent{
 			Broker:     "https://" + b.WebAddr().String(),
 			CAFile:     caFile,
 			ServerName: "admin." + demoDomain,
@@ -128,9 +127,8 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 				"7071": panel, "443": panel, "7": echo, "22": "127.0.0.1:22",
 			}},
 			Colocated: config.Colocated{Enabled: sys == "se2", Tunnels: []config.Tunnel{{Application: "HTTPS", IP: demoColocatedIP, Port: port}}},
-		}
-		acfg.ApplyDefaults()
-		if err := acfg.Validate(); err != nil {
+		})
+		if err != nil {
 			return err
 		}
 		agent, err := tunnel.NewAgent(acfg, logger.With("agent", demoCustomer+"/"+sys), version)
