@@ -17,6 +17,7 @@ import (
 
 	"maintproxy/certs"
 	"maintproxy/config"
+	"maintproxy/dns"
 	"maintproxy/pac"
 	"maintproxy/proxy"
 	"maintproxy/tunnel"
@@ -46,7 +47,7 @@ type Broker struct {
 	agents   *tunnel.Server
 	web      *http.Server
 	plain    *http.Server
-	dns      *certs.DNSServer
+	dns      *dns.Server
 
 	proxyLn, webLn, plainLn net.Listener
 }
@@ -99,7 +100,7 @@ func New(o Options) (*Broker, error) {
 		b.webLn.Close()
 	}
 	if o.Config.DNS.Enabled {
-		if b.dns, err = certs.NewDNSServer(o.Config, o.Logger); err != nil {
+		if b.dns, err = dns.New(dns.Options{Config: o.Config, Logger: o.Logger}); err != nil {
 			closeAll()
 			return nil, err
 		}

@@ -23,6 +23,7 @@ import (
 
 	"maintproxy/certs"
 	"maintproxy/config"
+	"maintproxy/dns"
 	"maintproxy/internal/testenv"
 )
 
@@ -44,7 +45,7 @@ func TestACMEWithPebble(t *testing.T) {
 		TLS:     config.TLS{Mode: config.ModeACME, ACME: config.ACME{Email: "ops@" + domain}},
 		DNS:     config.DNS{Enabled: true, Addresses: []string{"127.0.0.1"}},
 	}
-	dnsSrv, err := certs.NewDNSServer(cfg, nil)
+	dnsSrv, err := dns.New(dns.Options{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +61,8 @@ func TestACMEWithPebble(t *testing.T) {
 	cfg.TLS.ACME.DirectoryURL = peb.DirectoryURL
 	cfg.TLS.ACME.CAFile = peb.CAFile
 	cfg.TLS.ACME.RootFile = peb.RootFile
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, err = config.NewBroker(*cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := certs.New(certs.Options{Config: cfg})

@@ -1,14 +1,10 @@
-// Package certs provides the TLS identities of the broker's listeners and its optional
-// authoritative DNS server.
+// Package certs provides the TLS identities of the broker's listeners.
 //
 // Certificates come from one of three sources (tls.mode): a self-signed identity CA
 // persisted in the data directory (default), an ACME CA through autocert, or certificate
 // files reloaded when they change. Every source serves the maint.<domain> certificate to
 // handshakes without a server name, with an IP, or with an unknown name, because
 // proxytunnel and PAC files naming an IP send exactly that.
-//
-// DNSServer answers for the maint.<domain> zone so that the zone can be delegated to
-// the broker, and can publish _acme-challenge TXT records.
 package certs
 
 import (

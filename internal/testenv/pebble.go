@@ -32,7 +32,7 @@ const (
 type PebbleOptions struct {
 	TLSPort   int
 	HTTPPort  int
-	DNSServer string // host:port, e.g. a certs.DNSServer on 127.0.0.1
+	DNSServer string // host:port, e.g. a dns.Server on 127.0.0.1
 }
 
 // Pebble is a running pebble on 127.0.0.1, stopped when the test ends.

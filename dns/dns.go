@@ -1,4 +1,8 @@
-package certs
+// Package dns is the broker's optional authoritative name server for the maint.<domain>
+// zone (and admin.<domain>), so that the provider can delegate the zone to the broker. The
+// zone holds exactly the names of the maintenance grammar (package maintname), and can
+// publish _acme-challenge TXT records.
+package dns
 
 import (
 	"context"
@@ -12,11 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
+	mdns "github.com/miekg/dns"
 	"golang.org/x/net/netutil"
 
 	"maintproxy/config"
-	"maintproxy/proxy"
+	"maintproxy/maintname"
 )
 
 // Limits and lifetimes of DNS answers.
@@ -30,13 +34,13 @@ const (
 	dnsMaxBuckets = 16384
 )
 
-// DNSServer is an authoritative name server for the maint.<domain> zone, so that the
+// Server is an authoritative name server for the maint.<domain> zone, so that the
 // provider can delegate the zone to the broker (NS maint.<domain> → the broker). It
 // answers on UDP and TCP on listen.dns. It also serves admin.<domain> as a zone of one
 // name: an ACME CA resolves both names, and the operator may delegate either.
 //
 //   - each zone's apex: SOA, NS, A/AAAA (dns.addresses); glue for the name servers.
-//   - every name of the maintenance grammar (proxy.ParseTarget): A/AAAA from
+//   - every name of the maintenance grammar (maintname.ParseHost): A/AAAA from
 //     dns.addresses, NOERROR with no data (and the SOA) for other types.
 //   - names published with SetTXT (_acme-challenge...): their TXT records only.
 //   - any other name in a zone (underscores, names below admin.<domain>): NXDOMAIN.
@@ -48,7 +52,7 @@ const (
 // dns.rate_limit per second with a burst of as many: over the limit every second
 // response is a truncated empty reply (TC=1, so a real resolver retries over TCP, which a
 // spoofed source cannot) and the rest are dropped. TCP is not rate limited.
-type DNSServer struct {
+type Server struct {
 	domain  string // the provider domain, lower case
 	zone    string // "maint.example.com.": the wildcard zone of the maintenance grammar
 	admin   string // "admin.example.com.": a zone of one name
@@ -67,8 +71,8 @@ type DNSServer struct {
 	queries, refused, nxdomain, dropped, truncated atomic.Uint64
 }
 
-// DNSStats counts what a DNSServer did, for metrics.
-type DNSStats struct {
+// Stats counts what a Server did, for metrics.
+type Stats struct {
 	Queries   uint64 // every query received
 	Refused   uint64 // names outside the zone and unsupported classes
 	NXDomain  uint64 // names in the zone that do not exist
@@ -76,12 +80,28 @@ type DNSStats struct {
 	Truncated uint64 // UDP responses replaced by TC=1 under the rate limit
 }
 
-// NewDNSServer checks cfg.DNS and binds listen.dns on UDP and TCP (the same port, also
+// Options configure a Server.
+type Options struct {
+	Config *config.Broker // required: domain, listen.dns and dns.*
+	Logger *slog.Logger   // default: discard
+	// Now returns the current time; tests inject it (default time.Now). It drives the rate
+	// limiter's buckets and the zones' serial.
+	Now func() time.Time
+}
+
+// New checks the DNS settings and binds listen.dns on UDP and TCP (the same port, also
 // when the port is 0), so that a port in use fails here, naming the field. Serve then
 // answers; Close releases the sockets if Serve is never called.
-func NewDNSServer(cfg *config.Broker, logger *slog.Logger) (*DNSServer, error) {
+func New(opts Options) (*Server, error) {
+	cfg, logger := opts.Config, opts.Logger
+	if cfg == nil {
+		return nil, errors.New("dns: no config")
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if cfg.Listen.DNS == "" {
 		return nil, errors.New("listen.dns: required for the DNS server (e.g. :53)")
@@ -89,10 +109,10 @@ func NewDNSServer(cfg *config.Broker, logger *slog.Logger) (*DNSServer, error) {
 	if cfg.Domain == "" {
 		return nil, errors.New("domain: required")
 	}
-	s := &DNSServer{
+	s := &Server{
 		domain: cfg.Domain,
-		zone:   dns.Fqdn(strings.ToLower(cfg.ProxyHost())),
-		admin:  dns.Fqdn(strings.ToLower(cfg.WebHost())),
+		zone:   mdns.Fqdn(strings.ToLower(cfg.ProxyHost())),
+		admin:  mdns.Fqdn(strings.ToLower(cfg.WebHost())),
 		log:    logger,
 		txt:    map[string][]string{},
 	}
@@ -111,17 +131,17 @@ func NewDNSServer(cfg *config.Broker, logger *slog.Logger) (*DNSServer, error) {
 		return nil, errors.New("dns.addresses: at least one address of the broker is required")
 	}
 	for _, n := range cfg.DNS.NS {
-		s.ns = append(s.ns, dns.Fqdn(strings.ToLower(n)))
+		s.ns = append(s.ns, mdns.Fqdn(strings.ToLower(n)))
 	}
 	if len(s.ns) == 0 {
 		s.ns = []string{"ns." + s.zone}
 	}
-	s.serial = uint32(time.Now().Unix()) // a new serial per start: the zones are generated
+	s.serial = uint32(opts.Now().Unix()) // a new serial per start: the zones are generated
 	rate := cfg.DNS.RateLimit
 	if rate <= 0 {
 		rate = config.DefaultDNSRate
 	}
-	s.limiter = newRateLimiter(float64(rate), time.Now)
+	s.limiter = newRateLimiter(float64(rate), opts.Now)
 	if err := s.listen(cfg.Listen.DNS); err != nil {
 		return nil, fmt.Errorf("listen.dns: %w", err)
 	}
@@ -130,7 +150,7 @@ func NewDNSServer(cfg *config.Broker, logger *slog.Logger) (*DNSServer, error) {
 
 // listen binds UDP first, then TCP on the UDP port (retrying other ports when the
 // address asked for port 0 and TCP's is taken).
-func (s *DNSServer) listen(addr string) error {
+func (s *Server) listen(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -155,16 +175,16 @@ func (s *DNSServer) listen(addr string) error {
 }
 
 // Addr is the bound address (UDP; TCP uses the same port).
-func (s *DNSServer) Addr() net.Addr { return s.udp.LocalAddr() }
+func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
 
 // Close releases the sockets. Serve closes them itself when it returns.
-func (s *DNSServer) Close() error {
+func (s *Server) Close() error {
 	return errors.Join(s.udp.Close(), s.tcp.Close())
 }
 
 // Stats returns the counters so far.
-func (s *DNSServer) Stats() DNSStats {
-	return DNSStats{
+func (s *Server) Stats() Stats {
+	return Stats{
 		Queries: s.queries.Load(), Refused: s.refused.Load(), NXDomain: s.nxdomain.Load(),
 		Dropped: s.dropped.Load(), Truncated: s.truncated.Load(),
 	}
@@ -172,8 +192,8 @@ func (s *DNSServer) Stats() DNSStats {
 
 // SetTXT publishes TXT records for name (e.g. _acme-challenge.maint.<domain>, for an
 // ACME DNS-01 challenge); no values removes them. Names outside the zones are ignored.
-func (s *DNSServer) SetTXT(name string, values []string) {
-	name = dns.Fqdn(strings.ToLower(name))
+func (s *Server) SetTXT(name string, values []string) {
+	name = mdns.Fqdn(strings.ToLower(name))
 	if s.zoneOf(name) == "" {
 		s.log.Warn("dns: ignoring TXT records outside the zones", "name", name, "zone", s.zone)
 		return
@@ -189,20 +209,20 @@ func (s *DNSServer) SetTXT(name string, values []string) {
 
 // Serve answers on UDP and TCP until ctx is done, then shuts both down (in-flight TCP
 // connections get up to 2 seconds) and closes the sockets.
-func (s *DNSServer) Serve(ctx context.Context) error {
-	accept := func(dh dns.Header) dns.MsgAcceptAction {
+func (s *Server) Serve(ctx context.Context) error {
+	accept := func(dh mdns.Header) mdns.MsgAcceptAction {
 		if dh.Bits&(1<<15) != 0 { // QR: a response, never answer it
-			return dns.MsgIgnore
+			return mdns.MsgIgnore
 		}
-		return dns.MsgAccept // everything else is judged, and rate limited, in ServeDNS
+		return mdns.MsgAccept // everything else is judged, and rate limited, in ServeDNS
 	}
 	type served struct {
-		srv           *dns.Server
+		srv           *mdns.Server
 		started, done chan struct{}
 		err           error
 	}
 	var svs []*served
-	for _, srv := range []*dns.Server{
+	for _, srv := range []*mdns.Server{
 		{PacketConn: s.udp, Handler: s, MsgAcceptFunc: accept},
 		{Listener: s.tcp, Handler: s, MsgAcceptFunc: accept, ReadTimeout: 2 * time.Second, MaxTCPQueries: 128},
 	} {
@@ -244,7 +264,7 @@ func (s *DNSServer) Serve(ctx context.Context) error {
 }
 
 // zoneOf returns the zone fqdn (lower case) belongs to, or "".
-func (s *DNSServer) zoneOf(fqdn string) string {
+func (s *Server) zoneOf(fqdn string) string {
 	for _, z := range []string{s.zone, s.admin} {
 		if fqdn == z || strings.HasSuffix(fqdn, "."+z) {
 			return z
@@ -254,9 +274,9 @@ func (s *DNSServer) zoneOf(fqdn string) string {
 }
 
 // soa is zone's SOA record.
-func (s *DNSServer) soa(zone string) *dns.SOA {
-	return &dns.SOA{
-		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: dnsNegativeTTL},
+func (s *Server) soa(zone string) *mdns.SOA {
+	return &mdns.SOA{
+		Hdr:     mdns.RR_Header{Name: zone, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: dnsNegativeTTL},
 		Ns:      s.ns[0],
 		Mbox:    "hostmaster." + s.zone,
 		Serial:  s.serial,
@@ -267,8 +287,8 @@ func (s *DNSServer) soa(zone string) *dns.SOA {
 	}
 }
 
-// ServeDNS answers one query; it implements dns.Handler.
-func (s *DNSServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+// ServeDNS answers one query; it implements mdns.Handler.
+func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	s.queries.Add(1)
 	udp := w.LocalAddr().Network() == "udp"
 	if udp {
@@ -282,7 +302,7 @@ func (s *DNSServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			return
 		case rateSlip:
 			s.truncated.Add(1)
-			m := new(dns.Msg)
+			m := new(mdns.Msg)
 			m.SetReply(r)
 			m.Truncated = true
 			_ = w.WriteMsg(m)
@@ -291,9 +311,9 @@ func (s *DNSServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	m := s.answer(r)
 	if udp {
-		size := dns.MinMsgSize
+		size := mdns.MinMsgSize
 		if opt := r.IsEdns0(); opt != nil {
-			size = max(dns.MinMsgSize, min(int(opt.UDPSize()), dnsMaxUDP))
+			size = max(mdns.MinMsgSize, min(int(opt.UDPSize()), dnsMaxUDP))
 		}
 		m.Truncate(size)
 	}
@@ -301,29 +321,29 @@ func (s *DNSServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 }
 
 // answer builds the response to r according to the policy at the top of this file.
-func (s *DNSServer) answer(r *dns.Msg) *dns.Msg {
-	m := new(dns.Msg)
+func (s *Server) answer(r *mdns.Msg) *mdns.Msg {
+	m := new(mdns.Msg)
 	switch {
-	case r.Opcode != dns.OpcodeQuery:
-		return m.SetRcode(r, dns.RcodeNotImplemented)
+	case r.Opcode != mdns.OpcodeQuery:
+		return m.SetRcode(r, mdns.RcodeNotImplemented)
 	case len(r.Question) != 1:
-		return m.SetRcode(r, dns.RcodeFormatError)
+		return m.SetRcode(r, mdns.RcodeFormatError)
 	}
 	m.SetReply(r)
 	m.RecursionAvailable = false
 	if opt := r.IsEdns0(); opt != nil {
 		m.SetEdns0(dnsMaxUDP, false)
 		if opt.Version() != 0 {
-			m.Rcode = dns.RcodeBadVers
+			m.Rcode = mdns.RcodeBadVers
 			return m
 		}
 	}
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
 	zone := s.zoneOf(name)
-	if (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) || zone == "" {
+	if (q.Qclass != mdns.ClassINET && q.Qclass != mdns.ClassANY) || zone == "" {
 		s.refused.Add(1)
-		m.Rcode = dns.RcodeRefused
+		m.Rcode = mdns.RcodeRefused
 		return m
 	}
 	m.Authoritative = true
@@ -333,56 +353,56 @@ func (s *DNSServer) answer(r *dns.Msg) *dns.Msg {
 	exists := name == zone || hasTXT || zone == s.zone && s.inGrammar(name)
 	if !exists {
 		s.nxdomain.Add(1)
-		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{s.soa(zone)}
+		m.Rcode = mdns.RcodeNameError
+		m.Ns = []mdns.RR{s.soa(zone)}
 		return m
 	}
-	hdr := func(t uint16, ttl uint32) dns.RR_Header {
-		return dns.RR_Header{Name: q.Name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+	hdr := func(t uint16, ttl uint32) mdns.RR_Header {
+		return mdns.RR_Header{Name: q.Name, Rrtype: t, Class: mdns.ClassINET, Ttl: ttl}
 	}
 	switch {
-	case q.Qtype == dns.TypeANY:
-		m.Answer = append(m.Answer, &dns.HINFO{Hdr: hdr(dns.TypeHINFO, dnsTTL), Cpu: "RFC8482"})
-	case q.Qtype == dns.TypeTXT && hasTXT:
-		m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr(dns.TypeTXT, dnsTXTTTL), Txt: txt})
+	case q.Qtype == mdns.TypeANY:
+		m.Answer = append(m.Answer, &mdns.HINFO{Hdr: hdr(mdns.TypeHINFO, dnsTTL), Cpu: "RFC8482"})
+	case q.Qtype == mdns.TypeTXT && hasTXT:
+		m.Answer = append(m.Answer, &mdns.TXT{Hdr: hdr(mdns.TypeTXT, dnsTXTTTL), Txt: txt})
 	case hasTXT:
 		// an _acme-challenge name holds only its TXT records
-	case q.Qtype == dns.TypeA:
+	case q.Qtype == mdns.TypeA:
 		for _, ip := range s.v4 {
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr(dns.TypeA, dnsTTL), A: ip})
+			m.Answer = append(m.Answer, &mdns.A{Hdr: hdr(mdns.TypeA, dnsTTL), A: ip})
 		}
-	case q.Qtype == dns.TypeAAAA:
+	case q.Qtype == mdns.TypeAAAA:
 		for _, ip := range s.v6 {
-			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr(dns.TypeAAAA, dnsTTL), AAAA: ip})
+			m.Answer = append(m.Answer, &mdns.AAAA{Hdr: hdr(mdns.TypeAAAA, dnsTTL), AAAA: ip})
 		}
-	case q.Qtype == dns.TypeSOA && name == zone:
+	case q.Qtype == mdns.TypeSOA && name == zone:
 		soa := s.soa(zone)
 		soa.Hdr.Name = q.Name
 		m.Answer = append(m.Answer, soa)
-	case q.Qtype == dns.TypeNS && name == zone:
+	case q.Qtype == mdns.TypeNS && name == zone:
 		for _, ns := range s.ns {
-			m.Answer = append(m.Answer, &dns.NS{Hdr: hdr(dns.TypeNS, dnsTTL), Ns: ns})
+			m.Answer = append(m.Answer, &mdns.NS{Hdr: hdr(mdns.TypeNS, dnsTTL), Ns: ns})
 		}
 		m.Extra = append(m.Extra, s.glue()...)
 	}
 	if len(m.Answer) == 0 {
-		m.Ns = []dns.RR{s.soa(zone)} // NODATA: the SOA tells resolvers how long to cache it
+		m.Ns = []mdns.RR{s.soa(zone)} // NODATA: the SOA tells resolvers how long to cache it
 	}
 	return m
 }
 
 // glue are the addresses of the name servers inside our zones.
-func (s *DNSServer) glue() []dns.RR {
-	var rrs []dns.RR
+func (s *Server) glue() []mdns.RR {
+	var rrs []mdns.RR
 	for _, ns := range s.ns {
 		if s.zoneOf(ns) == "" {
 			continue
 		}
 		for _, ip := range s.v4 {
-			rrs = append(rrs, &dns.A{Hdr: dns.RR_Header{Name: ns, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsTTL}, A: ip})
+			rrs = append(rrs, &mdns.A{Hdr: mdns.RR_Header{Name: ns, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: dnsTTL}, A: ip})
 		}
 		for _, ip := range s.v6 {
-			rrs = append(rrs, &dns.AAAA{Hdr: dns.RR_Header{Name: ns, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: dnsTTL}, AAAA: ip})
+			rrs = append(rrs, &mdns.AAAA{Hdr: mdns.RR_Header{Name: ns, Rrtype: mdns.TypeAAAA, Class: mdns.ClassINET, Ttl: dnsTTL}, AAAA: ip})
 		}
 	}
 	return rrs
@@ -390,7 +410,7 @@ func (s *DNSServer) glue() []dns.RR {
 
 // inGrammar reports whether fqdn (lower case) is a name the proxy would accept, so the zone
 // answers exactly the names of the maintenance grammar, and name servers named after it.
-func (s *DNSServer) inGrammar(fqdn string) bool {
-	_, err := proxy.ParseTarget(strings.TrimSuffix(fqdn, ".")+":1", s.domain)
+func (s *Server) inGrammar(fqdn string) bool {
+	_, err := maintname.ParseHost(strings.TrimSuffix(fqdn, "."), s.domain)
 	return err == nil
 }

@@ -1,4 +1,4 @@
-package certs
+package dns
 
 import (
 	"net/netip"
