@@ -26,18 +26,36 @@ type Server struct {
 	// configuration has no such system.
 	SecretHash func(id Identity) (string, bool)
 	Logger     *slog.Logger
-	// MaxConcurrentLogins bounds bcrypt work from agent logins (default 4).
-	MaxConcurrentLogins int
-	Tuning              Tuning
+	Tuning     Tuning
 
-	logins   chan struct{}
+	logins   chan struct{} // bounds concurrent bcrypt checks of agent logins
 	sessions sync.WaitGroup
 }
 
+// DefaultMaxConcurrentLogins is how many agent logins are checked at once unless
+// WithMaxConcurrentLogins says otherwise.
+const DefaultMaxConcurrentLogins = 4
+
+// ServerOption is an optional setting of NewServer.
+type ServerOption func(*Server)
+
+// WithMaxConcurrentLogins bounds the bcrypt work of agent logins to n checks at once
+// (n < 1 means the default); later logins wait their turn.
+func WithMaxConcurrentLogins(n int) ServerOption {
+	return func(s *Server) {
+		if n >= 1 {
+			s.logins = make(chan struct{}, n)
+		}
+	}
+}
+
 // NewServer returns a Server; reg and secretHash are required.
-func NewServer(reg *Registry, secretHash func(Identity) (string, bool), logger *slog.Logger) *Server {
-	s := &Server{Registry: reg, SecretHash: secretHash, Logger: logger, MaxConcurrentLogins: 4}
-	s.logins = make(chan struct{}, s.MaxConcurrentLogins)
+func NewServer(reg *Registry, secretHash func(Identity) (string, bool), logger *slog.Logger, opts ...ServerOption) *Server {
+	s := &Server{Registry: reg, SecretHash: secretHash, Logger: logger,
+		logins: make(chan struct{}, DefaultMaxConcurrentLogins)}
+	for _, o := range opts {
+		o(s)
+	}
 	return s
 }
 
