@@ -66,6 +66,11 @@ func (t Target) String() string {
 // ErrMalformed, wrapped with the reason, for names inside it that break the grammar or
 // whose co-located address names no server (see ParseHost).
 func Parse(authority, domain string) (Target, error) {
+	// SplitHostPort drops the brackets of "[host]:port", a form for IPv6 literals that no
+	// maintenance name takes.
+	if strings.HasPrefix(authority, "[") {
+		return Target{}, ErrNotMaintenance
+	}
 	host, port, err := net.SplitHostPort(authority)
 	if err != nil {
 		return Target{}, fmt.Errorf("%w: %q is not host:port", ErrMalformed, authority)
@@ -91,7 +96,9 @@ func Parse(authority, domain string) (Target, error) {
 // that it also refuses co-located addresses that name no server: 0.0.0.0/8, multicast
 // 224.0.0.0/4 and reserved 240.0.0.0/4 with the broadcast address (ErrMalformed).
 func ParseHost(host, domain string) (Target, error) {
-	host = strings.ToLower(host)
+	// ASCII folding only: Unicode folding would turn look-alikes such as the Kelvin sign
+	// into letters of a real customer ID.
+	host = asciiLower(host)
 	suffix := ".maint." + domain
 	prefix, ok := strings.CutSuffix(host, suffix)
 	if !ok || domain == "" {
@@ -180,4 +187,20 @@ func ParsePort(s string) (uint16, error) {
 		return 0, fmt.Errorf("%q is not a port in 1-65535", s)
 	}
 	return uint16(n), nil
+}
+
+// asciiLower lower-cases ASCII letters and leaves every other byte as it is.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; c >= 'A' && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }

@@ -48,6 +48,9 @@ func TestParse(t *testing.T) {
 		{"12345.xmaint.example.com:22", ErrNotMaintenance},
 		{"12345.maint.example.org:22", ErrNotMaintenance},
 		{"12345.maint.example.com.:22", ErrNotMaintenance},
+		{"[12345.maint.example.com]:22", ErrNotMaintenance},
+		{"\u212a1.maint.example.com:22", ErrMalformed}, // Kelvin sign, not k
+		{"12345.maint.example.\u212aom:22", ErrNotMaintenance},
 		{"12345.maint.example.com", ErrMalformed},
 		{".maint.example.com:22", ErrMalformed},
 		{"12345.maint.example.com:0", ErrMalformed},
