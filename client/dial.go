@@ -7,16 +7,17 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
+
+	"maintproxy/internal/capool"
+	"maintproxy/internal/relay"
 )
 
 // handshakeTimeout bounds the TLS handshake and the proxy's answer to CONNECT (which
@@ -81,13 +82,9 @@ func (s Settings) tlsConfig() (*tls.Config, error) {
 	host, _, _ := net.SplitHostPort(s.Proxy)
 	cfg := &tls.Config{ServerName: host, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
+		pool, err := capool.Load(s.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", s.CAFile)
 		}
 		cfg.RootCAs = pool
 	}
@@ -140,19 +137,8 @@ func (s Settings) Dial(ctx context.Context, target string) (net.Conn, error) {
 	}
 	conn.SetDeadline(time.Time{})
 	// Bytes the target sent right behind the 200 are already in br: keep them.
-	if br.Buffered() > 0 {
-		return &bufferedConn{Conn: conn, r: br}, nil
-	}
-	return conn, nil
+	return relay.WithBuffered(conn, br), nil
 }
-
-// bufferedConn reads first what was buffered with the proxy's answer.
-type bufferedConn struct {
-	*tls.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // CheckCredentials asks the proxy whether it accepts the settings' credentials, without
 // reaching any system: it requests a name outside the maintenance zone, which an accepted
