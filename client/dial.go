@@ -5,6 +5,7 @@ package client
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"maintproxy/internal/capool"
+	"maintproxy/internal/refusal"
 	"maintproxy/internal/relay"
 )
 
@@ -33,16 +35,22 @@ type Settings struct {
 }
 
 // ProxyError is a CONNECT the proxy refused; Error is the one line for the technician.
+// A refusal for a locked account matches ErrLocked (errors.Is).
 type ProxyError struct {
-	Status int
-	Reason string // the first line of the proxy's answer
+	Status  int
+	Reason  string         // the first line of the proxy's answer
+	Refusal refusal.Reason // the proxy's machine-readable reason; empty from an older broker
 }
+
+// ErrLocked means the proxy locked the account for this client after too many wrong
+// passwords: retrying now fails even with the right one.
+var ErrLocked = errors.New("proxy account temporarily locked after too many wrong passwords; wait a few minutes")
 
 func (e *ProxyError) Error() string {
 	switch e.Status {
 	case http.StatusProxyAuthRequired:
-		if strings.Contains(e.Reason, "locked") {
-			return e.Reason
+		if e.Refusal == refusal.Locked {
+			return cmp.Or(e.Reason, ErrLocked.Error())
 		}
 		return "wrong proxy username or password"
 	case http.StatusForbidden, http.StatusServiceUnavailable, http.StatusBadRequest,
@@ -55,6 +63,11 @@ func (e *ProxyError) Error() string {
 		return fmt.Sprintf("the proxy answered %d %s", e.Status, http.StatusText(e.Status))
 	}
 	return fmt.Sprintf("the proxy answered %d: %s", e.Status, e.Reason)
+}
+
+// Is reports a lockout as ErrLocked.
+func (e *ProxyError) Is(target error) bool {
+	return target == ErrLocked && e.Refusal == refusal.Locked
 }
 
 // ErrNoPassword means no password was configured and none could be asked for.
@@ -129,7 +142,7 @@ func (s Settings) Dial(ctx context.Context, target string) (net.Conn, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		conn.Close()
 		first, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
-		return nil, &ProxyError{Status: resp.StatusCode, Reason: first}
+		return nil, &ProxyError{Status: resp.StatusCode, Reason: first, Refusal: refusal.Reason(resp.Header.Get(refusal.Header))}
 	}
 	if !stop() {
 		conn.Close()

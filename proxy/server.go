@@ -23,6 +23,7 @@ import (
 
 	"maintproxy/config"
 	"maintproxy/internal/clientaddr"
+	"maintproxy/internal/refusal"
 	"maintproxy/internal/relay"
 	"maintproxy/tunnel"
 )
@@ -251,8 +252,9 @@ func (s *Server) reserve(cfg *config.Broker, user string, id tunnel.Identity) (f
 
 // refuse answers a refused request and records it.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Broker, acct *config.Account, target string, err error) {
-	status, text := statusFor(err, cfg.Domain)
+	status, reason, text := statusFor(err, cfg.Domain)
 	h := w.Header()
+	h.Set(refusal.Header, string(reason))
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if status == http.StatusProxyAuthRequired {
