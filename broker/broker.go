@@ -18,7 +18,6 @@ import (
 	"maintproxy/certs"
 	"maintproxy/config"
 	"maintproxy/dns"
-	"maintproxy/pac"
 	"maintproxy/proxy"
 	"maintproxy/tunnel"
 )
@@ -114,7 +113,7 @@ func New(o Options) (*Broker, error) {
 			return nil, fmt.Errorf("listen.http: %w", err)
 		}
 		b.plain = &http.Server{
-			Handler:           b.certs.HTTPHandler(pac.SecurityHeaders(pac.Redirect(o.Config.WebPort()))),
+			Handler:           b.certs.HTTPHandler(securityHeaders(redirectToHTTPS(o.Config.WebPort()))),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       60 * time.Second,
 			ErrorLog:          errorLog(o.Logger, "http"),

@@ -24,7 +24,7 @@ func (b *Broker) webHandler() http.Handler {
 	mux.HandleFunc("GET /metrics", b.metrics)
 	mux.Handle("/com/remoteproxy/", pac.New(pac.Options{
 		Config:       b.Config,
-		Status:       b.registry.Status,
+		Status:       b.systemStatus,
 		Authenticate: b.auth.Check,
 		RootPEM:      b.certs.RootPEM,
 		CertWarning:  b.certs.Warning,
@@ -32,7 +32,23 @@ func (b *Broker) webHandler() http.Handler {
 		Logger:       b.log,
 	}))
 	mux.Handle("GET /{$}", http.RedirectHandler("/com/remoteproxy/access", http.StatusFound))
-	return pac.SecurityHeaders(mux)
+	return securityHeaders(mux)
+}
+
+// systemStatus tells the access page what the registry knows of one system's agent.
+func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
+	st := b.registry.Status(tunnel.NewIdentity(customer, system))
+	p := st.Policy
+	s := pac.SystemStatus{
+		Online: st.Online, Since: st.Since,
+		// An agent reports its policy when it connects; Version 0 means it never did.
+		Reported:     p.Version != 0 || st.Online,
+		RemoteAccess: p.RemoteAccess, Colocated: p.Colocated, Services: p.Services,
+	}
+	for _, t := range p.Tunnels {
+		s.Tunnels = append(s.Tunnels, pac.TunnelEntry{Application: t.Application, IP: t.IP, Port: t.Port})
+	}
+	return s
 }
 
 // secretHash looks an agent's secret hash up in the configuration in force.

@@ -87,7 +87,11 @@ func TestACMEWithPebble(t *testing.T) {
 	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
 	webSrv := &http.Server{Handler: hello, TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}, ErrorLog: quietLog}
 	goRun(&wg, func() { _ = webSrv.Serve(tls.NewListener(web, webTLS)) })
-	httpHandler := m.HTTPHandler(nil)
+	// The broker passes its HTTPS redirect as the fallback; here it only marks the request.
+	httpHandler := m.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Fallback", r.URL.Path)
+		w.WriteHeader(http.StatusMisdirectedRequest)
+	}))
 	plainSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
 			http01.Add(1)
@@ -149,17 +153,16 @@ func TestACMEWithPebble(t *testing.T) {
 	}
 	stockClients(t, port(proxy), bundleRoot, domain)
 
-	// listen.http redirects everything else to HTTPS on the web port.
-	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 5 * time.Second}
+	// listen.http passes everything but challenges to the fallback.
 	req, _ := http.NewRequest("GET", "http://"+plain.Addr().String()+"/com/remoteproxy/proxy.pac", nil)
 	req.Host = "admin." + domain
-	res, err = noRedirect.Do(req)
+	res, err = (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if loc := res.Header.Get("Location"); loc != "https://admin."+domain+":"+strconv.Itoa(port(web))+"/com/remoteproxy/proxy.pac" {
-		t.Errorf("redirect to %q (%s)", loc, res.Status)
+	if res.StatusCode != http.StatusMisdirectedRequest || res.Header.Get("Fallback") != "/com/remoteproxy/proxy.pac" {
+		t.Errorf("a plain request did not reach the fallback: %s %q", res.Status, res.Header.Get("Fallback"))
 	}
 
 	// A restart serves the cached certificates without asking the CA again.

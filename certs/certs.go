@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -227,33 +226,16 @@ func (m *Manager) RootPEM() []byte { return m.source.rootPEM() }
 
 // HTTPHandler is the handler for the plain-HTTP listener (listen.http). In acme mode it
 // answers HTTP-01 challenges under /.well-known/acme-challenge/ and passes everything
-// else to fallback; in the other modes it is fallback. A nil fallback redirects GET and
-// HEAD to https://<host>[:<web port>]<path>.
+// else to fallback (the broker's redirect to HTTPS); in the other modes it is fallback. A
+// nil fallback answers 404.
 func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 	if fallback == nil {
-		fallback = redirectToHTTPS(m.cfg.WebPort())
+		fallback = http.NotFoundHandler()
 	}
 	if a, ok := m.source.(*acmeSource); ok {
 		return a.httpHandler(fallback)
 	}
 	return fallback
-}
-
-func redirectToHTTPS(port string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			http.Error(w, "use HTTPS", http.StatusBadRequest)
-			return
-		}
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		if port != "" && port != "443" {
-			host = net.JoinHostPort(host, port)
-		}
-		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
-	})
 }
 
 // Run keeps certificates fresh until ctx is done: it renews the self-signed leaf,

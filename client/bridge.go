@@ -9,7 +9,7 @@ import (
 	"net"
 	"sync"
 
-	"maintproxy/tunnel"
+	"maintproxy/internal/relay"
 )
 
 // Stdio bridges one tunnel to in and out, as an ssh ProxyCommand or a PuTTY local proxy
@@ -24,7 +24,7 @@ func (s Settings) Stdio(ctx context.Context, target string, in io.Reader, out io
 	st := &stdio{in: in, out: out, done: make(chan struct{})}
 	relayed := make(chan error, 1)
 	go func() {
-		_, _, err := tunnel.Relay(st, conn)
+		_, _, err := relay.Copy(st, conn)
 		relayed <- err
 	}()
 	select {
@@ -109,13 +109,6 @@ func (f *Forwarder) serveOne(ctx context.Context, local net.Conn) {
 		return
 	}
 	f.Logger.Info("tunnel open", "from", local.RemoteAddr().String(), "to", f.Target)
-	up, down, err := tunnel.Relay(local, remote)
-	f.Logger.Info("tunnel closed", "from", local.RemoteAddr().String(), "sent", up, "received", down, "err", errText(err))
-}
-
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
+	up, down, err := relay.Copy(local, remote)
+	f.Logger.Info("tunnel closed", "from", local.RemoteAddr().String(), "sent", up, "received", down, "err", relay.ErrText(err))
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"maintproxy/internal/refusal"
 )
 
 func TestStoreIsPrivate(t *testing.T) {
@@ -63,11 +65,14 @@ func TestProxyErrorMessages(t *testing.T) {
 		e    ProxyError
 		want string
 	}{
-		{ProxyError{http.StatusProxyAuthRequired, "wrong proxy username or password: log in…"}, "wrong proxy username or password"},
-		{ProxyError{http.StatusProxyAuthRequired, "account temporarily locked after too many wrong passwords: …"}, "account temporarily locked"},
-		{ProxyError{http.StatusForbidden, "refused by the customer's settings: remote access is disabled on this system"}, "remote access is disabled"},
-		{ProxyError{http.StatusServiceUnavailable, "system offline: system 12345-se1 offline since 2026-11-23 00:15:58 UTC (3m ago)"}, "offline since"},
-		{ProxyError{http.StatusTeapot, ""}, "418"},
+		{ProxyError{Status: http.StatusProxyAuthRequired, Reason: "wrong proxy username or password: log in…", Refusal: refusal.BadCredentials}, "wrong proxy username or password"},
+		{ProxyError{Status: http.StatusProxyAuthRequired, Reason: "account temporarily locked after too many wrong passwords: …", Refusal: refusal.Locked}, "account temporarily locked"},
+		{ProxyError{Status: http.StatusProxyAuthRequired, Refusal: refusal.Locked}, "temporarily locked"},
+		// The text alone does not make a lockout: only the proxy's reason does.
+		{ProxyError{Status: http.StatusProxyAuthRequired, Reason: "locked out? no: wrong proxy username or password"}, "wrong proxy username or password"},
+		{ProxyError{Status: http.StatusForbidden, Reason: "refused by the customer's settings: remote access is disabled on this system"}, "remote access is disabled"},
+		{ProxyError{Status: http.StatusServiceUnavailable, Reason: "system offline: system 12345-se1 offline since 2026-11-23 00:15:58 UTC (3m ago)"}, "offline since"},
+		{ProxyError{Status: http.StatusTeapot}, "418"},
 	} {
 		if got := c.e.Error(); !strings.Contains(got, c.want) || strings.Contains(got, "\n") {
 			t.Errorf("%d: %q, want one line with %q", c.e.Status, got, c.want)

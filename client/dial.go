@@ -5,18 +5,21 @@ package client
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
+
+	"maintproxy/internal/capool"
+	"maintproxy/internal/refusal"
+	"maintproxy/internal/relay"
 )
 
 // handshakeTimeout bounds the TLS handshake and the proxy's answer to CONNECT (which
@@ -32,16 +35,22 @@ type Settings struct {
 }
 
 // ProxyError is a CONNECT the proxy refused; Error is the one line for the technician.
+// A refusal for a locked account matches ErrLocked (errors.Is).
 type ProxyError struct {
-	Status int
-	Reason string // the first line of the proxy's answer
+	Status  int
+	Reason  string         // the first line of the proxy's answer
+	Refusal refusal.Reason // the proxy's machine-readable reason; empty from an older broker
 }
+
+// ErrLocked means the proxy locked the account for this client after too many wrong
+// passwords: retrying now fails even with the right one.
+var ErrLocked = errors.New("proxy account temporarily locked after too many wrong passwords; wait a few minutes")
 
 func (e *ProxyError) Error() string {
 	switch e.Status {
 	case http.StatusProxyAuthRequired:
-		if strings.Contains(e.Reason, "locked") {
-			return e.Reason
+		if e.Refusal == refusal.Locked {
+			return cmp.Or(e.Reason, ErrLocked.Error())
 		}
 		return "wrong proxy username or password"
 	case http.StatusForbidden, http.StatusServiceUnavailable, http.StatusBadRequest,
@@ -54,6 +63,11 @@ func (e *ProxyError) Error() string {
 		return fmt.Sprintf("the proxy answered %d %s", e.Status, http.StatusText(e.Status))
 	}
 	return fmt.Sprintf("the proxy answered %d: %s", e.Status, e.Reason)
+}
+
+// Is reports a lockout as ErrLocked.
+func (e *ProxyError) Is(target error) bool {
+	return target == ErrLocked && e.Refusal == refusal.Locked
 }
 
 // ErrNoPassword means no password was configured and none could be asked for.
@@ -81,13 +95,9 @@ func (s Settings) tlsConfig() (*tls.Config, error) {
 	host, _, _ := net.SplitHostPort(s.Proxy)
 	cfg := &tls.Config{ServerName: host, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
+		pool, err := capool.Load(s.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", s.CAFile)
 		}
 		cfg.RootCAs = pool
 	}
@@ -132,7 +142,7 @@ func (s Settings) Dial(ctx context.Context, target string) (net.Conn, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		conn.Close()
 		first, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
-		return nil, &ProxyError{Status: resp.StatusCode, Reason: first}
+		return nil, &ProxyError{Status: resp.StatusCode, Reason: first, Refusal: refusal.Reason(resp.Header.Get(refusal.Header))}
 	}
 	if !stop() {
 		conn.Close()
@@ -140,19 +150,8 @@ func (s Settings) Dial(ctx context.Context, target string) (net.Conn, error) {
 	}
 	conn.SetDeadline(time.Time{})
 	// Bytes the target sent right behind the 200 are already in br: keep them.
-	if br.Buffered() > 0 {
-		return &bufferedConn{Conn: conn, r: br}, nil
-	}
-	return conn, nil
+	return relay.WithBuffered(conn, br), nil
 }
-
-// bufferedConn reads first what was buffered with the proxy's answer.
-type bufferedConn struct {
-	*tls.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // CheckCredentials asks the proxy whether it accepts the settings' credentials, without
 // reaching any system: it requests a name outside the maintenance zone, which an accepted

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,18 +96,10 @@ func Save(path string, s Stored) error {
 // Resolve merges settings by precedence: flags, then the environment, then the stored
 // settings. It also says where the password came from ("" when there is none).
 func Resolve(flags Settings, getenv func(string) string, stored Stored) (Settings, string) {
-	pick := func(vals ...string) string {
-		for _, v := range vals {
-			if v != "" {
-				return v
-			}
-		}
-		return ""
-	}
 	s := Settings{
-		Proxy:    pick(flags.Proxy, getenv(EnvProxy), stored.Proxy),
-		Username: pick(flags.Username, getenv(EnvUser), stored.Username),
-		CAFile:   pick(flags.CAFile, getenv(EnvCAFile), stored.CAFile),
+		Proxy:    cmp.Or(flags.Proxy, getenv(EnvProxy), stored.Proxy),
+		Username: cmp.Or(flags.Username, getenv(EnvUser), stored.Username),
+		CAFile:   cmp.Or(flags.CAFile, getenv(EnvCAFile), stored.CAFile),
 	}
 	switch {
 	case flags.Password != "":

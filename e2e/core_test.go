@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/refusal"
 	"maintproxy/internal/testenv"
 )
 
@@ -149,11 +150,40 @@ func TestFailureTable(t *testing.T) {
 		{"no tunnel entry", "resa", "pass-a", "CONNECT", "12345-se2-127.0.0.10.maint." + d + ":22", 403, "no TCP tunnel entry"},
 		{"target refused", "resa", "pass-a", "CONNECT", "12345.maint." + d + ":23", 502, "refused the connection"},
 	}
+	// The machine-readable reason each row carries (README's failure table).
+	reasons := map[string]refusal.Reason{
+		"no credentials":             refusal.NoCredentials,
+		"no credentials, raw IP":     refusal.NoCredentials,
+		"no credentials, plain HTTP": refusal.NoCredentials,
+		"no credentials, malformed":  refusal.NoCredentials,
+		"wrong password":             refusal.BadCredentials,
+		"unknown user":               refusal.BadCredentials,
+		"plain HTTP proxying":        refusal.NotConnect,
+		"raw loopback IP":            refusal.NotMaintenance,
+		"raw IP port 22":             refusal.NotMaintenance,
+		"other domain":               refusal.NotMaintenance,
+		"look-alike domain":          refusal.NotMaintenance,
+		"malformed name":             refusal.Malformed,
+		"bad IPv4":                   refusal.Malformed,
+		"port out of range":          refusal.Malformed,
+		"other reseller's customer":  refusal.UnknownCustomer,
+		"unknown customer":           refusal.UnknownCustomer,
+		"unknown system":             refusal.UnknownSystem,
+		"system never connected":     refusal.Offline,
+		"remote access off":          refusal.CustomerSettings,
+		"port not offered":           refusal.CustomerSettings,
+		"co-located off":             refusal.CustomerSettings,
+		"no tunnel entry":            refusal.CustomerSettings,
+		"target refused":             refusal.TargetFailed,
+	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			r := env.Request(t, row.user, row.pass, row.method, row.target)
 			if r.Status != row.status || !strings.Contains(r.Body, row.body) {
 				t.Errorf("got %d %q; want %d containing %q", r.Status, r.Body, row.status, row.body)
+			}
+			if got, want := r.Header.Get(refusal.Header), reasons[row.name]; got != string(want) || want == "" {
+				t.Errorf("%s: %q, want %q", refusal.Header, got, want)
 			}
 			if r.Status == 407 && r.Header.Get("Proxy-Authenticate") != `Basic realm="maint.`+d+`"` {
 				t.Errorf("407 without the Basic challenge: %q", r.Header.Get("Proxy-Authenticate"))
@@ -171,6 +201,9 @@ func TestFailureTable(t *testing.T) {
 		r := env.Connect(t, "resa", "pass-a", "67890.maint."+d+":443")
 		if r.Status != http.StatusGatewayTimeout || !strings.Contains(r.Body, "did not answer in time") {
 			t.Errorf("got %d %q; want 504", r.Status, r.Body)
+		}
+		if got := r.Header.Get(refusal.Header); got != string(refusal.TargetTimeout) {
+			t.Errorf("%s: %q, want %q", refusal.Header, got, refusal.TargetTimeout)
 		}
 	})
 

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"mime"
-	"net"
 	"net/http"
 	"strings"
 
 	"maintproxy/config"
+	"maintproxy/internal/clientaddr"
 )
 
 // authenticate checks the request's Basic credentials with the proxy's own check. On
@@ -19,12 +19,12 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, cfg *conf
 	user, pass, ok := r.BasicAuth()
 	msg := "Log in with your proxy account (the username and password you use for the maintenance proxy)."
 	if ok {
-		acct, err := h.o.Authenticate(user, pass, clientIP(r))
+		acct, err := h.o.Authenticate(user, pass, clientaddr.IP(r.RemoteAddr))
 		if err == nil && acct != nil {
 			return acct, pass
 		}
 		// Only the username and the reason: never the password.
-		h.o.Logger.Info("access page login refused", "user", user, "client", clientIP(r), "err", err)
+		h.o.Logger.Info("access page login refused", "user", user, "client", clientaddr.IP(r.RemoteAddr), "err", err)
 		if err != nil {
 			msg = "Login failed: " + err.Error() + "."
 		}
@@ -33,13 +33,6 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, cfg *conf
 	w.Header().Set("Cache-Control", "no-store")
 	http.Error(w, msg, http.StatusUnauthorized)
 	return nil, ""
-}
-
-func clientIP(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
 }
 
 // view builds the access view for acct with secret standing for the password.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"maintproxy/config"
-	"maintproxy/tunnel"
 )
 
 //go:embed templates assets
@@ -23,8 +22,8 @@ var content embed.FS
 type Options struct {
 	// Config returns the current configuration snapshot (it may change between calls).
 	Config func() *config.Broker
-	// Status reports the live agent state of one customer system.
-	Status func(id tunnel.Identity) tunnel.Status
+	// Status reports the live agent state of one customer system (names as configured).
+	Status func(customer, system string) SystemStatus
 	// Authenticate is the proxy's own Basic-auth check; a nil error means the account is valid.
 	Authenticate func(username, password, clientIP string) (*config.Account, error)
 	// RootPEM returns the root certificate the proxy's TLS chain ends in (for the tool bundle).

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"maintproxy/config"
-	"maintproxy/tunnel"
 )
 
 // fakeHash passes config's bcrypt format check; these tests never verify it.
@@ -60,18 +59,18 @@ func newTestEnv(t *testing.T, toolsDir string) *testEnv {
 	e := &testEnv{cfg: testConfig(t), logs: &bytes.Buffer{}, root: []byte(testRoot)}
 	passwords := map[string]string{"resa": "pass-a'$x", "resb": "pass-b"}
 	since := time.Now().Add(-90 * time.Minute)
-	statuses := map[tunnel.Identity]tunnel.Status{
-		tunnel.NewIdentity("12345", "se1"): {Online: true, Since: since, Policy: tunnel.Policy{
-			Version: 1, RemoteAccess: true, Colocated: true, Services: []int{22, 443, 3389, 7071, 9443, 52233},
-			Tunnels: []tunnel.TunnelEntry{
+	statuses := map[string]SystemStatus{
+		"12345/se1": {Online: true, Since: since, Reported: true, RemoteAccess: true, Colocated: true,
+			Services: []int{22, 443, 3389, 7071, 9443, 52233},
+			Tunnels: []TunnelEntry{
 				{Application: "HTTPS", IP: "127.0.0.5", Port: 8443},
 				{Application: "RDP", IP: "192.168.1.20", Port: 3389},
-			}}},
-		tunnel.NewIdentity("12345", "se2"): {Since: since, Policy: tunnel.Policy{Version: 1, Services: []int{22}}},
+			}},
+		"12345/se2": {Since: since, Reported: true, Services: []int{22}},
 	}
-	e.handler = SecurityHeaders(New(Options{
+	e.handler = New(Options{
 		Config: func() *config.Broker { return e.cfg },
-		Status: func(id tunnel.Identity) tunnel.Status { return statuses[id] },
+		Status: func(customer, system string) SystemStatus { return statuses[strings.ToLower(customer+"/"+system)] },
 		Authenticate: func(user, pass, ip string) (*config.Account, error) {
 			if p, ok := passwords[user]; ok && p == pass {
 				return e.cfg.Account(user), nil
@@ -82,7 +81,7 @@ func newTestEnv(t *testing.T, toolsDir string) *testEnv {
 		CertWarning: func() string { return "The broker's certificate expires in 42 days." },
 		ToolsDir:    toolsDir,
 		Logger:      slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}))
+	})
 	return e
 }
 

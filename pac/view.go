@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"maintproxy/config"
-	"maintproxy/tunnel"
 )
 
 // Traffic-light colours of the access page.
@@ -97,7 +96,7 @@ type viewInput struct {
 	account  *config.Account
 	secret   string // the real password (copy endpoint) or passwordMask (page, JSON)
 	rootFile string
-	status   func(tunnel.Identity) tunnel.Status
+	status   func(customer, system string) SystemStatus
 	warning  string
 	now      time.Time
 }
@@ -125,7 +124,7 @@ func buildView(in viewInput) accessView {
 		cv := customerView{ID: c.ID, Name: c.Name, Systems: []systemView{}}
 		online := 0
 		for _, s := range c.Systems {
-			sv := buildSystem(cfg, cc, c.ID, s, in.status(tunnel.NewIdentity(c.ID, s.Name)), in.now)
+			sv := buildSystem(cfg, cc, c.ID, s, in.status(c.ID, s.Name), in.now)
 			if sv.Online {
 				online++
 			}
@@ -144,13 +143,13 @@ func buildView(in viewInput) accessView {
 	return v
 }
 
-func buildSystem(cfg *config.Broker, cc cmdContext, customer string, s config.System, st tunnel.Status, now time.Time) systemView {
+func buildSystem(cfg *config.Broker, cc cmdContext, customer string, s config.System, st SystemStatus, now time.Time) systemView {
 	host := customer + "-" + s.Name + ".maint." + cfg.Domain
 	id := customer + "/" + s.Name
 	sv := systemView{
 		Name: s.Name, Primary: s.Primary, Host: host, Online: st.Online, Light: lightRed,
-		Reported:     st.Policy.Version != 0 || st.Online,
-		RemoteAccess: st.Policy.RemoteAccess, Colocated: st.Policy.Colocated,
+		Reported:     st.Reported,
+		RemoteAccess: st.RemoteAccess, Colocated: st.Colocated,
 		Tunnels: []tunnelView{}, Services: []serviceView{},
 		Commands: cc.sshCommands(id, host, 22),
 		RDP:      cc.forwardCommands(id+"/rdp", host, 3389, true),
@@ -172,7 +171,7 @@ func buildSystem(cfg *config.Broker, cc cmdContext, customer string, s config.Sy
 	ports := defaultWebPorts()
 	if sv.Reported {
 		ports = map[int]bool{}
-		for _, p := range st.Policy.Services {
+		for _, p := range st.Services {
 			ports[p] = true
 		}
 	}
@@ -187,13 +186,13 @@ func buildSystem(cfg *config.Broker, cc cmdContext, customer string, s config.Sy
 			sv.Services = append(sv.Services, serviceView{Name: ws.name, URL: httpsURL(host, ws.port, ws.path)})
 		}
 	}
-	for i, t := range st.Policy.Tunnels {
+	for i, t := range st.Tunnels {
 		sv.Tunnels = append(sv.Tunnels, buildTunnel(cc, fmt.Sprintf("%s/t%d", id, i), customer, s.Name, cfg.Domain, t))
 	}
 	return sv
 }
 
-func buildTunnel(cc cmdContext, id, customer, system, domain string, t tunnel.TunnelEntry) tunnelView {
+func buildTunnel(cc cmdContext, id, customer, system, domain string, t TunnelEntry) tunnelView {
 	ip, err := netip.ParseAddr(t.IP)
 	if err != nil || !ip.Is4() {
 		return tunnelView{Application: t.Application, IP: t.IP, Port: t.Port}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"maintproxy/internal/refusal"
 	"maintproxy/maintname"
 	"maintproxy/tunnel"
 )
@@ -17,35 +18,40 @@ var (
 	ErrLimit      = errors.New("too many open tunnels")
 )
 
-// statusFor maps every refusal to the status the technician's client sees, and the text
-// they read. It is the only place that does so.
-func statusFor(err error, domain string) (int, string) {
+// statusFor maps every refusal to the status the technician's client sees, the reason its
+// software reads (the refusal.Header), and the text the technician reads. It is the only
+// place that does so.
+func statusFor(err error, domain string) (int, refusal.Reason, string) {
 	switch {
-	case errors.Is(err, ErrBadCredentials), errors.Is(err, ErrLocked), errors.Is(err, errNoCredentials):
-		return http.StatusProxyAuthRequired, err.Error() + ": log in with your reseller's proxy account"
+	case errors.Is(err, errNoCredentials):
+		return http.StatusProxyAuthRequired, refusal.NoCredentials, err.Error() + ": log in with your reseller's proxy account"
+	case errors.Is(err, ErrLocked):
+		return http.StatusProxyAuthRequired, refusal.Locked, err.Error() + ": log in with your reseller's proxy account"
+	case errors.Is(err, ErrBadCredentials):
+		return http.StatusProxyAuthRequired, refusal.BadCredentials, err.Error() + ": log in with your reseller's proxy account"
 	case errors.Is(err, ErrNotConnect):
-		return http.StatusMethodNotAllowed, err.Error()
+		return http.StatusMethodNotAllowed, refusal.NotConnect, err.Error()
 	case errors.Is(err, maintname.ErrNotMaintenance):
-		return http.StatusForbidden, "this proxy only reaches customer systems named " + maintname.GrammarFor(domain) + "; it is not an open proxy"
+		return http.StatusForbidden, refusal.NotMaintenance, "this proxy only reaches customer systems named " + maintname.GrammarFor(domain) + "; it is not an open proxy"
 	case errors.Is(err, maintname.ErrMalformed):
-		return http.StatusBadRequest, err.Error() + "; use " + maintname.GrammarFor(domain)
+		return http.StatusBadRequest, refusal.Malformed, err.Error() + "; use " + maintname.GrammarFor(domain)
 	case errors.Is(err, ErrNotManaged):
 		// Same text for unknown and foreign customers: nothing to enumerate.
-		return http.StatusForbidden, "customer not found for this proxy account; check the customer ID, or ask the customer's reseller"
+		return http.StatusForbidden, refusal.UnknownCustomer, "customer not found for this proxy account; check the customer ID, or ask the customer's reseller"
 	case errors.Is(err, ErrNoSystem):
-		return http.StatusForbidden, err.Error() + "; leave the system name out to reach the primary server"
+		return http.StatusForbidden, refusal.UnknownSystem, err.Error() + "; leave the system name out to reach the primary server"
 	case errors.Is(err, ErrOffline), errors.Is(err, tunnel.ErrSessionClosed):
-		return http.StatusServiceUnavailable, err.Error()
+		return http.StatusServiceUnavailable, refusal.Offline, err.Error()
 	case errors.Is(err, tunnel.ErrRemoteAccessOff), errors.Is(err, tunnel.ErrServiceNotOffered),
 		errors.Is(err, tunnel.ErrColocatedOff), errors.Is(err, tunnel.ErrNoTunnelEntry):
-		return http.StatusForbidden, "refused by the customer's settings: " + err.Error()
+		return http.StatusForbidden, refusal.CustomerSettings, "refused by the customer's settings: " + err.Error()
 	case errors.Is(err, tunnel.ErrRefused), errors.Is(err, tunnel.ErrUnreachable), errors.Is(err, tunnel.ErrBadRequest):
-		return http.StatusBadGateway, err.Error()
+		return http.StatusBadGateway, refusal.TargetFailed, err.Error()
 	case errors.Is(err, tunnel.ErrTimeout):
-		return http.StatusGatewayTimeout, err.Error()
+		return http.StatusGatewayTimeout, refusal.TargetTimeout, err.Error()
 	case errors.Is(err, ErrLimit):
-		return http.StatusTooManyRequests, err.Error() + "; close some sessions and try again"
+		return http.StatusTooManyRequests, refusal.Limit, err.Error() + "; close some sessions and try again"
 	default:
-		return http.StatusBadGateway, "tunnel failed: " + err.Error()
+		return http.StatusBadGateway, refusal.TunnelFailed, "tunnel failed: " + err.Error()
 	}
 }

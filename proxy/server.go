@@ -5,6 +5,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -21,6 +22,9 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/clientaddr"
+	"maintproxy/internal/refusal"
+	"maintproxy/internal/relay"
 	"maintproxy/maintname"
 	"maintproxy/tunnel"
 )
@@ -172,14 +176,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.untrack(client)
 	s.count.opened.Add(1)
 	s.count.active.Add(1)
-	up, down, rerr := tunnel.Relay(client, stream)
+	up, down, rerr := relay.Copy(client, stream)
 	s.count.active.Add(-1)
 	s.count.bytesUp.Add(up)
 	s.count.bytesDown.Add(down)
 	s.opts.Audit.Info("tunnel",
 		"session", hex.EncodeToString(h.Session[:8]), "account", acct.Username, "client", r.RemoteAddr,
 		"customer", id.Customer, "system", id.System, "target", t.String(), "result", "ok", "status", http.StatusOK,
-		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", endReason(rerr))
+		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", cmp.Or(relay.ErrText(rerr), "closed"))
 }
 
 // authenticate runs the one credential check for every request.
@@ -188,7 +192,7 @@ func (s *Server) authenticate(r *http.Request) (*config.Account, error) {
 	if !ok {
 		return nil, errNoCredentials
 	}
-	acct, err := s.opts.Auth.Check(user, pass, clientIP(r.RemoteAddr))
+	acct, err := s.opts.Auth.Check(user, pass, clientaddr.IP(r.RemoteAddr))
 	if err != nil {
 		s.opts.Logger.Warn("proxy authentication failed", "username", user, "client", r.RemoteAddr, "reason", err.Error())
 		return nil, err
@@ -249,8 +253,9 @@ func (s *Server) reserve(cfg *config.Broker, user string, id tunnel.Identity) (f
 
 // refuse answers a refused request and records it.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Broker, acct *config.Account, target string, err error) {
-	status, text := statusFor(err, cfg.Domain)
+	status, reason, text := statusFor(err, cfg.Domain)
 	h := w.Header()
+	h.Set(refusal.Header, string(reason))
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if status == http.StatusProxyAuthRequired {
@@ -290,14 +295,11 @@ func (s *Server) hijack(w http.ResponseWriter) (net.Conn, error) {
 		conn.Close()
 		return nil, err
 	}
-	if brw.Reader.Buffered() > 0 {
-		return &bufferedConn{Conn: conn, r: brw.Reader}, nil
-	}
-	return conn, nil
+	return relay.WithBuffered(conn, brw.Reader), nil
 }
 
 func (s *Server) untrack(c net.Conn) {
-	if bc, ok := c.(*bufferedConn); ok {
+	if bc, ok := c.(*relay.BufferedConn); ok {
 		c = bc.Conn
 	}
 	s.mu.Lock()
@@ -308,38 +310,7 @@ func (s *Server) untrack(c net.Conn) {
 	s.mu.Unlock()
 }
 
-// bufferedConn reads what the HTTP server had already buffered before the connection.
-type bufferedConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// CloseWrite passes the half-close through to the TLS connection.
-func (c *bufferedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
-}
-
 func parseBasic(h string) (user, pass string, ok bool) {
 	r := http.Request{Header: http.Header{"Authorization": {h}}}
 	return r.BasicAuth()
-}
-
-func clientIP(remote string) string {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return remote
-	}
-	return host
-}
-
-func endReason(err error) string {
-	if err == nil {
-		return "closed"
-	}
-	return err.Error()
 }

@@ -3,7 +3,6 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +21,8 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"maintproxy/config"
+	"maintproxy/internal/capool"
+	"maintproxy/internal/relay"
 )
 
 // Agent timeouts.
@@ -54,13 +54,9 @@ type Agent struct {
 func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := capool.Load(cfg.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", cfg.CAFile)
 		}
 		tlsCfg.RootCAs = pool
 	}
@@ -198,9 +194,9 @@ func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream) {
 		target.Close()
 		return
 	}
-	up, down, err := Relay(halfCloseStream{st}, target)
+	up, down, err := relay.Copy(halfCloseStream{st}, target)
 	a.log.Info("tunnel closed", "session", sid, "target", addr, "bytes_to_target", up, "bytes_from_target", down,
-		"duration", time.Since(start).Round(time.Millisecond).String(), "err", errString(err))
+		"duration", time.Since(start).Round(time.Millisecond).String(), "err", relay.ErrText(err))
 }
 
 // dialCode maps a dial error to the reply code the technician will see.
@@ -216,14 +212,7 @@ func dialCode(err error) Code {
 	}
 }
 
-// halfCloseStream gives a yamux stream the CloseWrite that Relay uses for half-close.
+// halfCloseStream gives a yamux stream the CloseWrite that relay.Copy uses for half-close.
 type halfCloseStream struct{ *yamux.Stream }
 
 func (s halfCloseStream) CloseWrite() error { return s.Stream.Close() }
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}

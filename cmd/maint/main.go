@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,9 +23,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"maintproxy/client"
+	"maintproxy/internal/prompt"
 )
 
 var version = "dev"
@@ -62,12 +63,12 @@ keyring is used), then a prompt on the terminal for the password.
 proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
   --dest=12345-SE1.maint.example.com:22 -P 'user:pass' -C ca.pem [--standalone=PORT]`,
 		Version:       version,
-		Args:          cobra.NoArgs,
+		Args:          usageArgs(cobra.NoArgs),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.dest == "" {
-				return usageError{"give a command, or proxytunnel's --dest (see maint --help)"}
+				return usageError{errors.New("give a command, or proxytunnel's --dest (see maint --help)")}
 			}
 			if o.standalone != 0 {
 				return forward(ctx, o, fmt.Sprintf("127.0.0.1:%d", o.standalone), o.dest, stdin, stdout, stderr)
@@ -87,7 +88,7 @@ proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
 	root.AddCommand(&cobra.Command{
 		Use:   "connect HOST:PORT",
 		Short: "Bridge stdin/stdout to HOST:PORT (ssh -o ProxyCommand='maint connect %h:%p')",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			return connect(ctx, o, a[0], stdin, stdout, stderr)
 		},
@@ -95,7 +96,7 @@ proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
 	fwd := &cobra.Command{
 		Use:   "forward [--listen 127.0.0.1:PORT] HOST:PORT",
 		Short: "Forward a local port to HOST:PORT, a tunnel per connection (RDP)",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			return forward(ctx, o, o.listen, a[0], stdin, stdout, stderr)
 		},
@@ -105,24 +106,25 @@ proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
 	root.AddCommand(&cobra.Command{
 		Use:   "login",
 		Short: "Store proxy, username, CA file and password (asked on the terminal, or one line on stdin)",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return login(ctx, o, stdin, stdout) },
 	})
 	root.AddCommand(&cobra.Command{
 		Use:   "status",
 		Short: "Show the settings in use and whether the broker accepts them",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return status(ctx, o, stdout) },
 	})
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	err := root.Execute()
 	switch {
 	case err == nil, errors.Is(err, context.Canceled): // Ctrl-C is a normal end
 		return exitOK
-	case errors.As(err, new(usageError)) || isCobraUsage(err):
+	case errors.As(err, new(usageError)):
 		fmt.Fprintln(stderr, "maint:", err)
 		return exitUsage
 	default:
@@ -131,15 +133,22 @@ proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
 	}
 }
 
-type usageError struct{ msg string }
+// usageError is a command line that cannot be run as given (exit code 2): a wrong flag,
+// argument count or command.
+type usageError struct{ err error }
 
-func (e usageError) Error() string { return e.msg }
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
-// isCobraUsage recognises cobra's own argument and flag errors.
-func isCobraUsage(err error) bool {
-	s := err.Error()
-	return strings.HasPrefix(s, "unknown ") || strings.Contains(s, "accepts ") || strings.Contains(s, "flag needs an argument") ||
-		strings.HasPrefix(s, "invalid argument")
+// usageArgs marks the errors of an argument check as usage errors; cobra's flag errors are
+// marked by the root's flag error function.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
 }
 
 // flagSettings is what the command line says; -P is proxytunnel's USER[:PASS].
@@ -175,13 +184,11 @@ func promptPassword(s client.Settings) (string, error) {
 		return "", client.ErrNoPassword
 	}
 	defer tty.Close()
-	fmt.Fprintf(tty, "Proxy password for %s at %s: ", s.Username, s.Proxy)
-	pw, err := term.ReadPassword(int(tty.Fd()))
-	fmt.Fprintln(tty)
+	pw, err := prompt.Secret(tty, tty, fmt.Sprintf("Proxy password for %s at %s: ", s.Username, s.Proxy))
 	if err != nil {
 		return "", client.ErrNoPassword
 	}
-	return string(pw), nil
+	return pw, nil
 }
 
 func connect(ctx context.Context, o opts, target string, stdin io.Reader, stdout, _ io.Writer) error {
@@ -235,9 +242,9 @@ func login(ctx context.Context, o opts, stdin io.Reader, stdout io.Writer) error
 	}
 	s, _ := client.Resolve(o.flagSettings(), func(string) string { return "" }, client.Stored{Proxy: stored.Proxy, Username: stored.Username, CAFile: stored.CAFile})
 	in := bufio.NewReader(stdin)
-	tty := isTerminal(stdin)
+	tty, isTTY := prompt.Terminal(stdin)
 	ask := func(label, current string) (string, error) {
-		if !tty {
+		if !isTTY {
 			return current, nil
 		}
 		fmt.Fprintf(stdout, "%s [%s]: ", label, current)
@@ -260,20 +267,12 @@ func login(ctx context.Context, o opts, stdin io.Reader, stdout io.Writer) error
 		return err
 	}
 	if s.Password == "" {
-		if tty {
-			fmt.Fprint(stdout, "Password: ")
-			pw, err := term.ReadPassword(int(stdin.(*os.File).Fd()))
-			fmt.Fprintln(stdout)
-			if err != nil {
-				return err
-			}
-			s.Password = string(pw)
-		} else {
-			line, err := in.ReadString('\n')
-			if err != nil && !errors.Is(err, io.EOF) {
-				return err
-			}
-			s.Password = strings.TrimRight(line, "\r\n")
+		read := func() (string, error) { return prompt.Line(in) }
+		if isTTY {
+			read = func() (string, error) { return prompt.Secret(tty, stdout, "Password: ") }
+		}
+		if s.Password, err = read(); err != nil {
+			return err
 		}
 	}
 	if err := s.Check(); err != nil {
@@ -295,12 +294,7 @@ func status(ctx context.Context, o opts, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	show := func(v string) string {
-		if v == "" {
-			return "(not set)"
-		}
-		return v
-	}
+	show := func(v string) string { return cmp.Or(v, "(not set)") }
 	pw := "(not set)"
 	if s.Password != "" {
 		pw = "***** (" + source + ")"
@@ -313,9 +307,4 @@ func status(ctx context.Context, o opts, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "broker:        accepts these credentials")
 	return nil
-}
-
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }

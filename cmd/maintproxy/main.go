@@ -12,14 +12,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"maintproxy/broker"
 	"maintproxy/config"
+	"maintproxy/internal/prompt"
 )
 
 var version = "dev"
@@ -115,21 +114,14 @@ func passwdCmd() *cobra.Command {
 }
 
 // readSecret reads one line, without echo when stdin is a terminal.
-func readSecret(in io.Reader, prompt io.Writer) (string, error) {
-	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(prompt, "Password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
-		if err != nil {
-			return "", err
-		}
-		return string(b), nil
+func readSecret(in io.Reader, w io.Writer) (string, error) {
+	if tty, ok := prompt.Terminal(in); ok {
+		return prompt.Secret(tty, w, "Password: ")
 	}
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
+	line, err := prompt.Line(bufio.NewReader(in))
+	if err != nil {
 		return "", err
 	}
-	line = strings.TrimRight(line, "\r\n")
 	if line == "" {
 		return "", errors.New("empty password on stdin")
 	}

@@ -1,4 +1,4 @@
-package tunnel
+package relay
 
 import (
 	"io"
@@ -26,14 +26,14 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 	return c.(*net.TCPConn), s.(*net.TCPConn)
 }
 
-// TestRelayHalfClose: EOF from the client reaches the server as a half-close, and the
+// TestCopyHalfClose: EOF from the client reaches the server as a half-close, and the
 // server's reply still reaches the client afterwards.
-func TestRelayHalfClose(t *testing.T) {
+func TestCopyHalfClose(t *testing.T) {
 	client, a := tcpPair(t)
 	b, server := tcpPair(t)
 	type res struct{ up, down int64 }
 	done := make(chan res, 1)
-	go func() { up, down, _ := Relay(a, b); done <- res{up, down} }()
+	go func() { up, down, _ := Copy(a, b); done <- res{up, down} }()
 
 	client.Write([]byte("request"))
 	client.CloseWrite()
@@ -53,16 +53,16 @@ func TestRelayHalfClose(t *testing.T) {
 			t.Errorf("counted %d up, %d down", r.up, r.down)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Relay did not return after both directions ended")
+		t.Fatal("Copy did not return after both directions ended")
 	}
 }
 
-// TestRelayTearsDownOnReset: a reset on one side closes the other at once.
-func TestRelayTearsDownOnReset(t *testing.T) {
+// TestCopyTearsDownOnReset: a reset on one side closes the other at once.
+func TestCopyTearsDownOnReset(t *testing.T) {
 	client, a := tcpPair(t)
 	b, server := tcpPair(t)
 	done := make(chan error, 1)
-	go func() { _, _, err := Relay(a, b); done <- err }()
+	go func() { _, _, err := Copy(a, b); done <- err }()
 	server.SetLinger(0)
 	server.Close() // RST
 	client.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -74,6 +74,6 @@ func TestRelayTearsDownOnReset(t *testing.T) {
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("Relay did not return")
+		t.Fatal("Copy did not return")
 	}
 }

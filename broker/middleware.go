@@ -1,4 +1,7 @@
-package pac
+package broker
+
+// Middleware of the broker's web listeners: what every answer of the web site carries,
+// and the plain-HTTP listener's redirect.
 
 import (
 	"net"
@@ -6,10 +9,10 @@ import (
 	"strings"
 )
 
-// SecurityHeaders sets conservative security headers on every response of h: no sniffing,
+// securityHeaders sets conservative security headers on every response of h: no sniffing,
 // no framing, no referrer, a same-origin-only content security policy (the pages use only
 // embedded assets), and HSTS on TLS connections. Handlers may still override them.
-func SecurityHeaders(h http.Handler) http.Handler {
+func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
 		hd.Set("X-Content-Type-Options", "nosniff")
@@ -27,10 +30,11 @@ func SecurityHeaders(h http.Handler) http.Handler {
 	})
 }
 
-// Redirect answers every plain-HTTP request with a redirect to the same host and path over
-// HTTPS on webPort (omitted when it is 443 or empty): 301 for GET and HEAD, 308 otherwise
-// so that a method and body are kept. ACME HTTP-01 challenges must be routed before it.
-func Redirect(webPort string) http.Handler {
+// redirectToHTTPS answers every plain-HTTP request with a redirect to the same host and
+// path over HTTPS on webPort (omitted when it is 443 or empty): 301 for GET and HEAD, 308
+// otherwise so that a method and body are kept. It is the plain listener's only answer
+// besides ACME HTTP-01 challenges, which certs.Manager.HTTPHandler routes before it.
+func redirectToHTTPS(webPort string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {

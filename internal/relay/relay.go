@@ -1,4 +1,9 @@
-package tunnel
+// Package relay carries a tunnel's bytes once both ends are connected: Copy moves both
+// directions at once and passes a clean end on as a half-close, and BufferedConn keeps the
+// bytes a reader had already buffered when a connection changed hands after an HTTP
+// exchange. The broker, the agent and the technician's client all use it, so it imports
+// only the standard library: the client must not link the broker's dependencies.
+package relay
 
 import (
 	"errors"
@@ -8,23 +13,23 @@ import (
 	"sync"
 )
 
-// relayBufSize is large enough that one read fills a yamux frame of useful size.
-const relayBufSize = 64 << 10
+// bufSize is large enough that one read fills a yamux frame of useful size.
+const bufSize = 64 << 10
 
-var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
+var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // closeWriter is a connection whose write side can be shut on its own: *net.TCPConn,
-// *tls.Conn (close_notify), *net.UnixConn.
+// *tls.Conn (close_notify), *net.UnixConn, BufferedConn.
 type closeWriter interface{ CloseWrite() error }
 
-// Relay copies a to b and b to a until both directions end, then closes both.
+// Copy copies a to b and b to a until both directions end, then closes both.
 //
 // A clean EOF in one direction is passed on as a half-close: CloseWrite on the destination
 // if it has one, else Close (a yamux stream's Close is its half-close). The other direction
 // keeps flowing. An error in either direction tears both down at once, so a dead peer
 // never leaves the other side hanging. It returns the bytes copied each way and the first
 // error that was not a clean end.
-func Relay(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
+func Copy(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
 	type result struct {
 		n   int64
 		err error
@@ -50,9 +55,9 @@ func Relay(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
 // copyHalf copies src to dst and half-closes dst on a clean EOF. On error it closes both so
 // that the opposite direction stops too.
 func copyHalf(dst, src io.ReadWriteCloser) (int64, error) {
-	bp := relayBufs.Get().(*[]byte)
+	bp := bufs.Get().(*[]byte)
 	n, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *bp)
-	relayBufs.Put(bp)
+	bufs.Put(bp)
 	if err != nil && !isClosedErr(err) {
 		dst.Close()
 		src.Close()
@@ -78,3 +83,12 @@ func isClosedErr(err error) bool {
 // no implementation allocates its own.
 type onlyWriter struct{ io.Writer }
 type onlyReader struct{ io.Reader }
+
+// ErrText is the text of the error Copy returned, for a tunnel's log record: empty for a
+// clean end.
+func ErrText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

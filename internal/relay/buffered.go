@@ -1,0 +1,34 @@
+package relay
+
+import (
+	"bufio"
+	"net"
+)
+
+// BufferedConn is a connection whose first reads drain a reader that had already taken
+// bytes off it: after a CONNECT exchange, bytes that arrived right behind the request or the
+// answer sit in the HTTP reader's buffer and belong to the tunnel.
+type BufferedConn struct {
+	net.Conn // the underlying connection; writes, deadlines and Close go straight to it
+	r        *bufio.Reader
+}
+
+// WithBuffered returns c itself when br holds nothing, else a *BufferedConn that reads
+// through br. br must be the reader that was reading c.
+func WithBuffered(c net.Conn, br *bufio.Reader) net.Conn {
+	if br == nil || br.Buffered() == 0 {
+		return c
+	}
+	return &BufferedConn{Conn: c, r: br}
+}
+
+// Read reads the buffered bytes first, then from the connection.
+func (c *BufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite half-closes the underlying connection when it can (TCP, TLS), else closes it.
+func (c *BufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
