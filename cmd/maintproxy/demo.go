@@ -21,6 +21,7 @@ import (
 	"maintproxy/broker"
 	"maintproxy/certs"
 	"maintproxy/config"
+	"maintproxy/internal/echo"
 	"maintproxy/tunnel"
 )
 
@@ -89,6 +90,7 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 	if err != nil {
 		return err
 	}
+	defer b.Close() // a demo that fails before Run still frees its ports
 	caFile := filepath.Join(dataDir, certs.CACertFile)
 
 	// Stand-in targets: the web control panel (HTTPS), a TCP echo, and a co-located HTTPS server.
@@ -110,10 +112,11 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 	if err != nil {
 		return err
 	}
-	echo, err := serveEcho(ctx, &wg, "127.0.0.1:0")
+	echoSrv, err := echo.Start(ctx, "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
+	defer echoSrv.Close()
 	_, coloPort, _ := net.SplitHostPort(colo)
 	port, _ := strconv.Atoi(coloPort)
 	for _, sys := range []string{"se1", "se2"} {
@@ -125,7 +128,7 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 			System:     sys,
 			Secret:     demoSecret,
 			RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{
-				"7071": panel, "443": panel, "7": echo, "22": "127.0.0.1:22",
+				"7071": panel, "443": panel, "7": echoSrv.Addr(), "22": "127.0.0.1:22",
 			}},
 			Colocated: config.Colocated{Enabled: sys == "se2", Tunnels: []config.Tunnel{{Application: "HTTPS", IP: demoColocatedIP, Port: port}}},
 		}
@@ -186,28 +189,5 @@ func serveDemoHTTPS(ctx context.Context, wg *sync.WaitGroup, addr string, cert t
 	wg.Add(2)
 	go func() { defer wg.Done(); srv.ServeTLS(ln, "", "") }()
 	go func() { defer wg.Done(); <-ctx.Done(); srv.Close() }()
-	return ln.Addr().String(), nil
-}
-
-func serveEcho(ctx context.Context, wg *sync.WaitGroup, addr string) (string, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", err
-	}
-	wg.Add(2)
-	go func() { defer wg.Done(); <-ctx.Done(); ln.Close() }()
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
 	return ln.Addr().String(), nil
 }
