@@ -63,7 +63,7 @@ func TestDemo(t *testing.T) {
 	testenv.NeedCommands(t, "curl")
 	dir := t.TempDir()
 	cmd := exec.Command(filepath.Join(testenv.Bin(t), "maintproxy"), "demo", "--data-dir", filepath.Join(dir, "data"),
-		"--proxy", testenv.FreeAddr(t, "127.0.0.1"), "--web", testenv.FreeAddr(t, "127.0.0.1"))
+		"--proxy", "127.0.0.1:0", "--web", "127.0.0.1:0")
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
