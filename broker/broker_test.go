@@ -242,7 +242,8 @@ func TestNewThenClose(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "listen.http") {
 		t.Fatalf("New with listen.http taken: %v, want an error naming listen.http", err)
 	}
-	if now := openFDs(t); now != fds {
+	// Fewer is fine: a connection of an earlier test may have finished closing meanwhile.
+	if now := openFDs(t); now > fds {
 		t.Errorf("%d open file descriptors before the failed New, %d after", fds, now)
 	}
 }

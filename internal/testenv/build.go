@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // binaries is built once per test process; tests in one package share it.
@@ -23,6 +24,15 @@ var Commands = []string{"maintproxy", "maintagent", "maint"}
 // RaceEnv is the environment variable that, set to 1, builds the commands with the race
 // detector (`make test-race`); a process that reports a race exits with status 66.
 const RaceEnv = "MAINTPROXY_TEST_RACE"
+
+// Scale stretches a test's deadline for commands built with the race detector, which
+// run several times slower (a full-cost bcrypt, e.g. for an unknown agent, takes seconds).
+func Scale(d time.Duration) time.Duration {
+	if os.Getenv(RaceEnv) == "1" {
+		return 5 * d
+	}
+	return d
+}
 
 // Bin returns the directory holding freshly built maintproxy, maintagent and maint. It fails
 // the test if the broker or agent does not build; a maint build failure fails only tests

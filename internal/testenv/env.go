@@ -389,13 +389,15 @@ func (p *Proc) WaitLogAfter(t testing.TB, mark int, timeout time.Duration, pred 
 	t.Helper()
 	r, ok := p.FindAfter(mark, timeout, pred)
 	if !ok {
-		t.Fatalf("%s: no matching log record within %v", p.Name, timeout)
+		t.Fatalf("%s: no matching log record within %v", p.Name, Scale(timeout))
 	}
 	return r
 }
 
-// FindAfter is WaitLogAfter without failing: it reports whether a record was found.
+// FindAfter is WaitLogAfter without failing: it reports whether a record was found. The
+// timeout is stretched by Scale.
 func (p *Proc) FindAfter(mark int, timeout time.Duration, pred func(Record) bool) (Record, bool) {
+	timeout = Scale(timeout)
 	timer := time.AfterFunc(timeout, func() {
 		p.mu.Lock()
 		p.cond.Broadcast()
@@ -453,7 +455,7 @@ func (p *Proc) Stop(t testing.TB) {
 		if p.err != nil {
 			t.Errorf("%s exited uncleanly after SIGTERM: %v", p.Name, p.err)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(Scale(15 * time.Second)):
 		p.Kill()
 		t.Errorf("%s did not stop within 15s of SIGTERM", p.Name)
 	}
