@@ -4,16 +4,33 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin
 
-.PHONY: run test deps build dist bench fuzz clean
+.PHONY: run test test-race lint deps build dist bench fuzz clean
+
+# The packages tested in-process run under the race detector in `make test`; the others
+# (the e2e suite runs real processes) run without it, which keeps the suite fast.
+RACE_PKGS  := $(shell $(GO) list ./broker ./proxy ./tunnel ./client ./pac ./internal/...)
+OTHER_PKGS  = $(filter-out $(RACE_PKGS),$(shell $(GO) list ./...))
+# staticcheck at the version scripts/test-deps.sh installs (in the user cache directory).
+STATICCHECK = $(shell scripts/test-deps.sh staticcheck-path)
 
 run:
 	$(GO) run ./cmd/maintproxy demo
 
-test: deps
-	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 14m ./...
+test: deps lint
+	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 14m $(OTHER_PKGS)
 
-# deps installs what the tests drive (Debian packages, npm packages) when missing.
+# test-race runs every test under the race detector, the e2e suite with the broker, agent
+# and client binaries built with -race too (a race they report fails the test).
+test-race: deps lint
+	MAINTPROXY_TEST_RACE=1 $(GO) test -count=1 -race -timeout 30m ./...
+
+lint:
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# deps installs what the tests drive (Debian packages, npm packages) and staticcheck when
+# missing.
 deps:
 	scripts/test-deps.sh
 

@@ -22,6 +22,7 @@ import (
 
 	"maintproxy/broker"
 	"maintproxy/config"
+	"maintproxy/internal/echo"
 	"maintproxy/tunnel"
 )
 
@@ -57,10 +58,15 @@ func startRig(b *testing.B) *rig {
 	go func() { defer close(brokerDone); brk.Run(ctx) }()
 
 	sink := startSink(b)
+	target, err := echo.Start(ctx, "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { target.Close() })
 	acfg, err := config.NewAgent(config.Agent{
 		Broker: "https://" + brk.WebAddr().String(), CAFile: filepath.Join(dir, "ca.pem"), ServerName: "admin.example.test",
 		Customer: "12345", System: "se1", Secret: "pw",
-		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": sink}},
+		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": sink, "7": target.Addr()}},
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -89,8 +95,7 @@ func startRig(b *testing.B) *rig {
 	}
 }
 
-// startSink answers by the first byte: 'U' read n bytes then ack, 'D' send n bytes,
-// 'E' echo one byte.
+// startSink answers by the first byte: 'U' read n bytes then ack, 'D' send n bytes.
 func startSink(b *testing.B) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -110,9 +115,6 @@ func startSink(b *testing.B) string {
 					return
 				}
 				switch hdr[0] {
-				case 'E':
-					c.Write(hdr[:1])
-					io.Copy(io.Discard, c)
 				case 'U', 'D':
 					if _, err := io.ReadFull(c, hdr[1:]); err != nil {
 						return
@@ -138,13 +140,13 @@ type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
-// connect opens one tunnel to the sink.
-func (r *rig) connect(b *testing.B) net.Conn {
+// connect opens one tunnel to port 9 (the sink) or 7 (the echo target).
+func (r *rig) connect(b *testing.B, port int) net.Conn {
 	c, err := tls.Dial("tcp", r.proxyAddr, r.tlsConfig)
 	if err != nil {
 		b.Fatal(err)
 	}
-	fmt.Fprintf(c, "CONNECT 12345.maint.example.test:9 HTTP/1.1\r\nHost: 12345.maint.example.test:9\r\nProxy-Authorization: Basic %s\r\n\r\n", r.auth)
+	fmt.Fprintf(c, "CONNECT 12345.maint.example.test:%d HTTP/1.1\r\nHost: 12345.maint.example.test:%d\r\nProxy-Authorization: Basic %s\r\n\r\n", port, port, r.auth)
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil || resp.StatusCode != 200 {
@@ -170,7 +172,7 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Run("up", func(b *testing.B) {
 		b.SetBytes(size)
 		for i := 0; i < b.N; i++ {
-			c := r.connect(b)
+			c := r.connect(b, 9)
 			c.Write(header('U', size))
 			for left := size; left > 0; left -= chunk {
 				if _, err := c.Write(buf); err != nil {
@@ -186,7 +188,7 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Run("down", func(b *testing.B) {
 		b.SetBytes(size)
 		for i := 0; i < b.N; i++ {
-			c := r.connect(b)
+			c := r.connect(b, 9)
 			c.Write(header('D', size))
 			if n, err := io.CopyBuffer(io.Discard, io.LimitReader(c, size), buf); err != nil || n != size {
 				b.Fatalf("%d %v", n, err)
@@ -204,7 +206,7 @@ func BenchmarkConnectSetup(b *testing.B) {
 	one := make([]byte, 1)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c := r.connect(b)
+		c := r.connect(b, 7)
 		c.Write([]byte{'E'})
 		if _, err := io.ReadFull(c, one); err != nil {
 			b.Fatal(err)

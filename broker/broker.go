@@ -51,9 +51,12 @@ type Broker struct {
 	proxyLn, webLn, plainLn net.Listener
 }
 
-// New prepares a broker: it creates or loads certificates and binds the listeners, so
-// that a bad address or a port in use fails here, naming the field.
-func New(o Options) (*Broker, error) {
+// New prepares a broker: it binds the listeners and creates or loads certificates, so
+// that a bad address or a port in use fails here, naming the field. A listen address with
+// port 0 gets a free port; New writes the port it got into o.Config (and Apply into each
+// later configuration), so that the PAC file, the access pages and redirects name it.
+// A broker that is not going to Run must be closed with Close.
+func New(o Options) (_ *Broker, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -61,8 +64,29 @@ func New(o Options) (*Broker, error) {
 		o.ReloadInterval = time.Second
 	}
 	b := &Broker{opts: o, log: o.Logger, registry: tunnel.NewRegistry()}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	if b.proxyLn, err = net.Listen("tcp", o.Config.Listen.Proxy); err != nil {
+		return nil, fmt.Errorf("listen.proxy: %w", err)
+	}
+	if b.webLn, err = net.Listen("tcp", o.Config.Listen.Web); err != nil {
+		return nil, fmt.Errorf("listen.web: %w", err)
+	}
+	if o.Config.Listen.HTTP != "" {
+		if b.plainLn, err = net.Listen("tcp", o.Config.Listen.HTTP); err != nil {
+			return nil, fmt.Errorf("listen.http: %w", err)
+		}
+	}
+	if o.Config.DNS.Enabled {
+		if b.dns, err = dns.New(dns.Options{Config: o.Config, Logger: o.Logger}); err != nil {
+			return nil, err
+		}
+	}
+	b.pinPorts(o.Config)
 	b.cfg.Store(o.Config)
-	var err error
 	b.certs, err = certs.New(certs.Options{Config: o.Config, Logger: o.Logger})
 	if err != nil {
 		return nil, err
@@ -87,31 +111,7 @@ func New(o Options) (*Broker, error) {
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:          errorLog(o.Logger, "web"),
 	}
-	if b.proxyLn, err = net.Listen("tcp", o.Config.Listen.Proxy); err != nil {
-		return nil, fmt.Errorf("listen.proxy: %w", err)
-	}
-	if b.webLn, err = net.Listen("tcp", o.Config.Listen.Web); err != nil {
-		b.proxyLn.Close()
-		return nil, fmt.Errorf("listen.web: %w", err)
-	}
-	closeAll := func() {
-		b.proxyLn.Close()
-		b.webLn.Close()
-	}
-	if o.Config.DNS.Enabled {
-		if b.dns, err = dns.New(dns.Options{Config: o.Config, Logger: o.Logger}); err != nil {
-			closeAll()
-			return nil, err
-		}
-	}
-	if o.Config.Listen.HTTP != "" {
-		if b.plainLn, err = net.Listen("tcp", o.Config.Listen.HTTP); err != nil {
-			closeAll()
-			if b.dns != nil {
-				b.dns.Close()
-			}
-			return nil, fmt.Errorf("listen.http: %w", err)
-		}
+	if b.plainLn != nil {
 		b.plain = &http.Server{
 			Handler:           b.certs.HTTPHandler(securityHeaders(redirectToHTTPS(o.Config.WebPort()))),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -120,6 +120,53 @@ func New(o Options) (*Broker, error) {
 		}
 	}
 	return b, nil
+}
+
+// Close releases what New acquired (listeners, DNS sockets) for a broker that does not
+// Run; Run releases them itself, so Close after Run has returned does nothing. Close must
+// not be called while Run is running.
+func (b *Broker) Close() error {
+	var errs []error
+	keep := func(err error) {
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for _, ln := range []net.Listener{b.proxyLn, b.webLn, b.plainLn} {
+		if ln != nil {
+			keep(ln.Close())
+		}
+	}
+	if b.dns != nil {
+		keep(b.dns.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// pinPorts writes the bound port into each listen address of c that asked for port 0.
+// Listener changes need a restart, so a reloaded configuration gets the same ports.
+func (b *Broker) pinPorts(c *config.Broker) {
+	c.Listen.Proxy = pinPort(c.Listen.Proxy, b.proxyLn.Addr())
+	c.Listen.Web = pinPort(c.Listen.Web, b.webLn.Addr())
+	if b.plainLn != nil {
+		c.Listen.HTTP = pinPort(c.Listen.HTTP, b.plainLn.Addr())
+	}
+	if b.dns != nil {
+		c.Listen.DNS = pinPort(c.Listen.DNS, b.dns.Addr())
+	}
+}
+
+// pinPort returns addr with the port of bound when addr asked for port 0.
+func pinPort(addr string, bound net.Addr) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != "0" {
+		return addr
+	}
+	_, p, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(host, p)
 }
 
 // Config returns the configuration in force.
@@ -141,6 +188,7 @@ func (b *Broker) WebAddr() net.Addr { return b.webLn.Addr() }
 // the next request; cached credentials are dropped and agents whose system was removed
 // or whose secret changed are disconnected. Listener and TLS changes need a restart.
 func (b *Broker) Apply(c *config.Broker) {
+	b.pinPorts(c)
 	b.cfg.Store(c)
 	b.auth.Reset()
 	b.registry.Prune(func(id tunnel.Identity, hash string) bool {
@@ -188,8 +236,15 @@ func (b *Broker) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	b.log.Info("broker started", "proxy", b.proxyLn.Addr().String(), "web", b.webLn.Addr().String(),
-		"domain", b.Config().Domain, "tls", b.Config().TLS.Mode)
+	// The bound addresses are logged for whoever asked for port 0 (the e2e tests do).
+	started := []any{"proxy", b.proxyLn.Addr().String(), "web", b.webLn.Addr().String()}
+	if b.plainLn != nil {
+		started = append(started, "http", b.plainLn.Addr().String())
+	}
+	if b.dns != nil {
+		started = append(started, "dns", b.dns.Addr().String())
+	}
+	b.log.Info("broker started", append(started, "domain", b.Config().Domain, "tls", b.Config().TLS.Mode)...)
 	<-ctx.Done()
 
 	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/echo"
 )
 
 const testDomain = "example.test"
@@ -86,35 +86,17 @@ func (b *logBuffer) String() string {
 
 func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
-// serveTLS runs a TLS listener on loopback with cfg that completes handshakes and closes.
+// serveTLS runs the echo target behind a TLS listener on loopback with cfg; the handshake
+// happens on its first read.
 func serveTLS(t *testing.T, cfg *tls.Config) string {
 	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				if c.(*tls.Conn).Handshake() == nil {
-					io.WriteString(c, "ok")
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	s := echo.Serve(context.Background(), ln)
+	t.Cleanup(func() { s.Close() })
+	return s.Addr()
 }
 
 // dialLeaf handshakes with addr sending serverName as SNI (none when empty) and returns

@@ -25,15 +25,21 @@ import (
 // the broker's tool bundle.
 func TestACMEWithPebble(t *testing.T) {
 	testenv.NeedCommands(t, "curl", "proxytunnel", "ssh", "unshare")
-	webAddr, httpAddr, dnsAddr := testenv.FreeAddr(t, "127.0.0.1"), testenv.FreeAddr(t, "127.0.0.1"), testenv.FreeAddr(t, "127.0.0.1")
-	peb := testenv.StartPebble(t, testenv.PebbleOptions{TLSPort: portOf(t, webAddr), HTTPPort: portOf(t, httpAddr), DNSServer: dnsAddr})
+	// Pebble must know where to validate before the broker starts (the broker needs pebble's
+	// root), so it validates through forwards, which are pointed at the broker's ports once
+	// the broker has bound them.
+	webFwd, plain, dnsTCP := testenv.StartForward(t), testenv.StartForward(t), testenv.StartForward(t)
+	peb := testenv.StartPebble(t, testenv.PebbleOptions{TLSPort: webFwd.Port(), HTTPPort: plain.Port(), DNSServer: dnsTCP.Addr()})
 	env := testenv.Start(t, testenv.Options{Extra: map[string]any{
-		"listen": map[string]any{"web": webAddr, "http": httpAddr, "dns": dnsAddr},
+		"listen": map[string]any{"http": "127.0.0.1:0", "dns": "127.0.0.1:0"},
 		"tls": map[string]any{"mode": "acme", "acme": map[string]any{
 			"email": "ops@example.test", "directory_url": peb.DirectoryURL, "ca_file": peb.CAFile, "root_file": peb.RootFile,
 		}},
 		"dns": map[string]any{"enabled": true, "addresses": []string{"127.0.0.1"}},
 	}})
+	webFwd.To(env.WebAddr)
+	plain.To(env.HTTPAddr)
+	dnsTCP.To(env.DNSAddr)
 	env.Proc().WaitLog(t, 60*time.Second, func(r testenv.Record) bool { return r.Msg() == "ACME certificates ready" })
 
 	// The technician downloads the tool bundle from admin.<domain> (served with the ACME

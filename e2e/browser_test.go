@@ -149,7 +149,7 @@ func browserStart(t *testing.T) *browserSetup {
 	var coloPortN int
 	fmt.Sscan(coloPort, &coloPortN)
 	// SSH and RDP are offered (so the access page lists their commands) but never dialled.
-	unused := testenv.FreeAddr(t, "127.0.0.1")
+	unused := testenv.RefusedAddr(t, "127.0.0.1")
 	env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true,
 		Services:  map[int]string{7071: panel, 22: unused, 3389: unused},
 		Colocated: true, Tunnels: []config.Tunnel{{Application: "HTTPS", IP: "127.0.0.5", Port: coloPortN}}})

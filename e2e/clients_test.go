@@ -230,19 +230,11 @@ func TestRDPPathForwards(t *testing.T) {
 		checkConcurrentEcho(t, addr, 8, 4<<20)
 	})
 	t.Run("proxytunnel standalone", func(t *testing.T) {
-		port := portOf(t, testenv.FreeAddr(t, "127.0.0.1"))
-		cmd := exec.Command("proxytunnel", "-q", "-E", "-p", c.env.ProxyAddr, "-d", target, "-P", "resa:pass-a",
-			"-C", c.env.CAFile, fmt.Sprintf("--standalone=%d", port))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-exited })
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		testenv.WaitListening(t, addr, 10*time.Second, exited, func() string { return "proxytunnel exited" })
-		checkConcurrentEcho(t, addr, 8, 4<<20)
+		pt := testenv.StartExternal(t, "proxytunnel", "127.0.0.1", 1, func(ports []int) *exec.Cmd {
+			return exec.Command("proxytunnel", "-q", "-E", "-p", c.env.ProxyAddr, "-d", target, "-P", "resa:pass-a",
+				"-C", c.env.CAFile, fmt.Sprintf("--standalone=%d", ports[0]))
+		})
+		checkConcurrentEcho(t, pt.Addr("127.0.0.1"), 8, 4<<20)
 	})
 }
 
@@ -317,11 +309,6 @@ func checkConcurrentEcho(t *testing.T, addr string, n, size int) {
 func TestRDPHandshakeThroughForward(t *testing.T) {
 	testenv.NeedCommands(t, "Xvfb", "freerdp-shadow-cli", "xfreerdp", "winpr-hash")
 	dir := t.TempDir()
-	rdpAddr := testenv.FreeAddr(t, "127.0.0.11")
-	rdpPort := portOf(t, rdpAddr)
-	c := startClientsEnv(t, config.Tunnel{Application: "RDP", IP: "127.0.0.11", Port: rdpPort})
-	c.login(t)
-
 	display := fmt.Sprintf(":%d", 50+os.Getpid()%40)
 	xvfb := exec.Command("Xvfb", display, "-screen", "0", "800x600x24", "-nolisten", "tcp")
 	startBackground(t, xvfb)
@@ -331,11 +318,15 @@ func TestRDPHandshakeThroughForward(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "sam"), sam, 0o600)
 	os.MkdirAll(filepath.Join(dir, "shome"), 0o700)
-	shadow := exec.Command("freerdp-shadow-cli", fmt.Sprintf("/port:%d", rdpPort), "/bind-address:127.0.0.11", "/sec:nla",
-		"/sam-file:"+filepath.Join(dir, "sam"))
-	shadow.Env = append(os.Environ(), "HOME="+filepath.Join(dir, "shome"), "DISPLAY="+display)
-	exited := startBackground(t, shadow)
-	testenv.WaitListening(t, rdpAddr, 20*time.Second, exited, func() string { return "freerdp-shadow-cli exited" })
+	shadow := testenv.StartExternal(t, "freerdp-shadow-cli", "127.0.0.11", 1, func(ports []int) *exec.Cmd {
+		cmd := exec.Command("freerdp-shadow-cli", fmt.Sprintf("/port:%d", ports[0]), "/bind-address:127.0.0.11", "/sec:nla",
+			"/sam-file:"+filepath.Join(dir, "sam"))
+		cmd.Env = append(os.Environ(), "HOME="+filepath.Join(dir, "shome"), "DISPLAY="+display)
+		return cmd
+	})
+	rdpPort := shadow.Ports[0]
+	c := startClientsEnv(t, config.Tunnel{Application: "RDP", IP: "127.0.0.11", Port: rdpPort})
+	c.login(t)
 
 	addr := startForward(t, c, c.maint, "forward", fmt.Sprintf("12345-SE1-127.0.0.11.maint.%s:%d", c.env.Domain, rdpPort))
 	xfreerdp := func(password string) error {

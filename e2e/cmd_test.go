@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,7 +64,7 @@ func TestDemo(t *testing.T) {
 	testenv.NeedCommands(t, "curl")
 	dir := t.TempDir()
 	cmd := exec.Command(filepath.Join(testenv.Bin(t), "maintproxy"), "demo", "--data-dir", filepath.Join(dir, "data"),
-		"--proxy", testenv.FreeAddr(t, "127.0.0.1"), "--web", testenv.FreeAddr(t, "127.0.0.1"))
+		"--proxy", "127.0.0.1:0", "--web", "127.0.0.1:0")
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -87,9 +88,9 @@ func TestDemo(t *testing.T) {
 	want := []*regexp.Regexp{regexp.MustCompile(`web control panel of customer 12345`), regexp.MustCompile(`co-located server 127\.0\.0\.5`)}
 	for i, c := range curl {
 		// The agents connect right after the banner; retry briefly while they come up.
-		deadline := time.Now().Add(15 * time.Second)
+		deadline := time.Now().Add(testenv.Scale(15 * time.Second))
 		for {
-			out, err := exec.Command("sh", "-c", c+" -sS --max-time 10").CombinedOutput()
+			out, err := exec.Command("sh", "-c", fmt.Sprintf("%s -sS --max-time %d", c, int(testenv.Scale(10*time.Second).Seconds()))).CombinedOutput()
 			if err == nil && want[i].Match(out) {
 				break
 			}
@@ -107,7 +108,7 @@ func TestDemo(t *testing.T) {
 		if err != nil {
 			t.Errorf("demo did not exit cleanly on Ctrl-C: %v", err)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(testenv.Scale(15 * time.Second)):
 		t.Fatal("demo did not stop on Ctrl-C")
 	}
 }

@@ -39,7 +39,7 @@ func startCoreTargets(t *testing.T, env *testenv.Env) coreTargets {
 	tg.coloEcho = testenv.StartEcho(t, "127.0.0.9:0")
 	_, p, _ := net.SplitHostPort(tg.coloEcho)
 	fmt.Sscan(p, &tg.coloPort)
-	tg.closed = testenv.FreeAddr(t, "127.0.0.1")
+	tg.closed = testenv.RefusedAddr(t, "127.0.0.1")
 	return tg
 }
 

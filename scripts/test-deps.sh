@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
-# Installs the real clients and servers the tests drive, when missing and when run as root.
-# Without root it only reports what is missing; the tests that need it then fail with that name.
+# Installs the real clients and servers the tests drive, when missing and when run as root,
+# and staticcheck. Without root it only reports the missing Debian packages; the tests that
+# need one then fail with its name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# staticcheck, pinned; installed with `go install` into the user cache directory (shared by
+# every checkout), so that nothing needs to be on PATH. `test-deps.sh staticcheck-path`
+# prints where the Makefile finds it.
+staticcheck_version=v0.8.2
+staticcheck="${XDG_CACHE_HOME:-$HOME/.cache}/maintproxy-tools/staticcheck-$staticcheck_version/staticcheck"
+if [[ ${1:-} == staticcheck-path ]]; then
+  echo "$staticcheck"
+  exit 0
+fi
+if [[ ! -x $staticcheck ]]; then
+  echo "test-deps: go install honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
+  mkdir -p "$(dirname "$staticcheck")"
+  # Installed beside its final path and renamed, so a concurrent run never sees half a file.
+  tmp=$(mktemp -d "$(dirname "$staticcheck")/.install-XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  GOBIN="$tmp" go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
+  mv "$tmp/staticcheck" "$staticcheck"
+fi
 
 packages=(openssh-server openssh-client proxytunnel putty-tools curl chromium libnss3-tools
   dnsutils xvfb freerdp2-x11 freerdp2-shadow-x11 winpr-utils)

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/config"
+	"maintproxy/internal/echo"
 )
 
 // link is an in-process broker endpoint and agent talking over real TLS on loopback.
@@ -92,34 +93,15 @@ func (l *link) waitSession(t *testing.T, old *Session) *Session {
 	return nil
 }
 
-// echoServer echoes each connection and half-closes after the client does. (The shared
-// testenv.StartEcho cannot be used here: testenv imports this package.)
+// echoServer runs the shared echo target until the test ends.
 func echoServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := echo.Start(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	t.Cleanup(func() { s.Close() })
+	return s.Addr()
 }
 
 // TestLargeFramesAndNoLeaks moves 64 MiB through streams whose yamux frames are far larger

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // binaries is built once per test process; tests in one package share it.
@@ -19,6 +20,19 @@ var binaries struct {
 
 // Commands built by Bin.
 var Commands = []string{"maintproxy", "maintagent", "maint"}
+
+// RaceEnv is the environment variable that, set to 1, builds the commands with the race
+// detector (`make test-race`); a process that reports a race exits with status 66.
+const RaceEnv = "MAINTPROXY_TEST_RACE"
+
+// Scale stretches a test's deadline for commands built with the race detector, which
+// run several times slower (a full-cost bcrypt, e.g. for an unknown agent, takes seconds).
+func Scale(d time.Duration) time.Duration {
+	if os.Getenv(RaceEnv) == "1" {
+		return 5 * d
+	}
+	return d
+}
 
 // Bin returns the directory holding freshly built maintproxy, maintagent and maint. It fails
 // the test if the broker or agent does not build; a maint build failure fails only tests
@@ -55,12 +69,16 @@ func build() {
 	}
 	binaries.dir = dir
 	root, err := ModuleRoot()
+	args := []string{"build"}
+	if os.Getenv(RaceEnv) == "1" {
+		args = append(args, "-race")
+	}
 	for _, c := range Commands {
 		if err != nil {
 			binaries.errs[c] = err
 			continue
 		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, c), "./cmd/"+c)
+		cmd := exec.Command("go", append(args, "-o", filepath.Join(dir, c), "./cmd/"+c)...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binaries.errs[c] = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))

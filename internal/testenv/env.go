@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +61,8 @@ type Options struct {
 	Extra map[string]any
 }
 
-// Env is one running test broker.
+// Env is one running test broker. Its listeners are on 127.0.0.1:0 unless Options say
+// otherwise; the addresses below are the ones it bound, from its "broker started" log.
 type Env struct {
 	Dir        string
 	ConfigPath string
@@ -70,6 +70,8 @@ type Env struct {
 	CAFile     string // the self-signed identity CA
 	ProxyAddr  string // 127.0.0.1:port
 	WebAddr    string // 127.0.0.1:port
+	HTTPAddr   string // listen.http, when configured
+	DNSAddr    string // listen.dns (UDP and TCP), when configured
 	Domain     string
 	Accounts   []Account
 	Customers  []Customer
@@ -96,14 +98,13 @@ func Start(t testing.TB, o Options) *Env {
 	dir := t.TempDir()
 	e := &Env{
 		Dir: dir, ConfigPath: filepath.Join(dir, "maintproxy.yaml"), DataDir: filepath.Join(dir, "data"),
-		ProxyAddr: FreeAddr(t, "127.0.0.1"), WebAddr: FreeAddr(t, "127.0.0.1"), Domain: Domain,
-		Accounts: o.Accounts, Customers: o.Customers, t: t,
+		Domain: Domain, Accounts: o.Accounts, Customers: o.Customers, t: t,
 	}
 	e.CAFile = filepath.Join(e.DataDir, certs.CACertFile)
 	e.conf = map[string]any{
 		"domain":    Domain,
 		"data_dir":  e.DataDir,
-		"listen":    map[string]any{"proxy": e.ProxyAddr, "web": e.WebAddr},
+		"listen":    map[string]any{"proxy": "127.0.0.1:0", "web": "127.0.0.1:0"},
 		"log":       map[string]any{"level": "debug"},
 		"accounts":  accountsConf(o.Accounts),
 		"customers": customersConf(o.Customers),
@@ -117,8 +118,6 @@ func Start(t testing.TB, o Options) *Env {
 		}
 		e.conf[k] = v
 	}
-	listen := e.conf["listen"].(map[string]any)
-	e.ProxyAddr, e.WebAddr = listen["proxy"].(string), listen["web"].(string)
 	e.WriteConfig(t, nil)
 	e.startProc(t)
 	return e
@@ -141,19 +140,36 @@ func (e *Env) WriteConfig(t testing.TB, edit func(conf map[string]any)) {
 	}
 }
 
+// startProc runs the broker and learns the addresses it bound from its "broker started"
+// record. They go into the configuration the next WriteConfig writes (not now: a test
+// waiting for the reload of its own edit must not see one of ours), so that a restart
+// binds the same ports again, which agents and clients were given.
 func (e *Env) startProc(t testing.TB) {
 	t.Helper()
 	e.proc = StartProc(t, "broker", filepath.Join(Bin(t), "maintproxy"), "serve", "--config", e.ConfigPath)
-	e.proc.WaitLog(t, 20*time.Second, func(r Record) bool { return r.Msg() == "broker started" })
+	r := e.proc.WaitLog(t, 20*time.Second, func(r Record) bool { return r.Msg() == "broker started" })
+	e.ProxyAddr, e.WebAddr, e.HTTPAddr, e.DNSAddr = r.Str("proxy"), r.Str("web"), r.Str("http"), r.Str("dns")
+	if e.ProxyAddr == "" || e.WebAddr == "" {
+		t.Fatalf("broker started record names no proxy or web address: %v", r)
+	}
+	listen := e.conf["listen"].(map[string]any)
+	for k, v := range map[string]string{"proxy": e.ProxyAddr, "web": e.WebAddr, "http": e.HTTPAddr, "dns": e.DNSAddr} {
+		if v != "" {
+			listen[k] = v
+		}
+	}
 }
 
 // Proc returns the broker process (logs, kill).
 func (e *Env) Proc() *Proc { return e.proc }
 
 // Restart stops the broker with SIGTERM and starts it again on the same ports and data.
+// The ports are free between the two (another process could take one then; the restart
+// would fail naming it).
 func (e *Env) Restart(t testing.TB) {
 	t.Helper()
 	e.proc.Stop(t)
+	e.WriteConfig(t, nil)
 	e.startProc(t)
 }
 
@@ -334,6 +350,15 @@ func StartProc(t testing.TB, name, bin string, args ...string) *Proc {
 	t.Cleanup(func() {
 		p.Kill()
 		<-p.done
+		p.mu.Lock()
+		for i, l := range p.lines {
+			// Binaries built for `make test-race` report races here and go on.
+			if strings.HasPrefix(l, "WARNING: DATA RACE") {
+				t.Errorf("%s: data race:\n%s", name, strings.Join(p.lines[i:min(i+80, len(p.lines))], "\n"))
+				break
+			}
+		}
+		p.mu.Unlock()
 		if t.Failed() {
 			p.mu.Lock()
 			n := len(p.lines)
@@ -364,13 +389,15 @@ func (p *Proc) WaitLogAfter(t testing.TB, mark int, timeout time.Duration, pred 
 	t.Helper()
 	r, ok := p.FindAfter(mark, timeout, pred)
 	if !ok {
-		t.Fatalf("%s: no matching log record within %v", p.Name, timeout)
+		t.Fatalf("%s: no matching log record within %v", p.Name, Scale(timeout))
 	}
 	return r
 }
 
-// FindAfter is WaitLogAfter without failing: it reports whether a record was found.
+// FindAfter is WaitLogAfter without failing: it reports whether a record was found. The
+// timeout is stretched by Scale.
 func (p *Proc) FindAfter(mark int, timeout time.Duration, pred func(Record) bool) (Record, bool) {
+	timeout = Scale(timeout)
 	timer := time.AfterFunc(timeout, func() {
 		p.mu.Lock()
 		p.cond.Broadcast()
@@ -428,7 +455,7 @@ func (p *Proc) Stop(t testing.TB) {
 		if p.err != nil {
 			t.Errorf("%s exited uncleanly after SIGTERM: %v", p.Name, p.err)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(Scale(15 * time.Second)):
 		p.Kill()
 		t.Errorf("%s did not stop within 15s of SIGTERM", p.Name)
 	}
@@ -436,17 +463,6 @@ func (p *Proc) Stop(t testing.TB) {
 
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
-
-// FreeAddr returns host:port with a port free right now.
-func FreeAddr(t testing.TB, host string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func accountsConf(accts []Account) []map[string]any {
 	out := []map[string]any{}

@@ -8,13 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 )
@@ -28,7 +26,7 @@ const (
 // PebbleOptions says where pebble validates challenges. Its validation authority looks
 // names up through DNSServer (over TCP) and then connects to TLSPort (TLS-ALPN-01, the
 // broker's listen.web) or HTTPPort (HTTP-01, the broker's listen.http) on the address it
-// found.
+// found. Pebble is started before the broker, so these are usually Forward ports.
 type PebbleOptions struct {
 	TLSPort   int
 	HTTPPort  int
@@ -68,41 +66,20 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 		Timeout:   5 * time.Second,
 	}
 
-	// Pebble binds its own ports: pick free ones, and try again if one was taken meanwhile.
-	var out *pebbleOutput
-	for attempt := 1; ; attempt++ {
-		listen, mgmt := pebbleFreePort(t), pebbleFreePort(t)
-		cfgPath := filepath.Join(dir, "pebble-config.json")
-		pebbleWriteConfig(t, cfgPath, modDir, listen, mgmt, opts)
-		out = &pebbleOutput{}
+	// Pebble binds the ports it is told and cannot report them: see StartExternal.
+	cfgPath := filepath.Join(dir, "pebble-config.json")
+	peb := StartExternal(t, "pebble", "127.0.0.1", 2, func(ports []int) *exec.Cmd {
+		pebbleWriteConfig(t, cfgPath, modDir, ports[0], ports[1], opts)
 		cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", opts.DNSServer)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("pebble: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		})
-		p.DirectoryURL = fmt.Sprintf("https://127.0.0.1:%d/dir", listen)
-		rootURL := fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmt)
-		p.RootPEM, err = pebbleWait(client, p.DirectoryURL, rootURL, exited)
-		if err == nil {
-			break
-		}
-		if attempt == 3 {
-			t.Fatalf("pebble did not start: %v\n%s", err, out.String())
-		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("pebble output:\n%s", out.String())
-		}
+		return cmd
 	})
+	p.DirectoryURL = fmt.Sprintf("https://127.0.0.1:%d/dir", peb.Ports[0])
+	rootURL := fmt.Sprintf("https://127.0.0.1:%d/roots/0", peb.Ports[1])
+	if p.RootPEM, err = pebbleWait(client, p.DirectoryURL, rootURL, peb.Exited); err != nil {
+		t.Fatalf("pebble did not start: %v\n%s", err, peb.Output())
+	}
 	p.RootFile = filepath.Join(dir, "pebble-root.pem")
 	if err := os.WriteFile(p.RootFile, p.RootPEM, 0o644); err != nil {
 		t.Fatal(err)
@@ -230,32 +207,4 @@ func installPebble(t testing.TB) (bin, modDir string) {
 		t.Fatalf("pebble module: no directory in %s", out)
 	}
 	return bin, mod.Dir
-}
-
-func pebbleFreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// pebbleOutput collects a process's output while the test reads it.
-type pebbleOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *pebbleOutput) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *pebbleOutput) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -13,20 +14,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"maintproxy/internal/echo"
 )
 
-// StartEcho runs a TCP echo server on addr (e.g. "127.0.0.9:0") and returns its address.
-// Echo half-closes its write side when the client half-closes, so half-close propagates.
+// StartEcho runs the echo target (package echo) on addr (e.g. "127.0.0.9:0") until the test
+// ends and returns its address. It answers a client's half-close with its own.
 func StartEcho(t testing.TB, addr string) string {
 	t.Helper()
-	return serveTCP(t, addr, func(c net.Conn) {
-		io.Copy(c, c)
-		c.(*net.TCPConn).CloseWrite()
-	})
+	s, err := echo.Start(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s.Addr()
 }
 
 // serveTCP accepts on addr until the test ends, running handle for each connection; all
@@ -99,12 +103,13 @@ type SSHD struct {
 	User        string
 }
 
-// StartSSHD runs /usr/sbin/sshd on a free loopback port, accepting one generated client key.
+// StartSSHD runs /usr/sbin/sshd on a loopback port (see StartExternal), accepting one
+// generated client key.
 func StartSSHD(t testing.TB) *SSHD {
 	t.Helper()
 	NeedCommands(t, "/usr/sbin/sshd", "ssh-keygen")
 	dir := t.TempDir()
-	s := &SSHD{Addr: FreeAddr(t, "127.0.0.1"), KeyFile: filepath.Join(dir, "client_key"), HostPubFile: filepath.Join(dir, "host_key.pub"), User: "root"}
+	s := &SSHD{KeyFile: filepath.Join(dir, "client_key"), HostPubFile: filepath.Join(dir, "host_key.pub"), User: "root"}
 	for _, args := range [][]string{
 		{"-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "host_key")},
 		{"-q", "-t", "ed25519", "-N", "", "-f", s.KeyFile},
@@ -115,7 +120,10 @@ func StartSSHD(t testing.TB) *SSHD {
 	}
 	pub, _ := os.ReadFile(s.KeyFile + ".pub")
 	os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600)
-	conf := fmt.Sprintf(`ListenAddress %s
+	os.MkdirAll("/run/sshd", 0o755)
+	cfgPath := filepath.Join(dir, "sshd_config")
+	p := StartExternal(t, "sshd", "127.0.0.1", 1, func(ports []int) *exec.Cmd {
+		conf := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
 HostKey %s/host_key
 AuthorizedKeysFile %s/authorized_keys
 PidFile %s/sshd.pid
@@ -126,42 +134,12 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 Subsystem sftp internal-sftp
 LogLevel ERROR
-`, s.Addr, dir, dir, dir)
-	cfgPath := filepath.Join(dir, "sshd_config")
-	os.WriteFile(cfgPath, []byte(conf), 0o600)
-	os.MkdirAll("/run/sshd", 0o755)
-	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfgPath)
-	var out strings.Builder
-	cmd.Stderr = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	WaitListening(t, s.Addr, 10*time.Second, exited, func() string { return out.String() })
+`, ports[0], dir, dir, dir)
+		os.WriteFile(cfgPath, []byte(conf), 0o600)
+		return exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfgPath)
+	})
+	s.Addr = p.Addr("127.0.0.1")
 	return s
-}
-
-// WaitListening polls until addr accepts a TCP connection.
-func WaitListening(t testing.TB, addr string, timeout time.Duration, exited <-chan struct{}, why func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("server for %s exited: %s", addr, why())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not listening after %v: %s", addr, timeout, why())
-		}
-	}
 }
 
 // NeedCommands fails the test, naming the Debian package set up by scripts/test-deps.sh,
