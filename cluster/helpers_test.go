@@ -71,18 +71,27 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 // waitFor polls cond until it holds or the deadline passes, and returns how long it took.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
+	return waitState(t, within, what, func() (bool, string) { return cond(), "" })
+}
+
+// waitState is waitFor with a description of the state, reported if it times out.
+func waitState(t *testing.T, within time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
 	start := time.Now()
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	timeout := time.After(within)
-	for !cond() {
+	for {
+		ok, state := cond()
+		if ok {
+			return time.Since(start)
+		}
 		select {
 		case <-tick.C:
 		case <-timeout:
-			t.Fatalf("%s: not within %s", what, within)
+			t.Fatalf("%s: not within %s; %s", what, within, state)
 		}
 	}
-	return time.Since(start)
 }
 
 // readyLog records OnReady calls.

@@ -35,10 +35,11 @@ type owned struct {
 	dirty   map[string][]chan struct{} // keys to write → callers waiting for that write
 	lastErr error
 	kick    chan struct{}
+	closed  <-chan struct{} // the Store's end: waiters stop waiting
 }
 
-func newOwned(cli *clientv3.Client, timeout time.Duration, log *slog.Logger, leaseLost func(clientv3.LeaseID)) *owned {
-	return &owned{cli: cli, timeout: timeout, log: log, leaseLost: leaseLost,
+func newOwned(cli *clientv3.Client, timeout time.Duration, log *slog.Logger, leaseLost func(clientv3.LeaseID), closed <-chan struct{}) *owned {
+	return &owned{cli: cli, timeout: timeout, log: log, leaseLost: leaseLost, closed: closed,
 		desired: map[string]string{}, dirty: map[string][]chan struct{}{}, kick: make(chan struct{}, 1)}
 }
 
@@ -63,6 +64,8 @@ func (o *owned) wait(ctx context.Context, done <-chan struct{}) error {
 	select {
 	case <-done:
 		return nil
+	case <-o.closed:
+		return ErrClosed
 	case <-ctx.Done():
 		o.mu.Lock()
 		last := o.lastErr

@@ -107,7 +107,9 @@ func (p *Presence) Holders(customer, system string) []Holder {
 	}
 	p.mu.RUnlock()
 	for i := range out {
-		out[i].PeerAddr, _, _ = p.s.dir.Resolve(out[i].Node)
+		if b, ok := p.s.dir.Lookup(out[i].Node); ok {
+			out[i].PeerAddr = b.PeerAddr
+		}
 	}
 	slices.SortFunc(out, func(a, b Holder) int {
 		if c := a.Since.Compare(b.Since); c != 0 {

@@ -30,6 +30,7 @@ type pushed struct {
 // A pushed config reaches a watching broker with its revision; the watch starts with the
 // config already there; a broker records the revision it runs and status tells who is stale.
 func TestConfigPushAndWatch(t *testing.T) {
+	t.Parallel()
 	ep := startEtcd(t)
 	a := open(t, opts(ep, "b1"))
 	o := opts(ep, "b2")
@@ -101,6 +102,7 @@ func TestConfigPushAndWatch(t *testing.T) {
 // A lock published on one broker holds on another within a second, ends by itself at its
 // time, and can be cleared; per-account tunnel counts of other brokers add up.
 func TestLocksAndCountsAcrossBrokers(t *testing.T) {
+	t.Parallel()
 	ep := startEtcd(t)
 	a := open(t, opts(ep, "b1"))
 	b := open(t, opts(ep, "b2"))
@@ -161,6 +163,7 @@ func makeCA(name string) func() ([]byte, []byte, error) {
 // Brokers starting together end up with one identity CA; etcd holds the key only sealed; a
 // broker with another secret is told so; the cache is shared and sealed too.
 func TestEnsureCAConcurrentAndSealed(t *testing.T) {
+	t.Parallel()
 	ep := startEtcd(t)
 	type res struct {
 		cert, key []byte
@@ -256,6 +259,7 @@ func TestEnsureCAConcurrentAndSealed(t *testing.T) {
 // The peer link trusts exactly the fingerprints in the directory: a broker's link works
 // while it is published and is refused once it has left the cluster.
 func TestPeerTrustFromDirectory(t *testing.T) {
+	t.Parallel()
 	ep := startEtcd(t)
 	id1, _ := peer.NewIdentity("b1")
 	id2, _ := peer.NewIdentity("b2")

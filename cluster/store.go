@@ -78,7 +78,7 @@ func Open(opts Options) (*Store, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.self = opts.Self
 	s.self.Node, s.self.Instance, s.self.Started = opts.Node, s.instance, s.started
-	s.owned = newOwned(c.cli, c.timeout, s.log, s.leaseLost)
+	s.owned = newOwned(c.cli, c.timeout, s.log, s.leaseLost, s.ctx.Done())
 	s.dir = newDirectory(s)
 	s.presence = newPresence(s)
 	s.locks = newLocks(s)
@@ -216,14 +216,24 @@ func (s *Store) runLease(ctx context.Context) {
 	}
 }
 
-// acquire revokes the previous lease if it still exists (its keys may include ones this
-// broker deleted while it could not reach the store), grants a new one and registers the
-// directory entry under it, refusing a node name a live broker holds.
+// acquire returns the lease to hold next. The previous one is kept if it still exists: the
+// keepalive can end without the lease ending (the store lost quorum, and leases do not
+// expire without a leader), and keeping it means the others never see this broker's agents
+// go and come back. Otherwise it grants a new lease and registers the directory entry under
+// it, refusing a node name a live broker holds. Either way the writer then writes every
+// owned key again, including deletions made while the store did not answer.
 func (s *Store) acquire(ctx context.Context, old clientv3.LeaseID) (clientv3.LeaseID, error) {
-	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if old != 0 {
-		s.cli.Revoke(rctx, old) // best effort: gone already is the usual case
+		r, err := s.cli.KeepAliveOnce(rctx, old)
+		switch {
+		case err == nil && r.TTL > 0:
+			s.log.Info("cluster lease still alive; keeping it", "lease", fmt.Sprintf("%x", old))
+			return old, nil
+		case err != nil && !isLeaseNotFound(err):
+			return 0, storeErr(err) // the store does not answer yet: no new lease either
+		}
 	}
 	g, err := s.cli.Grant(rctx, int64((s.opts.LeaseTTL+time.Second-1)/time.Second))
 	if err != nil {

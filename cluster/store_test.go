@@ -16,6 +16,7 @@ import (
 // Two brokers see each other in the directory and each other's agents in presence; adds
 // and removes travel through the watch; more keys than one transaction holds are written.
 func TestPresenceAcrossBrokers(t *testing.T) {
+	t.Parallel()
 	ep := startEtcd(t)
 	a := open(t, opts(ep, "b1"))
 	b := open(t, opts(ep, "b2"))
@@ -79,6 +80,7 @@ func TestPresenceAcrossBrokers(t *testing.T) {
 
 // A clean Close removes the broker and its agents at once, not after the TTL.
 func TestCleanCloseRemovesAtOnce(t *testing.T) {
+	t.Parallel()
 	ep := startEtcd(t)
 	o := opts(ep, "b1")
 	o.LeaseTTL = 30 * time.Second // expiry would take this long: the test shows it does not wait
@@ -104,6 +106,7 @@ func TestCleanCloseRemovesAtOnce(t *testing.T) {
 // A crashed broker (no revoke) loses its agents when its lease expires: the keys are still
 // there right after the crash, and gone within TTL plus slack.
 func TestCrashExpiresWithLease(t *testing.T) {
+	t.Parallel()
 	ep := startEtcd(t)
 	a := open(t, opts(ep, "b1"))
 	b := open(t, opts(ep, "b2"))
@@ -126,6 +129,7 @@ func TestCrashExpiresWithLease(t *testing.T) {
 // Someone revokes the broker's lease behind its back: its keys vanish, the Store notices,
 // reports not ready, grants a new lease and writes its keys again.
 func TestReRegisterAfterLeaseRevoked(t *testing.T) {
+	t.Parallel()
 	ep := startEtcd(t)
 	var rl readyLog
 	o := opts(ep, "b1")
@@ -184,6 +188,7 @@ func TestReRegisterAfterLeaseRevoked(t *testing.T) {
 // A second broker configured with a node name in use waits (not ready) instead of taking
 // over the first one's keys; once the first leaves, it registers.
 func TestNodeNameTaken(t *testing.T) {
+	t.Parallel()
 	ep := startEtcd(t)
 	a := open(t, opts(ep, "b1"))
 	dup, err := Open(opts(ep, "b1"))
@@ -205,41 +210,103 @@ func TestNodeNameTaken(t *testing.T) {
 	}
 }
 
-// Lookups keep answering from memory while the store has no quorum; the Store reports not
-// ready, a config push is refused with ErrNoQuorum, and Close does not hang.
-func TestNoQuorum(t *testing.T) {
+// While the store has no quorum, lookups answer from memory, the Stores report not ready,
+// a config push is refused with ErrNoQuorum and changes wait; Close does not hang. When
+// quorum is back the Stores keep their leases (the others never see the agents flap), the
+// waiting changes land, and both are ready again.
+func TestNoQuorumAndRecovery(t *testing.T) {
+	t.Parallel()
 	ms := etcdtest.StartCluster(t, 3)
 	ep := etcdtest.Endpoints(ms...)
 	var rl readyLog
 	o := opts(ep, "b1")
 	o.OnReady = rl.on
 	a := open(t, o)
-	if err := a.Presence().Add(ctxT(t, 5*time.Second), "12345", "se1", "s1", AgentInfo{}); err != nil {
-		t.Fatal(err)
+	b := open(t, opts(ep, "b2"))
+	c := open(t, opts(ep, "b3"))
+	ctx := ctxT(t, 20*time.Second)
+	for _, s := range []string{"s1", "s2"} {
+		if err := a.Presence().Add(ctx, "12345", "se1", s, AgentInfo{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	waitFor(t, 5*time.Second, "agent seen", func() bool { return a.Presence().Online("12345", "se1") })
-	if _, err := a.PushConfig(ctxT(t, 5*time.Second), []byte("accounts: []\n")); err != nil {
+	waitFor(t, 5*time.Second, "agents seen", func() bool { return len(b.Presence().Holders("12345", "se1")) == 2 })
+	if _, err := a.PushConfig(ctx, []byte("accounts: []\n")); err != nil {
 		t.Fatalf("push with quorum: %v", err)
 	}
+	cli := raw(t, ep[:1])
+	key := "/mp-test/presence/12345/se1/b1/s1"
+	before, err := cli.Get(ctx, key)
+	if err != nil || len(before.Kvs) != 1 {
+		t.Fatal(err)
+	}
 
-	ms[1].Kill()
-	ms[2].Kill()
-	d := waitFor(t, 10*time.Second, "not ready without quorum", func() bool { return !a.Ready() })
-	t.Logf("quorum lost: not ready after %s", d)
-	if !a.Presence().Online("12345", "se1") || len(a.Directory().Brokers()) != 1 {
+	// No member hears another; the Stores can reach only m0, which has no leader now.
+	for _, m := range ms {
+		m.CutPeers()
+	}
+	ms[1].CutClients()
+	ms[2].CutClients()
+	lost := time.Now()
+	waitFor(t, 10*time.Second, "not ready without quorum", func() bool { return !a.Ready() && !b.Ready() })
+	t.Logf("quorum lost: both not ready after %s (TTL %s)", time.Since(lost), testTTL)
+	if len(b.Presence().Holders("12345", "se1")) != 2 || len(a.Directory().Brokers()) != 3 {
 		t.Error("memory views dropped while the store is unavailable")
 	}
 	start := time.Now()
-	_, err := a.PushConfig(ctxT(t, 10*time.Second), []byte("accounts: []\n"))
+	_, err = a.PushConfig(ctx, []byte("accounts: []\n"))
 	if !errors.Is(err, ErrNoQuorum) {
 		t.Fatalf("push without quorum: %v", err)
 	}
 	t.Logf("push refused after %s: %v", time.Since(start), err)
-	closed := make(chan struct{})
-	go func() { a.Close(); close(closed) }()
-	select {
-	case <-closed:
-	case <-time.After(15 * time.Second):
-		t.Fatal("Close hangs without quorum")
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := a.Presence().Remove(short, "12345", "se1", "s2"); err == nil {
+		t.Fatal("remove reported written without quorum")
 	}
+	a.Presence().Add(short, "12345", "se1", "s3", AgentInfo{})
+	start = time.Now()
+	c.Close()
+	t.Logf("close without quorum took %s", time.Since(start))
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Close without quorum took %s", d)
+	}
+
+	for _, m := range ms {
+		m.Heal()
+	}
+	d := waitState(t, 15*time.Second, "ready again with the changes made meanwhile", func() (bool, string) {
+		hs := b.Presence().Holders("12345", "se1")
+		return a.Ready() && b.Ready() && len(hs) == 2 && hs[0].SessionID == "s1" && hs[1].SessionID == "s3",
+			fmt.Sprintf("ready %v %v, b sees %+v", a.Ready(), b.Ready(), hs)
+	})
+	t.Logf("quorum back: ready and consistent after %s", d)
+	after, err := cli.Get(ctx, key)
+	if err != nil || len(after.Kvs) != 1 || after.Kvs[0].Lease != before.Kvs[0].Lease || after.Kvs[0].CreateRevision != before.Kvs[0].CreateRevision {
+		t.Errorf("s1 was re-created or moved to another lease: before %+v after %+v (%v)", before.Kvs, after.Kvs, err)
+	}
+	if !rl.sawFalse() {
+		t.Errorf("OnReady: %s", rl.String())
+	}
+}
+
+// A broker that cannot reach etcd at all starts, reports not ready, and registers as soon
+// as etcd answers.
+func TestUnreachableThenBack(t *testing.T) {
+	t.Parallel()
+	m := etcdtest.Start(t)
+	m.Partition()
+	s, err := Open(opts(etcdtest.Endpoints(m), "b1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Presence().Add(ctxT(t, 200*time.Millisecond), "12345", "se1", "s1", AgentInfo{}); err == nil || s.Ready() {
+		t.Fatalf("add with etcd unreachable: err=%v ready=%v", err, s.Ready())
+	}
+	m.Heal()
+	d := waitFor(t, 15*time.Second, "ready and the agent written", func() bool {
+		return s.Ready() && s.Presence().Online("12345", "se1")
+	})
+	t.Logf("etcd reachable again: registered after %s", d)
 }
