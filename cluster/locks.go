@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -26,10 +27,24 @@ type lockValue struct {
 type locks struct {
 	s     *Store
 	mu    sync.RWMutex
-	until map[string]time.Time
+	until map[string]time.Time // as the store has them
+	// pending are locks this broker published that the store has not confirmed yet; they
+	// hold here even while etcd is unreachable and survive a re-read of the store.
+	pending map[string]time.Time
 }
 
-func newLocks(s *Store) *locks { return &locks{s: s, until: map[string]time.Time{}} }
+func newLocks(s *Store) *locks {
+	return &locks{s: s, until: map[string]time.Time{}, pending: map[string]time.Time{}}
+}
+
+// get returns the later of the stored and the pending lock; l.mu must be held.
+func (l *locks) get(account string) (time.Time, bool) {
+	u, ok := l.until[account]
+	if p, pok := l.pending[account]; pok && (!ok || p.After(u)) {
+		return p, true
+	}
+	return u, ok
+}
 
 // PublishLock locks account until the given time on every broker. It takes effect on this
 // broker at once (whatever the store says) and on the others when their watch delivers it,
@@ -44,13 +59,28 @@ func (s *Store) PublishLock(ctx context.Context, account string, until time.Time
 		return nil
 	}
 	s.locks.mu.Lock()
-	if cur, ok := s.locks.until[account]; ok && !cur.Before(until) {
+	if cur, ok := s.locks.get(account); ok && !cur.Before(until) {
 		s.locks.mu.Unlock()
 		return nil
 	}
-	s.locks.until[account] = until
+	s.locks.pending[account] = until
 	s.locks.mu.Unlock()
 
+	err := s.writeLock(ctx, account, until, left)
+	if err == nil {
+		s.locks.mu.Lock()
+		if s.locks.pending[account].Equal(until) {
+			delete(s.locks.pending, account)
+			if cur, ok := s.locks.until[account]; !ok || until.After(cur) {
+				s.locks.until[account] = until
+			}
+		}
+		s.locks.mu.Unlock()
+	}
+	return err
+}
+
+func (s *Store) writeLock(ctx context.Context, account string, until time.Time, left time.Duration) error {
 	val, err := json.Marshal(lockValue{Until: until, Node: s.opts.Node})
 	if err != nil {
 		return err
@@ -60,16 +90,19 @@ func (s *Store) PublishLock(ctx context.Context, account string, until time.Time
 	ttl := int64(left/time.Second) + 2 // whole seconds, rounded up, plus slack
 	g, err := s.cli.Grant(rctx, ttl)
 	if err != nil {
-		return storeErr(err)
+		return fmt.Errorf("lock holds on this broker only until the store answers: %w", storeErr(err))
 	}
-	_, err = s.cli.Put(rctx, s.keys.lock(account), string(val), clientv3.WithLease(g.ID))
-	return storeErr(err)
+	if _, err = s.cli.Put(rctx, s.keys.lock(account), string(val), clientv3.WithLease(g.ID)); err != nil {
+		return fmt.Errorf("lock holds on this broker only until the store answers: %w", storeErr(err))
+	}
+	return nil
 }
 
 // ClearLock ends account's lock on every broker (an administrator's unlock).
 func (s *Store) ClearLock(ctx context.Context, account string) error {
 	s.locks.mu.Lock()
 	delete(s.locks.until, account)
+	delete(s.locks.pending, account)
 	s.locks.mu.Unlock()
 	rctx, cancel := s.reqCtx(ctx)
 	defer cancel()
@@ -80,7 +113,7 @@ func (s *Store) ClearLock(ctx context.Context, account string) error {
 // Locked reports whether account is locked, and until when. It reads memory only.
 func (s *Store) Locked(account string) (until time.Time, ok bool) {
 	s.locks.mu.RLock()
-	until, ok = s.locks.until[account]
+	until, ok = s.locks.get(account)
 	s.locks.mu.RUnlock()
 	if !ok || !time.Now().Before(until) {
 		return time.Time{}, false

@@ -290,8 +290,8 @@ func TestNoQuorumAndRecovery(t *testing.T) {
 	}
 }
 
-// A broker that cannot reach etcd at all starts, reports not ready, and registers as soon
-// as etcd answers.
+// A broker that cannot reach etcd at all starts, reports not ready, holds its own lockouts,
+// and registers (with the agents it took meanwhile) as soon as etcd answers.
 func TestUnreachableThenBack(t *testing.T) {
 	t.Parallel()
 	m := etcdtest.Start(t)
@@ -303,6 +303,12 @@ func TestUnreachableThenBack(t *testing.T) {
 	defer s.Close()
 	if err := s.Presence().Add(ctxT(t, 200*time.Millisecond), "12345", "se1", "s1", AgentInfo{}); err == nil || s.Ready() {
 		t.Fatalf("add with etcd unreachable: err=%v ready=%v", err, s.Ready())
+	}
+	if err := s.PublishLock(ctxT(t, 200*time.Millisecond), "resa", time.Now().Add(time.Minute)); err == nil {
+		t.Error("lock reported published with etcd unreachable")
+	}
+	if _, ok := s.Locked("resa"); !ok {
+		t.Error("a lock that could not be published does not hold on its own broker")
 	}
 	m.Heal()
 	d := waitFor(t, 15*time.Second, "ready and the agent written", func() bool {

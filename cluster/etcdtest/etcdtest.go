@@ -134,12 +134,12 @@ func config(t testing.TB, m *Member, initial string) *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = m.Name
 	cfg.Dir = t.TempDir()
-	any, _ := url.Parse("http://127.0.0.1:0")
+	anyPort, _ := url.Parse("http://127.0.0.1:0")
 	cu, _ := url.Parse(m.ClientURL)
 	pu, _ := url.Parse("http://" + m.peer.addr())
 	// The member listens on ports of its own; everyone else knows only its gates.
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*any}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*any}, []url.URL{*pu}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*anyPort}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*anyPort}, []url.URL{*pu}
 	cfg.InitialCluster = initial
 	cfg.InitialClusterToken = "etcdtest"
 	cfg.LogLevel = "error"
