@@ -88,12 +88,12 @@ func Open(opts Options) (*Store, error) {
 		c.Close()
 		return nil, err
 	}
-	s.goRun(s.owned.run)
-	s.goRun(s.runLease)
 	s.startWatch(s.dir.watch())
 	s.startWatch(s.presence.watch())
 	s.startWatch(s.locks.watch())
 	s.startWatch(s.tunnels.watch())
+	s.goRun(s.owned.run)
+	s.goRun(s.runLease)
 	return s, nil
 }
 
@@ -108,9 +108,10 @@ func (s *Store) goRun(f func(ctx context.Context)) {
 // Node is this broker's node name.
 func (s *Store) Node() string { return s.opts.Node }
 
-// Ready reports whether the store is usable right now: the lease is held and was renewed
-// recently, this broker's keys were accepted, and every watch is in sync. While not ready
-// the in-memory views still answer from what was last known.
+// Ready reports whether the store is usable right now: this broker is registered under a
+// lease that was renewed within about two thirds of its TTL, and every watch is in sync.
+// While not ready the in-memory views still answer from what was last known, and writes
+// wait to be made when the store answers.
 func (s *Store) Ready() bool { return s.ready.Load() }
 
 // WaitReady blocks until Ready or ctx ends.
@@ -164,6 +165,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.updateReady()
 	s.cancel()
 	s.wg.Wait()
 	s.mu.Lock()
@@ -178,7 +180,6 @@ func (s *Store) Close() error {
 			err = fmt.Errorf("cluster: revoking the lease (keys expire after the TTL instead): %w", storeErr(err))
 		}
 	}
-	s.updateReady()
 	return errors.Join(err, s.Client.Close())
 }
 

@@ -24,9 +24,18 @@ type watch struct {
 // startWatch runs w until the Store closes; its sync state counts towards Ready.
 func (s *Store) startWatch(w *watch) {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
 	s.watches = append(s.watches, w)
+	s.wg.Add(1) // under mu, so never concurrent with Close's Wait
 	s.mu.Unlock()
-	s.goRun(func(ctx context.Context) { s.runWatch(ctx, w) })
+	s.updateReady() // not ready until this one is in sync too
+	go func() {
+		defer s.wg.Done()
+		s.runWatch(s.ctx, w)
+	}()
 }
 
 func (s *Store) runWatch(ctx context.Context, w *watch) {
