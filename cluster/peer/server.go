@@ -1,0 +1,230 @@
+package peer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Server is the holder side of peer links: it accepts other brokers' links and hands each
+// stream's Request to Handle.
+//
+// A connection is trusted only if its client certificate's fingerprint is published in the
+// cluster directory (Trust); anything else fails in the TLS handshake, before a yamux session
+// exists, so a stranger can never open a stream.
+type Server struct {
+	// Identity is this broker's peer certificate.
+	Identity *Identity
+	// Trust maps a certificate fingerprint to the node that published it.
+	Trust func(fingerprint string) (node string, ok bool)
+	// Handle serves one stream: it checks the request, calls s.Reply once, and on CodeOK
+	// relays bytes until both directions end. ctx ends when the link or the Server closes.
+	// The Server replies CodeNoAnswer if Handle returns without replying, and closes s.
+	Handle func(ctx context.Context, req Request, s *Stream)
+	Tuning Tuning
+	// Logger receives refused connections and link errors; default discards.
+	Logger *slog.Logger
+
+	mu       sync.Mutex
+	closed   bool
+	ctx      context.Context
+	cancel   context.CancelFunc
+	lns      map[net.Listener]struct{}
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
+	initOnce sync.Once
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.lns = map[net.Listener]struct{}{}
+		s.conns = map[net.Conn]struct{}{}
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+	})
+}
+
+// Serve accepts links on ln until Close; it closes ln. It returns ErrClosed after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	if s.Identity == nil || s.Trust == nil || s.Handle == nil {
+		ln.Close()
+		return errors.New("peer: Server needs Identity, Trust and Handle")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrClosed
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.lns, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of descriptors and the like: back off briefly instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(delay):
+				case <-s.ctx.Done():
+					return ErrClosed
+				}
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !s.track(c) {
+			c.Close()
+			return ErrClosed
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serveConn(c)
+		}()
+	}
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+func (s *Server) tlsConfig() *tls.Config {
+	c := baseTLS(s.Identity)
+	// Any certificate is accepted by the TLS layer (it still checks the proof of key
+	// possession); VerifyConnection then admits only published fingerprints.
+	c.ClientAuth = tls.RequireAnyClientCert
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		fp, err := peerFingerprint(cs)
+		if err != nil {
+			return err
+		}
+		if _, ok := s.Trust(fp); !ok {
+			return fmt.Errorf("%w: %s", ErrUntrusted, fp)
+		}
+		return nil
+	}
+	return c
+}
+
+// serveConn runs one link: handshake, then a yamux session whose streams are served until
+// it ends.
+func (s *Server) serveConn(raw net.Conn) {
+	tc := tls.Server(raw, s.tlsConfig())
+	hctx, cancel := context.WithTimeout(s.ctx, s.Tuning.handshake())
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		s.Logger.Warn("peer link refused", "remote", raw.RemoteAddr().String(), "err", err)
+		return
+	}
+	fp, _ := peerFingerprint(tc.ConnectionState())
+	node, ok := s.Trust(fp)
+	if !ok {
+		return
+	}
+	sess, err := yamux.Server(tc, s.Tuning.mux())
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	// Handlers learn through ctx that the link is gone, so their tunnels end promptly.
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.CloseChan():
+		case <-ctx.Done():
+		}
+		cancel()
+		sess.Close()
+	}()
+	s.Logger.Info("peer link up", "from", node, "remote", raw.RemoteAddr().String())
+	var streams sync.WaitGroup
+	defer streams.Wait()
+	for {
+		st, err := sess.AcceptStreamWithContext(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.Logger.Info("peer link down", "from", node, "err", err)
+			}
+			return
+		}
+		streams.Add(1)
+		go func() {
+			defer streams.Done()
+			s.serveStream(ctx, node, st)
+		}()
+	}
+}
+
+func (s *Server) serveStream(ctx context.Context, node string, st *yamux.Stream) {
+	ps := &Stream{st: st, server: true}
+	defer ps.Close()
+	st.SetReadDeadline(time.Now().Add(s.Tuning.header()))
+	req, err := readRequest(st)
+	st.SetReadDeadline(time.Time{})
+	if err != nil {
+		ps.Reply(Reply{Code: CodeBadRequest, Message: err.Error()})
+		return
+	}
+	req.From = node
+	s.Handle(ctx, req, ps)
+	if !ps.answered() {
+		ps.Reply(Reply{Code: CodeNoAnswer, Message: "the holder broker did not answer"})
+	}
+}
+
+// Close stops accepting, closes every link (their handlers' contexts end) and waits for the
+// handlers to return.
+func (s *Server) Close() error {
+	s.init()
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}

@@ -1,0 +1,147 @@
+package peer
+
+import (
+	"cmp"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// ALPN is the protocol name both ends of a peer link insist on, so a peer connection cannot
+// be confused with any other TLS service (or the other way round).
+const ALPN = "maintproxy-peer/1"
+
+// Sentinel errors.
+var (
+	// ErrUntrusted: the other broker's certificate is not the one published for it.
+	ErrUntrusted = errors.New("peer: certificate not published in the cluster directory")
+	// ErrUnknownNode: the directory has no peer address or fingerprint for the node.
+	ErrUnknownNode = errors.New("peer: node unknown to the cluster directory")
+	// ErrReplied: a handler answered twice, or wrote before answering.
+	ErrReplied = errors.New("peer: reply already sent or missing before data")
+	// ErrClosed: the Dialer or Server was closed.
+	ErrClosed = errors.New("peer: closed")
+)
+
+// Tuning sets the link's timeouts and window; zero fields take the defaults noted.
+type Tuning struct {
+	// HandshakeTimeout bounds dialing plus the TLS handshake (default 10 s).
+	HandshakeTimeout time.Duration
+	// HeaderTimeout bounds reading a stream's request on the holder (default 10 s).
+	HeaderTimeout time.Duration
+	// KeepAliveInterval is the time between pings on an idle link (default 5 s: brokers
+	// share a LAN, and a dead peer must be noticed well before technicians give up).
+	KeepAliveInterval time.Duration
+	// WriteTimeout bounds any write on the link; a peer that stops reading for this long is
+	// dead (default 10 s).
+	WriteTimeout time.Duration
+	// StreamWindow is each stream's receive window (default 4 MiB: a forwarded tunnel must
+	// keep up with a local one, whose agent link uses the same).
+	StreamWindow uint32
+}
+
+func (t Tuning) handshake() time.Duration { return cmp.Or(t.HandshakeTimeout, 10*time.Second) }
+func (t Tuning) header() time.Duration    { return cmp.Or(t.HeaderTimeout, 10*time.Second) }
+
+func (t Tuning) mux() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.AcceptBacklog = 1024
+	c.KeepAliveInterval = cmp.Or(t.KeepAliveInterval, 5*time.Second)
+	c.ConnectionWriteTimeout = cmp.Or(t.WriteTimeout, 10*time.Second)
+	c.MaxStreamWindowSize = cmp.Or(t.StreamWindow, 4<<20)
+	// An open that the holder does not acknowledge means the link is stuck: yamux then
+	// closes the whole session and the next Open redials.
+	c.StreamOpenTimeout = cmp.Or(t.HeaderTimeout, 10*time.Second)
+	// A half-closed stream whose other half never closes is reset after this.
+	c.StreamCloseTimeout = time.Minute
+	c.LogOutput = io.Discard
+	return c
+}
+
+// baseTLS is what both ends share: TLS 1.3 only, the peer ALPN, our certificate. Trust is
+// checked in VerifyConnection by fingerprint, never by the system roots.
+func baseTLS(id *Identity) *tls.Config {
+	return &tls.Config{
+		Certificates:           []tls.Certificate{id.Certificate()},
+		MinVersion:             tls.VersionTLS13,
+		NextProtos:             []string{ALPN},
+		SessionTicketsDisabled: true,
+	}
+}
+
+func peerFingerprint(cs tls.ConnectionState) (string, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return "", ErrUntrusted
+	}
+	if cs.NegotiatedProtocol != ALPN {
+		return "", errors.New("peer: the other side does not speak " + ALPN)
+	}
+	return Fingerprint(cs.PeerCertificates[0].Raw), nil
+}
+
+// Stream is one tunnel over the peer link, after the request and reply. Close is the
+// half-close (yamux's Close sends FIN; reading goes on until the other side closes too);
+// CloseWrite is the same, for relays that look for it.
+type Stream struct {
+	st *yamux.Stream
+
+	// server side only: whether Reply was sent.
+	mu      sync.Mutex
+	server  bool
+	replied bool
+}
+
+// Reply answers the request (holder side). It must come exactly once, before any data;
+// CodeOK means bytes follow, any other code ends the stream after the reply.
+func (s *Stream) Reply(r Reply) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.server || s.replied {
+		return ErrReplied
+	}
+	s.replied = true
+	return writeReply(s.st, r)
+}
+
+func (s *Stream) answered() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.replied
+}
+
+// Read reads tunnel bytes.
+func (s *Stream) Read(p []byte) (int, error) { return s.st.Read(p) }
+
+// Write writes tunnel bytes; on the holder side only after Reply.
+func (s *Stream) Write(p []byte) (int, error) {
+	if s.server && !s.answered() {
+		return 0, ErrReplied
+	}
+	return s.st.Write(p)
+}
+
+// Close half-closes the stream: no more writes; reads continue to the other side's EOF.
+func (s *Stream) Close() error { return s.st.Close() }
+
+// CloseWrite is Close.
+func (s *Stream) CloseWrite() error { return s.st.Close() }
+
+// LocalAddr is the link's local address.
+func (s *Stream) LocalAddr() net.Addr { return s.st.LocalAddr() }
+
+// RemoteAddr is the other broker's address.
+func (s *Stream) RemoteAddr() net.Addr { return s.st.RemoteAddr() }
+
+// SetDeadline sets both deadlines.
+func (s *Stream) SetDeadline(t time.Time) error { return s.st.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline.
+func (s *Stream) SetReadDeadline(t time.Time) error { return s.st.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline.
+func (s *Stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }
