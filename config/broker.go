@@ -44,6 +44,8 @@ type Broker struct {
 	Log       Log        `mapstructure:"log"`
 	Accounts  []Account  `mapstructure:"accounts"`
 	Customers []Customer `mapstructure:"customers"`
+	// Cluster, when set, makes this broker one of several sharing an etcd store.
+	Cluster Cluster `mapstructure:"cluster"`
 
 	accounts  map[string]*Account
 	customers map[string]*Customer
@@ -241,6 +243,9 @@ func (b *Broker) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log.level: %q is not one of debug, info, warn, error", b.Log.Level)
+	}
+	if err := b.Cluster.Check(); err != nil {
+		return err
 	}
 	if err := b.indexCustomers(); err != nil {
 		return err

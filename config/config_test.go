@@ -71,6 +71,7 @@ func TestBrokerErrorsNameTheField(t *testing.T) {
 		{"{name: SE2,", "{name: se1,", "customers[0].systems[1].name:"},
 		{"{name: SE2,", "{name: -x,", "customers[0].systems[1].name:"},
 		{"data_dir: /tmp/maintproxy-test", "data_dir: /tmp/x\nlimits: {per_sytem: 3}", "per_sytem"},
+		{"data_dir: /tmp/maintproxy-test", "data_dir: /tmp/x\ncluster: {etcd: {endpoints: [http://127.0.0.1:2379]}}", "cluster.node:"},
 	} {
 		in := strings.Replace(validYAML(), c.from, c.to, 1)
 		if in == validYAML() {
