@@ -3,12 +3,16 @@ package pac
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	htmltemplate "html/template"
+	"math"
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"maintproxy/config"
 )
@@ -23,8 +27,14 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, cfg *conf
 		if err == nil && acct != nil {
 			return acct, pass
 		}
-		// Only the username and the reason: never the password.
-		h.o.Logger.Info("access page login refused", "user", user, "client", clientIP(r), "err", err)
+		// Authenticate logs refusals itself, sampled; a flood must not fill the disk here.
+		var busy interface{ RetryAfter() time.Duration }
+		if errors.As(err, &busy) {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(busy.RetryAfter().Seconds())))))
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "Too many logins right now: "+err.Error()+".", http.StatusTooManyRequests)
+			return nil, ""
+		}
 		if err != nil {
 			msg = "Login failed: " + err.Error() + "."
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"maintproxy/internal/guard"
 	"maintproxy/tunnel"
 )
 
@@ -22,6 +23,8 @@ func statusFor(err error, domain string) (int, string) {
 	switch {
 	case errors.Is(err, ErrBadCredentials), errors.Is(err, ErrLocked), errors.Is(err, errNoCredentials):
 		return http.StatusProxyAuthRequired, err.Error() + ": log in with your reseller's proxy account"
+	case errors.Is(err, guard.ErrBusy):
+		return http.StatusTooManyRequests, err.Error()
 	case errors.Is(err, ErrNotConnect):
 		return http.StatusMethodNotAllowed, err.Error()
 	case errors.Is(err, ErrNotMaintenance):

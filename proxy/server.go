@@ -16,11 +16,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/guard"
 	"maintproxy/tunnel"
 )
 
@@ -187,12 +189,8 @@ func (s *Server) authenticate(r *http.Request) (*config.Account, error) {
 	if !ok {
 		return nil, errNoCredentials
 	}
-	acct, err := s.opts.Auth.Check(user, pass, clientIP(r.RemoteAddr))
-	if err != nil {
-		s.opts.Logger.Warn("proxy authentication failed", "username", user, "client", r.RemoteAddr, "reason", err.Error())
-		return nil, err
-	}
-	return acct, nil
+	// Auth logs refusals itself, sampled, so that a flood cannot fill the disk.
+	return s.opts.Auth.Check(user, pass, clientIP(r.RemoteAddr))
 }
 
 // route finds the live agent session for the target, checking the account's rights.
@@ -252,8 +250,12 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
+	var busy *guard.Refusal
 	if status == http.StatusProxyAuthRequired {
 		h.Set("Proxy-Authenticate", `Basic realm="`+cfg.ProxyHost()+`"`)
+	} else if errors.As(err, &busy) {
+		h.Set("Retry-After", strconv.Itoa(busy.RetrySeconds()))
+		h.Set("Connection", "close")
 	} else {
 		h.Set("Connection", "close")
 	}
