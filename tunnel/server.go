@@ -3,7 +3,6 @@ package tunnel
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 
-	"maintproxy/config"
+	"maintproxy/internal/guard"
 )
 
 // Server is the broker's agent endpoint (AgentPath): it authenticates agents, runs their
@@ -26,19 +25,20 @@ type Server struct {
 	// configuration has no such system.
 	SecretHash func(id Identity) (string, bool)
 	Logger     *slog.Logger
-	// MaxConcurrentLogins bounds bcrypt work from agent logins (default 4).
-	MaxConcurrentLogins int
-	Tuning              Tuning
+	Tuning     Tuning
+	// Admission guards logins: bcrypt checks need a slot, and a client address that sent
+	// too many wrong secrets is refused (503, Retry-After) before any check. NewServer sets
+	// one with default settings; replace it before serving to use the configuration's.
+	Admission *guard.Admission
 
-	logins   chan struct{}
+	login    loginState
 	sessions sync.WaitGroup
 }
 
 // NewServer returns a Server; reg and secretHash are required.
 func NewServer(reg *Registry, secretHash func(Identity) (string, bool), logger *slog.Logger) *Server {
-	s := &Server{Registry: reg, SecretHash: secretHash, Logger: logger, MaxConcurrentLogins: 4}
-	s.logins = make(chan struct{}, s.MaxConcurrentLogins)
-	return s
+	return &Server{Registry: reg, SecretHash: secretHash, Logger: logger,
+		Admission: guard.New(func() guard.Settings { return guard.Settings{} }, nil), login: newLoginState()}
 }
 
 // ServeHTTP authenticates one agent and serves its session until it ends. It stays in the
@@ -52,9 +52,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := s.authenticate(r)
 	if err != nil {
-		s.Logger.Warn("agent login refused", "remote", r.RemoteAddr, "identity", id.String(), "reason", err.Error())
-		w.Header().Set("WWW-Authenticate", `Basic realm="maintagent"`)
-		http.Error(w, "agent authentication failed: check customer, system and secret in the agent's configuration", http.StatusUnauthorized)
+		s.refuseLogin(w, r, id, err)
 		return
 	}
 	hash, _ := s.SecretHash(id)
@@ -95,32 +93,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Registry.unregister(sess, time.Now())
 	s.Logger.Info("agent disconnected", "identity", id.String(), "customer", id.Customer, "system", id.System,
 		"remote", r.RemoteAddr, "connected_for", time.Since(sess.since).Round(time.Millisecond).String())
-}
-
-func (s *Server) authenticate(r *http.Request) (Identity, error) {
-	user, secret, ok := r.BasicAuth()
-	if !ok {
-		return Identity{}, errors.New("no credentials")
-	}
-	customer, system, ok := strings.Cut(user, "/")
-	id := NewIdentity(customer, system)
-	if !ok || id.Customer == "" || id.System == "" {
-		return id, errors.New("user name is not customer/system")
-	}
-	select {
-	case s.logins <- struct{}{}:
-		defer func() { <-s.logins }()
-	case <-r.Context().Done():
-		return id, r.Context().Err()
-	}
-	hash, known := s.SecretHash(id)
-	if !config.VerifySecret(hash, secret) {
-		if !known {
-			return id, errors.New("unknown customer/system")
-		}
-		return id, errors.New("wrong secret")
-	}
-	return id, nil
 }
 
 // readHello accepts the agent's first stream and decodes its policy.
