@@ -17,6 +17,7 @@ import (
 
 	"maintproxy/certs"
 	"maintproxy/config"
+	"maintproxy/internal/guard"
 	"maintproxy/pac"
 	"maintproxy/proxy"
 	"maintproxy/tunnel"
@@ -68,7 +69,9 @@ func New(o Options) (*Broker, error) {
 		return nil, err
 	}
 	b.auth = proxy.NewAuth(b.Config, nil)
+	b.auth.Log = o.Logger
 	b.agents = tunnel.NewServer(b.registry, b.secretHash, b.log)
+	b.agents.Admission = guard.New(func() guard.Settings { return guard.FromConfig(b.Config().Limits.Auth) }, nil)
 	b.proxy = proxy.New(proxy.Options{
 		Config:   b.Config,
 		Auth:     b.auth,
@@ -138,11 +141,11 @@ func (b *Broker) ProxyAddr() net.Addr { return b.proxyLn.Addr() }
 func (b *Broker) WebAddr() net.Addr { return b.webLn.Addr() }
 
 // Apply puts a new configuration in force: accounts, customers and limits take effect for
-// the next request; cached credentials are dropped and agents whose system was removed
-// or whose secret changed are disconnected. Listener and TLS changes need a restart.
+// the next request; cached credentials stop matching when their hash changed (the others
+// stay, so a reload during a flood sheds nobody) and agents whose system was removed or
+// whose secret changed are disconnected. Listener and TLS changes need a restart.
 func (b *Broker) Apply(c *config.Broker) {
 	b.cfg.Store(c)
-	b.auth.Reset()
 	b.registry.Prune(func(id tunnel.Identity, hash string) bool {
 		cust := c.Customer(id.Customer)
 		if cust == nil {
