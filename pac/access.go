@@ -6,15 +6,13 @@ import (
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
-	"math"
 	"mime"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/guard"
 )
 
 // authenticate checks the request's Basic credentials with the proxy's own check. On
@@ -28,11 +26,10 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, cfg *conf
 			return acct, pass
 		}
 		// Authenticate logs refusals itself, sampled; a flood must not fill the disk here.
-		var busy interface{ RetryAfter() time.Duration }
+		var busy *guard.Refusal
 		if errors.As(err, &busy) {
-			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(busy.RetryAfter().Seconds())))))
 			w.Header().Set("Cache-Control", "no-store")
-			http.Error(w, "Too many logins right now: "+err.Error()+".", http.StatusTooManyRequests)
+			guard.Refuse(w, r, http.StatusTooManyRequests, "Too many logins right now: "+err.Error()+".", busy)
 			return nil, ""
 		}
 		if err != nil {

@@ -250,17 +250,22 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
+	// A whole body at once: a paused refusal must not hold its last chunk back.
+	h.Set("Content-Length", strconv.Itoa(len(text)+1))
 	var busy *guard.Refusal
 	if status == http.StatusProxyAuthRequired {
 		h.Set("Proxy-Authenticate", `Basic realm="`+cfg.ProxyHost()+`"`)
 	} else if errors.As(err, &busy) {
+		// The connection stays open (a new TLS handshake would cost more) and is paused.
 		h.Set("Retry-After", strconv.Itoa(busy.RetrySeconds()))
-		h.Set("Connection", "close")
 	} else {
 		h.Set("Connection", "close")
 	}
 	w.WriteHeader(status)
 	io.WriteString(w, text+"\n")
+	if busy != nil {
+		guard.Pause(w, r, busy.RetryAfter())
+	}
 	if acct == nil {
 		return // not authenticated: logged by authenticate, no audit record
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -124,8 +123,7 @@ func (s *Server) refuseLogin(w http.ResponseWriter, r *http.Request, id Identity
 	if errors.As(err, &busy) {
 		s.login.shed.Add(1)
 		s.logRefusal("busy", r, id, err)
-		w.Header().Set("Retry-After", strconv.Itoa(busy.RetrySeconds()))
-		http.Error(w, "the broker is busy checking agent logins; try again after Retry-After seconds", http.StatusServiceUnavailable)
+		guard.Refuse(w, r, http.StatusServiceUnavailable, "the broker is busy checking agent logins: "+err.Error(), busy)
 		return
 	}
 	s.login.refused.Add(1)

@@ -9,8 +9,11 @@ import (
 	"container/list"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +31,8 @@ var ErrBusy = errors.New("too many credential checks right now")
 // Refusal is an admission refusal.
 type Refusal struct {
 	// Reason is "rate" (this client address checks too often) or "busy" (every slot and
-	// the queue are taken).
+	// the queue are taken), both answered at once, or "timeout" (no slot came free within
+	// MaxWait in the queue).
 	Reason string
 	// Wait is how long the client should wait before trying again.
 	Wait time.Duration
@@ -180,7 +184,7 @@ func (a *Admission) Admit(addr netip.Prefix) (release func(), err error) {
 		a.mu.Unlock()
 		if !granted {
 			a.shed.Add(1)
-			return nil, &Refusal{Reason: "busy", Wait: time.Second}
+			return nil, &Refusal{Reason: "timeout", Wait: time.Second}
 		}
 	}
 	a.admitted.Add(1)
@@ -289,4 +293,37 @@ func AddrKey(ip string) netip.Prefix {
 	}
 	p, _ := a.Prefix(bits)
 	return p
+}
+
+// maxPause caps Pause: enough to slow a flood down one connection to a trickle, short
+// enough not to hold up a shutdown.
+const maxPause = 2 * time.Second
+
+// Refuse answers an admission refusal with status (429 or 503), Retry-After and text,
+// then pauses the connection (see Pause).
+func Refuse(w http.ResponseWriter, r *http.Request, status int, text string, ref *Refusal) {
+	h := w.Header()
+	h.Set("Retry-After", strconv.Itoa(ref.RetrySeconds()))
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(text)+1))
+	w.WriteHeader(status)
+	io.WriteString(w, text+"\n")
+	Pause(w, r, ref.RetryAfter())
+}
+
+// Pause holds a refused client's connection before its next request is read, for the
+// Retry-After it was given (at most 2 s). The refusal has gone out whole at once (its
+// Content-Length must be set, or the end of its body would wait too); a client that
+// honours Retry-After never notices, and one that ignores it can send no faster than one
+// request per pause down each connection, at the cost of a sleeping goroutine. It returns
+// early when the client goes away.
+func Pause(w http.ResponseWriter, r *http.Request, d time.Duration) {
+	http.NewResponseController(w).Flush()
+	t := time.NewTimer(min(d, maxPause))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	}
 }

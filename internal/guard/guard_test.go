@@ -1,8 +1,11 @@
 package guard
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"sync"
 	"testing"
@@ -130,7 +133,8 @@ func TestAdmissionQueueWaitIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r()
-	if _, err := a.Admit(addr("10.0.0.2")); !errors.Is(err, ErrBusy) {
+	var ref *Refusal
+	if _, err := a.Admit(addr("10.0.0.2")); !errors.As(err, &ref) || ref.Reason != "timeout" {
 		t.Fatalf("queued past MaxWait: %v", err)
 	}
 	if st := a.Stats(); st.Waiting != 0 || st.Shed != 1 {
@@ -252,5 +256,28 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRefuseAnswersWhole: the refusal carries Retry-After and a Content-Length, so the
+// client has all of it before the pause; a client that went away ends the pause.
+func TestRefuseAnswersWhole(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := httptest.NewRequest("GET", "/", nil).WithContext(ctx)
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		Refuse(w, r, http.StatusTooManyRequests, "slow down", &Refusal{Reason: "rate", Wait: time.Hour})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pause did not end when the client went away")
+	}
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "3600" ||
+		w.Header().Get("Content-Length") != "10" || w.Body.String() != "slow down\n" || !w.Flushed {
+		t.Fatalf("refusal: %d %v %q", w.Code, w.Header(), w.Body)
 	}
 }
