@@ -165,7 +165,7 @@ func TestPasswordFloodDoesNotStarveTechnicians(t *testing.T) {
 	mark := env.Proc().Mark()
 	cpu0 := brokerCPU(t, env.ConfigPath)
 	flood := startFlood(t, floodSpec{Kind: "proxy", Addr: env.ProxyAddr, ServerName: "maint." + env.Domain, CAFile: env.CAFile,
-		Target: target, Workers: 64, Fresh: 4, Block: 1, Duration: floodFor})
+		Target: target, Workers: 64, Fresh: 2, Block: 1, Duration: floodFor})
 	floodStart := time.Now()
 	loaded := sample(floodStart.Add(floodFor), 1000)
 	res := flood.wait(t)
