@@ -43,7 +43,8 @@ const (
 // it, and at most once per limits.lockout.account_interval; then admission control (a rate
 // per client address, a bounded number of bcrypt checks at once) either admits the check or
 // refuses it at once with guard.ErrBusy. Identical checks running at the same time share
-// one bcrypt.
+// one bcrypt. The same wrong password again from the same address counts as one failure:
+// a client retrying a stale saved password is not guessing.
 type Auth struct {
 	config func() *config.Broker
 	now    func() time.Time
@@ -188,7 +189,7 @@ func (a *Auth) slowCheck(cfg *config.Broker, acct *config.Account, username, pas
 		a.cache.Add(key, hash, now)
 		return acct, nil
 	}
-	pairLock, accountLock := a.lock.fail(username, addr, now, pol)
+	pairLock, accountLock := a.lock.fail(username, addr, key, now, pol)
 	a.mu.Unlock()
 	a.failures.Add(1)
 	if pairLock {

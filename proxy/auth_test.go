@@ -86,8 +86,14 @@ func TestAuthLocksAccountForOneAddress(t *testing.T) {
 	}
 	clk := newClock()
 	a := NewAuth(func() *config.Broker { return b }, clk.Now)
-	for i := range pol.Failures {
-		if _, err := a.Check("resa", "wrong", "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
+	// A client retrying the same stale password is not guessing: that counts once.
+	for i := range 2 * pol.Failures {
+		if _, err := a.Check("resa", "stale", "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("stale password %d: %v", i, err)
+		}
+	}
+	for i := range pol.Failures - 1 {
+		if _, err := a.Check("resa", fmt.Sprint("wrong", i), "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("attempt %d: %v", i, err)
 		}
 	}
@@ -109,7 +115,7 @@ func TestAuthLocksAccountForOneAddress(t *testing.T) {
 	if _, err := a.Check("resa", "right", "10.0.0.1"); err != nil {
 		t.Fatalf("after the lock expired: %v", err)
 	}
-	if st := a.Stats(); st.PairLockouts != 1 || st.Failures != 3 || st.Locked != 2 {
+	if st := a.Stats(); st.PairLockouts != 1 || st.Failures != 8 || st.Locked != 2 {
 		t.Errorf("stats: %+v", st)
 	}
 }
@@ -120,7 +126,7 @@ func TestAuthWindowForgetsOldFailures(t *testing.T) {
 	clk := newClock()
 	a := NewAuth(func() *config.Broker { return b }, clk.Now)
 	for i := range 6 {
-		if _, err := a.Check("resa", "wrong", "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
+		if _, err := a.Check("resa", fmt.Sprint("wrong", i), "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("attempt %d: %v", i, err)
 		}
 		clk.Add(b.Limits.Lockout.Window/2 + time.Second)
@@ -193,8 +199,8 @@ func TestLockoutEvictionKeepsActiveLocks(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	l := newLockout(8)
 	me := netip.MustParsePrefix("192.0.2.1/32")
-	for range 3 {
-		l.fail("victim", me, now, pol)
+	for i := range 3 {
+		l.fail("victim", me, [32]byte{byte(i)}, now, pol)
 	}
 	if !l.pairLocked("victim", me, now) {
 		t.Fatal("not locked after 3 failures")
@@ -202,7 +208,7 @@ func TestLockoutEvictionKeepsActiveLocks(t *testing.T) {
 	// The attacker sprays other usernames from the same address: many more records than fit.
 	for i := range 200 {
 		now = now.Add(time.Millisecond)
-		l.fail(fmt.Sprint("user", i), me, now, pol)
+		l.fail(fmt.Sprint("user", i), me, [32]byte{}, now, pol)
 		if len(l.records) > l.max {
 			t.Fatalf("table grew to %d > %d", len(l.records), l.max)
 		}
@@ -217,17 +223,17 @@ func TestLockoutEvictionKeepsActiveLocks(t *testing.T) {
 	// Fill the table with active locks: new failures are counted as unrecorded, locks stay.
 	l2 := newLockout(3)
 	for i := range 3 {
-		for range 3 {
-			l2.count(lockKey{fmt.Sprint("u", i), me}, 3, now, pol)
+		for j := range 3 {
+			l2.count(lockKey{fmt.Sprint("u", i), me}, [32]byte{byte(j)}, 3, now, pol)
 		}
 	}
-	l2.count(lockKey{"late", me}, 3, now, pol)
+	l2.count(lockKey{"late", me}, [32]byte{}, 3, now, pol)
 	if l2.unrecorded != 1 || len(l2.records) != 3 {
 		t.Fatalf("full table of locks: unrecorded %d, records %d", l2.unrecorded, len(l2.records))
 	}
 	// Once locks expire they make room.
 	now = now.Add(pol.Duration)
-	l2.count(lockKey{"late", me}, 3, now, pol)
+	l2.count(lockKey{"late", me}, [32]byte{}, 3, now, pol)
 	if l2.records[lockKey{"late", me}] == nil {
 		t.Fatal("expired locks were not evicted")
 	}

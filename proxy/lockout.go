@@ -3,6 +3,7 @@ package proxy
 import (
 	"container/list"
 	"net/netip"
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -19,11 +20,16 @@ type lockKey struct {
 
 func (k lockKey) account() bool { return !k.addr.IsValid() }
 
+// recentFailures is how many distinct wrong credentials a record remembers: the same
+// wrong password again (a stale saved password that a client retries) counts once.
+const recentFailures = 3
+
 type lockRecord struct {
 	key    lockKey
-	count  int       // failures since start
-	start  time.Time // the window the count belongs to began here
-	until  time.Time // locked until; zero when not locked
+	recent [][32]byte // the last wrong credentials (hashes), newest last
+	count  int        // failures since start
+	start  time.Time  // the window the count belongs to began here
+	until  time.Time  // locked until; zero when not locked
 	slow   *rate.Limiter
 	elem   *list.Element
 	inLock bool // elem is in lockout.locked, else in lockout.open
@@ -86,15 +92,17 @@ func (l *lockout) accountGate(user string, addr netip.Prefix, now time.Time, p c
 	return r.slow.TokensAt(now) >= 1
 }
 
-// fail records a wrong password for user from addr, and reports which locks it started.
-func (l *lockout) fail(user string, addr netip.Prefix, now time.Time, p config.Lockout) (pairLock, accountLock bool) {
-	pairLock = l.count(lockKey{user, addr}, p.Failures, now, p)
-	accountLock = l.count(lockKey{user: user}, p.AccountFailures, now, p)
+// fail records a wrong password for user from addr (cred is a hash of what was tried), and
+// reports which locks it started.
+func (l *lockout) fail(user string, addr netip.Prefix, cred [32]byte, now time.Time, p config.Lockout) (pairLock, accountLock bool) {
+	pairLock = l.count(lockKey{user, addr}, cred, p.Failures, now, p)
+	accountLock = l.count(lockKey{user: user}, cred, p.AccountFailures, now, p)
 	return pairLock, accountLock
 }
 
-// count adds one failure to k and reports whether that started a lock.
-func (l *lockout) count(k lockKey, threshold int, now time.Time, p config.Lockout) bool {
+// count adds one failure to k unless cred is among its recent ones, and reports whether
+// that started a lock.
+func (l *lockout) count(k lockKey, cred [32]byte, threshold int, now time.Time, p config.Lockout) bool {
 	r := l.get(k, now)
 	if r == nil {
 		if r = l.insert(k, now); r == nil {
@@ -106,8 +114,15 @@ func (l *lockout) count(k lockKey, threshold int, now time.Time, p config.Lockou
 		return false // failures during a lock do not extend it
 	}
 	if now.Sub(r.start) >= p.Window {
-		r.count, r.start = 0, now
+		r.count, r.start, r.recent = 0, now, r.recent[:0]
 	}
+	if slices.Contains(r.recent, cred) {
+		return false
+	}
+	if len(r.recent) == recentFailures {
+		r.recent = append(r.recent[:0], r.recent[1:]...)
+	}
+	r.recent = append(r.recent, cred)
 	r.count++
 	if r.count < threshold {
 		l.open.MoveToBack(r.elem)
