@@ -267,7 +267,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 		guard.Pause(w, r, busy.RetryAfter())
 	}
 	if acct == nil {
-		return // not authenticated: logged by authenticate, no audit record
+		return // not authenticated: Auth logged it (sampled); no audit record
 	}
 	s.count.refused.Add(1)
 	s.opts.Audit.Info("tunnel", "account", acct.Username, "client", r.RemoteAddr, "target", target,
