@@ -136,11 +136,11 @@ func selfCPU() time.Duration {
 
 // TestPasswordFloodDoesNotStarveTechnicians: 64 connections send wrong passwords with
 // random usernames from many loopback addresses for 20 s while a technician whose
-// credential is cached keeps connecting. The technician's CONNECT p99 stays within twice
-// its unloaded p99, with a 50 ms floor: the machine is shared with other work and the
-// flood runs on it too. To keep that other work out of the comparison, the flood runs in
-// 2 s bursts and the unloaded samples are taken between the bursts, once the broker's
-// queue has drained. Refused checks are answered at
+// credential is cached keeps connecting. The technician's CONNECT p50 and p99 stay within
+// twice their unloaded values, with floors of 10 and 250 ms: the machine is shared with
+// other work and the flood runs on it too. To keep that other work out of the comparison
+// as far as possible, the flood runs in 2 s bursts and the unloaded samples are taken
+// between the bursts, once the broker's queue has drained. Refused checks are answered at
 // once with 429 and Retry-After; the broker logs a few sampled lines, not one per attempt.
 func TestPasswordFloodDoesNotStarveTechnicians(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{})
@@ -191,7 +191,13 @@ func TestPasswordFloodDoesNotStarveTechnicians(t *testing.T) {
 	t.Logf("flood: %v answers in %v, bursts of 2 s every 5 s (%d connections); 429 answered in p50=%v p90=%v max=%v, shed at once (n=%d) in p50=%v p90=%v max=%v; broker CPU %.2f cores",
 		statuses, res.Elapsed.Round(time.Millisecond), res.Dials, res.BusyP50, res.BusyP90, res.BusyMax,
 		res.Shed, res.ShedP50, res.ShedP90, res.ShedMax, cpu.Seconds()/elapsed.Seconds())
-	if limit := max(2*up99, up99+50*time.Millisecond); lp99 > limit {
+	// The median shows whether a technician waits behind the flood (before admission
+	// control: 2 s); the tail on this shared machine also carries other work, which weighs
+	// more on a broker that is busy refusing, hence the wide floor (before: p99 4 s).
+	if limit := max(2*up50, up50+10*time.Millisecond); lp50 > limit {
+		t.Errorf("technician's CONNECT p50 during the flood %v exceeds %v (unloaded p50 %v)", lp50, limit, up50)
+	}
+	if limit := max(2*up99, up99+250*time.Millisecond); lp99 > limit {
 		t.Errorf("technician's CONNECT p99 during the flood %v exceeds %v (unloaded p99 %v)", lp99, limit, up99)
 	}
 	if statuses[http.StatusTooManyRequests] == 0 || res.NoRetryAfter > 0 {
