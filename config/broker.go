@@ -37,20 +37,21 @@ const LetsEncryptURL = "https://acme-v02.api.letsencrypt.org/directory"
 // by scanning the lists.
 type Broker struct {
 	// Domain is the provider's domain: the proxy is maint.<domain>, the web site admin.<domain>.
-	Domain   string   `mapstructure:"domain"`
-	Listen   Listen   `mapstructure:"listen"`
-	DataDir  string   `mapstructure:"data_dir"`
-	TLS      TLS      `mapstructure:"tls"`
-	DNS      DNS      `mapstructure:"dns"`
-	Limits   Limits   `mapstructure:"limits"`
+	Domain    string     `mapstructure:"domain"`
+	Listen    Listen     `mapstructure:"listen"`
+	DataDir   string     `mapstructure:"data_dir"`
+	TLS       TLS        `mapstructure:"tls"`
+	DNS       DNS        `mapstructure:"dns"`
+	Limits    Limits     `mapstructure:"limits"`
+	Log       Log        `mapstructure:"log"`
+	Accounts  []Account  `mapstructure:"accounts"`
+	Customers []Customer `mapstructure:"customers"`
+	// Cluster, when set, makes this broker one of several sharing an etcd store.
+	Cluster Cluster `mapstructure:"cluster"`
+	// Timeouts are the public listeners' per-phase deadlines.
 	Timeouts Timeouts `mapstructure:"timeouts"`
 	// ShutdownTimeout is how long a stopping broker lets open tunnels finish (default 30s).
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
-	Log             Log           `mapstructure:"log"`
-	Accounts        []Account     `mapstructure:"accounts"`
-	Customers       []Customer    `mapstructure:"customers"`
-	// Cluster, when set, makes this broker one of several sharing an etcd store.
-	Cluster Cluster `mapstructure:"cluster"`
 
 	accounts  map[string]*Account
 	customers map[string]*Customer
