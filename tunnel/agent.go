@@ -134,13 +134,15 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 	sessCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	mux, err := yamux.Server(wsNetConn(sessCtx, ws), a.Tuning.muxConfig())
+	live := newLiveConn(wsNetConn(sessCtx, ws))
+	mux, err := yamux.Server(live, a.Tuning.muxConfig())
 	if err != nil {
 		ws.CloseNow()
 		return err
 	}
 	defer ws.CloseNow()
 	defer mux.Close()
+	defer a.Tuning.watch(mux, live)()
 	if err := a.hello(mux); err != nil {
 		return fmt.Errorf("sending hello: %w", err)
 	}

@@ -21,15 +21,20 @@ import (
 const AgentPath = "/agent/v1/connect"
 
 // Tuning holds the agent link's keepalive settings; the zero value means the defaults.
+// Both ends of a link should use the same; see liveness.go for how they stay safe on a
+// slow customer link (128 kbit/s, 200 ms).
 type Tuning struct {
-	// KeepAliveInterval is the time between pings (default 20 s: well under the 60 s idle
-	// cut of common middleboxes).
+	// KeepAliveInterval is the time between pings (default 5 s: well under the 60 s idle
+	// cut of common middleboxes, and a third of KeepAliveTimeout).
 	KeepAliveInterval time.Duration
-	// KeepAliveTimeout bounds the wait for a ping's answer and for any write (default 30 s:
-	// long enough that a bulk transfer on a slow customer link, which the ping queues
-	// behind, does not kill a healthy session).
+	// KeepAliveTimeout is how long the link may stay silent, nothing at all arriving from
+	// the peer, before it is declared dead (default 15 s, so that a frozen or vanished
+	// peer is noticed within 20 s on both ends).
 	KeepAliveTimeout time.Duration
 }
+
+func (t Tuning) keepAliveInterval() time.Duration { return cmp.Or(t.KeepAliveInterval, 5*time.Second) }
+func (t Tuning) keepAliveTimeout() time.Duration  { return cmp.Or(t.KeepAliveTimeout, 15*time.Second) }
 
 // Link timeouts.
 const (
@@ -40,12 +45,21 @@ const (
 	// agent's own dial timeout so that a dial timeout is reported as such.
 	replyTimeout = 20 * time.Second
 	helloTimeout = 10 * time.Second
+	// writeTimeout bounds the wait of one frame for the link. It waits behind at most one
+	// frame per busy stream (64 KiB with relay's buffers: 4 s at 128 kbit/s), so 30 s
+	// covers seven busy streams on a link that slow; beyond, a write fails (that tunnel
+	// only, never the session).
+	writeTimeout = 30 * time.Second
 )
 
 func (t Tuning) muxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
-	c.KeepAliveInterval = cmp.Or(t.KeepAliveInterval, 20*time.Second)
-	c.ConnectionWriteTimeout = cmp.Or(t.KeepAliveTimeout, 30*time.Second)
+	// Liveness is watched by Tuning.watch: yamux's keepalive would fail a healthy session
+	// whose ping answer waits behind data on a slow link.
+	c.EnableKeepAlive = false
+	// A frame that cannot be handed to the link for this long fails its stream (yamux's
+	// safety valve); a dead link is noticed sooner by the watcher.
+	c.ConnectionWriteTimeout = writeTimeout
 	c.MaxStreamWindowSize = maxStreamWindow
 	// yamux would close the whole session when one stream's open goes unanswered; Open
 	// bounds each request by its own deadline instead.
@@ -136,7 +150,9 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 		deadline = d
 	}
 	st.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { st.Close() })
+	// A cancelled request (the technician hung up) stops waiting at once: the deadline
+	// wakes the read, Close tells the agent.
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()); st.Close() })
 	defer stop()
 	if _, err := st.Write(h.marshal()); err != nil {
 		st.Close()
@@ -147,6 +163,9 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 		var re *RefusedError
 		if errors.As(err, &re) {
 			return nil, err
+		}
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, fmt.Errorf("tunnel request abandoned: %w", context.Cause(ctx))
 		}
 		if errors.Is(err, yamux.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: no answer from the agent", ErrTimeout)
