@@ -159,3 +159,44 @@ func recordTime(r testenv.Record) time.Time {
 	at, _ := time.Parse(time.RFC3339Nano, r.Str("time"))
 	return at
 }
+
+// TestStalledDownloadEnded: a technician who stops reading a download while the target
+// keeps sending has the tunnel ended once the broker's writes make no progress for
+// timeouts.write_progress; the agent stays online and serves the next tunnel.
+func TestStalledDownloadEnded(t *testing.T) {
+	const progress = 2 * time.Second
+	env := testenv.Start(t, testenv.Options{Extra: map[string]any{"timeouts": map[string]any{"write_progress": progress.String()}}})
+	source := testenv.StartTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		buf := make([]byte, 32<<10)
+		c.SetWriteDeadline(time.Now().Add(2 * time.Minute))
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
+	env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true, Services: map[int]string{9: source, 7: echo}})
+	r := env.Connect(t, "resa", "pass-a", env.Host("12345")+":9")
+	if r.Status != 200 {
+		t.Fatalf("CONNECT: %d %s", r.Status, r.Body)
+	}
+	if _, err := io.ReadFull(r.Conn, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now() // the technician reads no more, and keeps the connection open
+	rec := env.Proc().WaitLog(t, progress+30*time.Second, func(rec testenv.Record) bool {
+		return rec.Str("log") == "audit" && rec.Str("target") == "12345:9"
+	})
+	took := time.Since(stopped)
+	t.Logf("stalled download ended %v after the technician stopped reading: end %q, %v bytes down", took.Round(time.Millisecond),
+		rec.Str("end"), rec.Num("bytes_down"))
+	if took < progress || !strings.Contains(rec.Str("end"), "timeout") {
+		t.Errorf("stalled download: audit %v after %v, want it ended by the %v write progress deadline", rec, took, progress)
+	}
+	e := env.Connect(t, "resa", "pass-a", env.Host("12345")+":7")
+	if e.Status != 200 {
+		t.Fatalf("the next CONNECT: %d %s", e.Status, e.Body)
+	}
+	assertEcho(t, e.Conn, []byte("still here"))
+}
