@@ -55,19 +55,26 @@ func safeFileName(s string) bool {
 	return true
 }
 
-// extensionFiles renders the unpacked Chrome extension.
+// extensionRefreshMinutes is how often the extension fetches a previous PAC URL again.
+const extensionRefreshMinutes = 30
+
+// extensionFiles renders the unpacked Chrome extension. Its service worker puts the
+// maintenance rule (maintname.HostRegexp, as in proxy.pac) in front of the browser's
+// previous proxy settings; see templates/background.js.tmpl.
 func extensionFiles(cfg *config.Broker, tmpl *template.Template) ([]zipFile, error) {
 	pac := PAC(cfg.Domain, proxyAddr(cfg))
-	pacJSON, err := json.Marshal(pac)
-	if err != nil {
-		return nil, err
-	}
+	rule, _ := json.Marshal(maintname.HostRegexp(cfg.Domain))
+	proxy, _ := json.Marshal("HTTPS " + proxyAddr(cfg))
 	manifest, err := json.MarshalIndent(map[string]any{
 		"manifest_version": 3,
 		"name":             "maintproxy " + cfg.Domain,
-		"version":          "1.0",
-		"description":      "Sends maintenance addresses *.maint." + cfg.Domain + " through the proxy " + proxyAddr(cfg) + "; everything else goes direct.",
-		"permissions":      []string{"proxy"},
+		"version":          "2.0",
+		"description": "Sends maintenance addresses *.maint." + cfg.Domain + " through the proxy " + proxyAddr(cfg) +
+			"; every other address keeps the browser's previous proxy settings.",
+		// alarms: fetching a previous PAC URL again; host access: reading that PAC file
+		// (the worker fetches nothing else).
+		"permissions":      []string{"proxy", "alarms"},
+		"host_permissions": []string{"<all_urls>"},
 		"background":       map[string]string{"service_worker": "background.js"},
 	}, "", "  ")
 	if err != nil {
@@ -75,7 +82,8 @@ func extensionFiles(cfg *config.Broker, tmpl *template.Template) ([]zipFile, err
 	}
 	data := map[string]any{
 		"Domain": cfg.Domain, "Proxy": proxyAddr(cfg), "PACURL": webURL(cfg, "/com/remoteproxy/proxy.pac"),
-		"PACJSON": string(pacJSON), "Grammar": maintname.HostGrammar(cfg.Domain),
+		"RuleJSON": string(rule), "ProxyJSON": string(proxy), "Grammar": maintname.HostGrammar(cfg.Domain),
+		"RefreshMinutes": extensionRefreshMinutes,
 	}
 	bg, err := execText(tmpl, "background.js.tmpl", data)
 	if err != nil {
