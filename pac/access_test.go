@@ -64,7 +64,7 @@ func TestOverview(t *testing.T) {
 		"edge":   `orange.*Authorization failed`,
 	}
 	for name, pattern := range rows {
-		re := regexp.MustCompile(`<tr data-l="(\w+)">.*<a href="/com/remoteproxy/access/\d+/` + name + `">` + name + `</a>.*`)
+		re := regexp.MustCompile(`<tr data-l="(\w+)">.*<a href="access/\d+/` + name + `">` + name + `</a>.*`)
 		line := re.FindString(body)
 		if line == "" || !regexp.MustCompile(pattern).MatchString(line) {
 			t.Errorf("row of %s = %q, want %s", name, line, pattern)

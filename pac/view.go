@@ -214,12 +214,12 @@ func buildOverview(in viewInput) overviewView {
 			st := in.status(c.ID, s.Name)
 			ind := Indicate(st, in.now)
 			named = append(named, namedIndication{s.Name, ind})
-			path := accessPath + "/" + c.ID + "/" + s.Name
+			path := c.ID + "/" + s.Name
 			cs.Systems = append(cs.Systems, systemSummary{
 				Name: s.Name, Primary: s.Primary, Host: systemHost(in.cfg, c.ID, s.Name),
 				Light: ind.Light, Message: ind.Message, Online: st.Online, Since: sinceOf(st.Since), Via: st.Via,
 				Reported: st.Reported, RemoteAccess: st.RemoteAccess, Colocated: st.Colocated,
-				URL: webURL(in.cfg, path), Path: path,
+				URL: webURL(in.cfg, accessPath+"/"+path), Path: "access/" + path,
 				Search: strings.ToLower(c.ID + " " + c.Name + " " + s.Name + " " + ind.Message),
 			})
 		}
