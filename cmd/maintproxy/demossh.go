@@ -219,7 +219,7 @@ func exit(ch ssh.Channel, status uint32) {
 func demoShell(ch ssh.Channel, pty bool, user string, idle *time.Timer) uint32 {
 	const banner = "maintproxy demo: you reached the pretend SSH server of customer 12345 through the proxy.\n" +
 		"It runs nothing; try: hostname, whoami, echo TEXT, date, help, exit.\n"
-	readLine := func() (string, error) { return "", io.EOF }
+	var readLine func() (string, error)
 	write := func(s string) { io.WriteString(ch, s) }
 	if pty { // the terminal edits lines, echoes, and writes \n as \r\n
 		t := term.NewTerminal(ch, "demo$ ")
