@@ -90,10 +90,12 @@ func New(o Options) (*Broker, error) {
 	if b.proxyLn, err = net.Listen("tcp", o.Config.Listen.Proxy); err != nil {
 		return nil, fmt.Errorf("listen.proxy: %w", err)
 	}
+	b.proxyLn = tunnel.Listener(b.proxyLn) // lets tunnel.BatchWrites batch the relay's writes
 	if b.webLn, err = net.Listen("tcp", o.Config.Listen.Web); err != nil {
 		b.proxyLn.Close()
 		return nil, fmt.Errorf("listen.web: %w", err)
 	}
+	b.webLn = tunnel.Listener(b.webLn) // agent links send each batch with one system call
 	closeAll := func() {
 		b.proxyLn.Close()
 		b.webLn.Close()
