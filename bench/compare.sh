@@ -37,7 +37,8 @@ port() { # port VAR: sets VAR to a port nobody listens on and we have not handed
 }
 port sink_port; port hop_port
 
-go build -o "$work/" ./cmd/maintproxy ./cmd/maintagent
+# Built like `make build`: static, stripped.
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/" ./cmd/maintproxy ./cmd/maintagent
 (cd "$loadgen_src" && go build -o "$work/loadgen" .)
 lg=$work/loadgen
 

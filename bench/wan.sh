@@ -33,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -o "$work/" ./cmd/maintproxy ./cmd/maintagent ./bench/delayfwd
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/" ./cmd/maintproxy ./cmd/maintagent ./bench/delayfwd
 (cd "$loadgen_src" && go build -o "$work/loadgen" .)
 lg=$work/loadgen
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=hop.test \

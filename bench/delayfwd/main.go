@@ -27,6 +27,7 @@ const (
 	packetVnetHdr        = 15
 	packetIgnoreOutgoing = 23
 	maxFrame             = 256 << 10
+	sockBuf              = 64 << 20
 )
 
 func main() {
@@ -78,6 +79,12 @@ func open(name string) (int, error) {
 	}
 	for _, opt := range []int{packetVnetHdr, packetIgnoreOutgoing} {
 		if err := syscall.SetsockoptInt(fd, solPacket, opt, 1); err != nil {
+			return -1, fmt.Errorf("%s: setsockopt %d: %w", name, opt, err)
+		}
+	}
+	// A burst must wait in the socket, not be dropped by it, while the reader is descheduled.
+	for _, opt := range []int{syscall.SO_RCVBUFFORCE, syscall.SO_SNDBUFFORCE} {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, opt, sockBuf); err != nil {
 			return -1, fmt.Errorf("%s: setsockopt %d: %w", name, opt, err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +43,7 @@ func main() {
 	child := flag.Bool("agents", false, "internal: run the agents (child process)")
 	brokerURL := flag.String("broker", "", "internal: broker URL for -agents")
 	caFile := flag.String("ca", "", "internal: CA file for -agents")
+	heapFile := flag.String("heapprofile", "", "write the broker's heap profile with all agents connected to this file")
 	flag.Parse()
 	if *n < 1 || *n > 50000 {
 		fmt.Fprintln(os.Stderr, "idleagents: -n must be 1-50000")
@@ -51,7 +53,7 @@ func main() {
 	if *child {
 		err = runAgents(*n, *brokerURL, *caFile)
 	} else {
-		err = measure(*n)
+		err = measure(*n, *heapFile)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "idleagents:", err)
@@ -62,7 +64,7 @@ func main() {
 func systemName(i int) string { return "s" + strconv.Itoa(i) }
 
 // measure runs the broker, the agent child and the measurement.
-func measure(n int) error {
+func measure(n int, heapFile string) error {
 	dir, err := os.MkdirTemp("", "idleagents")
 	if err != nil {
 		return err
@@ -130,6 +132,14 @@ func measure(n int) error {
 	}
 	connected := time.Since(start)
 	after := snapshot()
+	if heapFile != "" {
+		f, err := os.Create(heapFile)
+		if err != nil {
+			return err
+		}
+		pprof.Lookup("heap").WriteTo(f, 0)
+		f.Close()
+	}
 	fmt.Printf("agents=%d connected_in=%s load=%s\n", n, connected.Round(time.Millisecond), loadavg())
 	fmt.Printf("broker before: rss=%.1fMiB heap=%.1fMiB stacks=%.1fMiB goroutines=%d\n", mib(before.rss), mib(before.heap), mib(before.stack), before.goroutines)
 	fmt.Printf("broker after:  rss=%.1fMiB heap=%.1fMiB stacks=%.1fMiB goroutines=%d\n", mib(after.rss), mib(after.heap), mib(after.stack), after.goroutines)
