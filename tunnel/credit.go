@@ -189,8 +189,11 @@ func (c *credits) release(out []byte, id uint32, s *streamCredit) []byte {
 	if s.owed == 0 {
 		return out
 	}
+	exposed := s.granted - s.consumed
 	f := c.allowance(s)
-	if f == 0 || (f < s.owed && f < s.target/8) {
+	// A small update waits for more to collect, unless the peer is running short: when the
+	// budget holds a stream back, what it may have can stay below an eighth of its target.
+	if f == 0 || (f < s.owed && f < s.target/8 && exposed >= s.target/2) {
 		return out
 	}
 	c.grant(s, f)
