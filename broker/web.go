@@ -37,7 +37,9 @@ func (b *Broker) webHandler() http.Handler {
 	return securityHeaders(mux)
 }
 
-// systemStatus tells the access page what the registry knows of one system's agent.
+// systemStatus tells the access pages what the registry knows of one system's agent;
+// pac.Indicate turns it into the light. Refused agent logins (LoginFailed, LoginFailure)
+// and secondaries reached through their primary (Via) are not known to the registry yet.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 	st := b.registry.Status(tunnel.NewIdentity(customer, system))
 	p := st.Policy
