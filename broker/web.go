@@ -22,6 +22,8 @@ func (b *Broker) webHandler() http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /metrics", b.metrics)
+	mux.HandleFunc("GET "+tunnel.AgentCAPath, b.agentCA)
+	mux.HandleFunc("GET /certs", b.certsJSON)
 	mux.Handle("/com/remoteproxy/", pac.New(pac.Options{
 		Config:       b.Config,
 		Status:       b.systemStatus,

@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -49,23 +48,20 @@ type Agent struct {
 	httpURL string // the same as https://…, which the HTTP client dials
 	http    *http.Client
 	dialer  net.Dialer
+	trust   *capool.Trust // nil without ca_file
 	// Tuning may be changed before Run.
 	Tuning Tuning
 }
 
 // NewAgent prepares an agent from a validated configuration.
 func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
-	if cfg.CAFile != "" {
-		pool, err := capool.Load(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		tlsCfg.RootCAs = pool
-	}
 	u, err := url.Parse(cfg.Broker)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
+	}
+	tlsCfg, trust, err := agentTLS(cfg, u.Hostname())
+	if err != nil {
+		return nil, err
 	}
 	u.Scheme = "https"
 	u.Path = strings.TrimSuffix(u.Path, "/") + AgentPath
@@ -87,6 +83,7 @@ func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, e
 			Proxy:               http.ProxyFromEnvironment,
 		}},
 		dialer: net.Dialer{Timeout: cfg.DialTimeout},
+		trust:  trust,
 	}, nil
 }
 
@@ -143,6 +140,11 @@ func (a *Agent) session(ctx context.Context) error {
 	context.AfterFunc(sessCtx, func() { mux.Close() })
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.keepTrustFresh(sessCtx, mux.CloseChan())
+	}()
 	for {
 		st, err := mux.AcceptStream()
 		if err != nil {
