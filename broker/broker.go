@@ -272,10 +272,14 @@ func (b *Broker) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	goFn(func() error { return b.proxy.Serve(b.gate.Listen("proxy", b.proxyLn, b.certs.ProxyTLSConfig())) })
-	goFn(func() error { return serve(b.web, b.gate.Listen("web", b.webLn, b.web.TLSConfig)) })
+	// tunnel.BatchConn under TLS lets tunnel.BatchWrites batch the relay's writes, and
+	// agent links send each batch with one system call.
+	goFn(func() error {
+		return b.proxy.Serve(b.gate.Listen("proxy", b.proxyLn, b.certs.ProxyTLSConfig(), tunnel.BatchConn))
+	})
+	goFn(func() error { return serve(b.web, b.gate.Listen("web", b.webLn, b.web.TLSConfig, tunnel.BatchConn)) })
 	if b.plain != nil {
-		goFn(func() error { return serve(b.plain, b.gate.Listen("http", b.plainLn, nil)) })
+		goFn(func() error { return serve(b.plain, b.gate.Listen("http", b.plainLn, nil, nil)) })
 	}
 	if b.metricsSrv != nil {
 		goFn(func() error { return serve(b.metricsSrv, b.metricsLn) })

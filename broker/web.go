@@ -22,6 +22,8 @@ func (b *Broker) webHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET "+tunnel.AgentCAPath, b.agentCA)
+	mux.HandleFunc("GET /certs", b.certsJSON)
 	mux.Handle("/com/remoteproxy/", pac.New(pac.Options{
 		Config:       b.Config,
 		Status:       b.systemStatus,
@@ -45,7 +47,9 @@ func (b *Broker) webAuth(username, password, clientIP string) (*config.Account, 
 	return acct, err
 }
 
-// systemStatus tells the access page what the registry knows of one system's agent.
+// systemStatus tells the access pages what the registry knows of one system's agent;
+// pac.Indicate turns it into the light. Refused agent logins (LoginFailed, LoginFailure)
+// and secondaries reached through their primary (Via) are not known to the registry yet.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 	st := b.registry.Status(tunnel.NewIdentity(customer, system))
 	p := st.Policy

@@ -387,6 +387,7 @@ func (s *Server) hijack(w http.ResponseWriter) (net.Conn, *tunnelRef, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	conn = tunnel.BatchWrites(conn) // the relay's 64 KiB writes in one system call each
 	ref := &tunnelRef{conn: conn}
 	s.mu.Lock()
 	if s.closing {

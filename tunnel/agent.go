@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 
 	"maintproxy/config"
@@ -46,40 +44,46 @@ type Agent struct {
 	cfg     *config.Agent
 	log     *slog.Logger
 	version string
-	url     string
+	url     string // wss://… for messages
+	httpURL string // the same as https://…, which the HTTP client dials
 	http    *http.Client
 	dialer  net.Dialer
+	trust   *capool.Trust // nil without ca_file
 	// Tuning may be changed before Run.
 	Tuning Tuning
 }
 
 // NewAgent prepares an agent from a validated configuration.
 func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
-	if cfg.CAFile != "" {
-		pool, err := capool.Load(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		tlsCfg.RootCAs = pool
-	}
 	u, err := url.Parse(cfg.Broker)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	u.Scheme = "wss"
+	tlsCfg, trust, err := agentTLS(cfg, u.Hostname())
+	if err != nil {
+		return nil, err
+	}
+	u.Scheme = "https"
 	u.Path = strings.TrimSuffix(u.Path, "/") + AgentPath
+	httpURL := u.String()
+	u.Scheme = "wss"
+	brokerDialer := &net.Dialer{Timeout: connectTimeout, Control: tuneLinkSocket}
 	return &Agent{
 		cfg:     cfg,
 		log:     logger,
 		version: version,
 		url:     u.String(),
+		httpURL: httpURL,
 		http: &http.Client{Transport: &http.Transport{
+			DialContext: batchDial(brokerDialer),
+			// Every handshake dials afresh, so that the link gets its own batchConn.
+			DisableKeepAlives:   true,
 			TLSClientConfig:     tlsCfg,
 			TLSHandshakeTimeout: connectTimeout,
 			Proxy:               http.ProxyFromEnvironment,
 		}},
 		dialer: net.Dialer{Timeout: cfg.DialTimeout},
+		trust:  trust,
 	}, nil
 }
 
@@ -115,34 +119,18 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // session runs one connection to the broker and returns why it ended.
 func (a *Agent) session(ctx context.Context) error {
-	dialCtx, cancel := context.WithTimeout(ctx, connectTimeout)
-	cred := base64.StdEncoding.EncodeToString([]byte(a.cfg.Customer + "/" + a.cfg.System + ":" + a.cfg.Secret))
-	ws, resp, err := websocket.Dial(dialCtx, a.url, &websocket.DialOptions{
-		HTTPClient:      a.http,
-		HTTPHeader:      http.Header{"Authorization": {"Basic " + cred}},
-		CompressionMode: websocket.CompressionDisabled,
-	})
-	cancel()
+	ws, err := a.dial(ctx)
 	if err != nil {
-		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
-			return ErrAgentRejected
-		}
-		if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
-			return &busyError{wait: retryAfter(resp.Header.Get("Retry-After"))}
-		}
-		return fmt.Errorf("connecting to %s: %w", a.url, err)
-	}
-	sessCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	live := newLiveConn(wsNetConn(sessCtx, ws))
-	mux, err := yamux.Server(live, a.Tuning.muxConfig())
-	if err != nil {
-		ws.CloseNow()
 		return err
 	}
-	defer ws.CloseNow()
-	defer mux.Close()
-	defer a.Tuning.watch(mux, live)()
+	link, err := newMuxLink(ws, false, a.Tuning)
+	if err != nil {
+		return err
+	}
+	defer link.close()
+	mux := link.mux
+	sessCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	if err := a.hello(mux); err != nil {
 		return fmt.Errorf("sending hello: %w", err)
 	}
@@ -152,6 +140,11 @@ func (a *Agent) session(ctx context.Context) error {
 	context.AfterFunc(sessCtx, func() { mux.Close() })
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.keepTrustFresh(sessCtx, mux.CloseChan())
+	}()
 	for {
 		st, err := mux.AcceptStream()
 		if err != nil {
@@ -160,10 +153,11 @@ func (a *Agent) session(ctx context.Context) error {
 			}
 			return err
 		}
+		tracked := link.track(st)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.serveStream(sessCtx, st)
+			a.serveStream(sessCtx, tracked)
 		}()
 	}
 }
@@ -178,8 +172,50 @@ func (a *Agent) hello(mux *yamux.Session) error {
 	return json.NewEncoder(st).Encode(PolicyFromConfig(a.cfg, a.version))
 }
 
+// dial makes the websocket handshake with the broker through the HTTP client (and so
+// through a proxy from the environment, if one is set).
+func (a *Agent) dial(ctx context.Context) (*wsConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	slot := &dialSlot{}
+	ctx = context.WithValue(ctx, dialSlotKey{}, slot)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.httpURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	key := clientKey()
+	cred := base64.StdEncoding.EncodeToString([]byte(a.cfg.Customer + "/" + a.cfg.System + ":" + a.cfg.Secret))
+	req.Header = http.Header{
+		"Authorization":         {"Basic " + cred},
+		"Connection":            {"Upgrade"},
+		"Upgrade":               {"websocket"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {key},
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", a.url, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		resp.Body.Close()
+		return nil, ErrAgentRejected
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		resp.Body.Close()
+		return nil, &busyError{wait: retryAfter(resp.Header.Get("Retry-After"))}
+	}
+	rwc, err := checkUpgrade(resp, key)
+	if err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("connecting to %s: %w", a.url, err)
+	}
+	ws := newWSConn(rwc, rwc, nil, true)
+	ws.sock = slot.conn
+	return ws, nil
+}
+
 // serveStream answers one tunnel request and relays it.
-func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream) {
+func (a *Agent) serveStream(ctx context.Context, st *stream) {
 	defer st.Close()
 	st.SetReadDeadline(time.Now().Add(headerTimeout))
 	h, err := readHeader(st)
@@ -207,7 +243,7 @@ func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream) {
 		target.Close()
 		return
 	}
-	up, down, err := relay.Copy(halfCloseStream{st}, target)
+	up, down, err := relay.Copy(st, target)
 	a.log.Info("tunnel closed", "session", sid, "target", addr, "bytes_to_target", up, "bytes_from_target", down,
 		"duration", time.Since(start).Round(time.Millisecond).String(), "err", relay.ErrText(err))
 }
@@ -240,8 +276,3 @@ func retryAfter(v string) time.Duration {
 	}
 	return min(time.Duration(n)*time.Second, maxRetryAfter)
 }
-
-// halfCloseStream gives a yamux stream the CloseWrite that relay.Copy uses for half-close.
-type halfCloseStream struct{ *yamux.Stream }
-
-func (s halfCloseStream) CloseWrite() error { return s.Stream.Close() }

@@ -1,12 +1,10 @@
 package tunnel
 
 import (
-	"net"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/yamux"
 )
 
 // Liveness of the agent link. A link is dead when nothing at all has arrived from the peer
@@ -28,39 +26,34 @@ import (
 // much more than 5 s, whatever is queued, and 15 s of silence means a dead or frozen
 // peer: it is noticed within 15 s (plus a timer's slack), on both ends.
 
-// liveConn is the connection under a yamux session; it notes when data last arrived.
-type liveConn struct {
-	net.Conn
+// liveRW is the byte stream under a link's yamux session; it notes when data last
+// arrived. The websocket returns data as it arrives (at most a TLS record, 16 KiB, at a
+// time), so a slow but live link shows as a read at least every second at 128 kbit/s.
+type liveRW struct {
+	io.ReadWriteCloser
 	last atomic.Int64 // Unix nanoseconds of the last read that returned data
 }
 
-func newLiveConn(c net.Conn) *liveConn {
-	l := &liveConn{Conn: c}
+func newLiveRW(c io.ReadWriteCloser) *liveRW {
+	l := &liveRW{ReadWriteCloser: c}
 	l.last.Store(time.Now().UnixNano())
 	return l
 }
 
-// liveReadMax caps each read: the websocket fills a read's buffer whole before it
-// returns, so a large read on a slow link would look like silence while it fills. 16 KiB
-// (a TLS record) arrives in one second at 128 kbit/s.
-const liveReadMax = 16 << 10
-
-func (c *liveConn) Read(b []byte) (int, error) {
-	if len(b) > liveReadMax {
-		b = b[:liveReadMax]
-	}
-	n, err := c.Conn.Read(b)
+func (c *liveRW) Read(b []byte) (int, error) {
+	n, err := c.ReadWriteCloser.Read(b)
 	if n > 0 {
 		c.last.Store(time.Now().UnixNano())
 	}
 	return n, err
 }
 
-// watch pings over mux and closes it once c has been silent for KeepAliveTimeout, until
-// stop is called or the session ends. It runs on a timer: an idle link costs no goroutine
-// between ticks.
-func (t Tuning) watch(mux *yamux.Session, c *liveConn) (stop func()) {
-	w := &watcher{mux: mux, conn: c, interval: t.keepAliveInterval(), timeout: t.keepAliveTimeout()}
+// watch pings every KeepAliveInterval and closes the link once nothing has arrived for
+// KeepAliveTimeout, until the session ends. It runs on a timer: an idle link costs no
+// goroutine between ticks. The first pings go at once, for the round trip the receive
+// windows start from.
+func (l *muxLink) watch(t Tuning) {
+	w := &watcher{link: l, interval: t.keepAliveInterval(), timeout: t.keepAliveTimeout()}
 	// Each ping waits for its answer in a goroutine, at most twice writeTimeout; the answer
 	// may be late by however much the peer has queued, and we must keep pinging meanwhile,
 	// or a peer that is only sending would hear nothing from us. So the bound lets the
@@ -70,12 +63,19 @@ func (t Tuning) watch(mux *yamux.Session, c *liveConn) (stop func()) {
 	w.nextPing = time.Now().Add(w.interval)
 	w.timer = time.AfterFunc(w.interval, w.tick)
 	w.mu.Unlock()
-	return w.stop
+	l.ws.onClose(w.stop)
+	go func() {
+		// A few pings while the link is still idle, as one can be delayed by the machine.
+		for range startPings {
+			if l.probe.measure() != nil {
+				return
+			}
+		}
+	}()
 }
 
 type watcher struct {
-	mux               *yamux.Session
-	conn              *liveConn
+	link              *muxLink
 	interval, timeout time.Duration
 	maxPings          int32
 	pings             atomic.Int32
@@ -88,17 +88,17 @@ type watcher struct {
 
 func (w *watcher) tick() {
 	w.mu.Lock()
-	if w.stopped || w.mux.IsClosed() {
+	if w.stopped || w.link.mux.IsClosed() {
 		w.mu.Unlock()
 		return
 	}
 	now := time.Now()
-	last := time.Unix(0, w.conn.last.Load())
+	last := time.Unix(0, w.link.live.last.Load())
 	if now.Sub(last) >= w.timeout {
 		w.stopped = true
 		w.mu.Unlock()
-		// Closing the session closes the connection under it: every stream fails now.
-		w.mux.Close()
+		// Closing the link fails every stream at once.
+		w.link.close()
 		return
 	}
 	defer w.mu.Unlock()
@@ -108,7 +108,9 @@ func (w *watcher) tick() {
 			w.pings.Add(1)
 			go func() {
 				defer w.pings.Add(-1)
-				w.mux.Ping() // its answer matters only as traffic; a failure is the watcher's call
+				// The answer matters as traffic and as a round trip; a failure is the
+				// watcher's call, not the ping's.
+				w.link.probe.measure()
 			}()
 		}
 	}

@@ -1,6 +1,7 @@
 // Command maintproxy is the remote-support broker: `serve` runs it, `check` validates a
 // configuration, `passwd` hashes a password (bcrypt), `agent-secret` makes an agent secret
-// and its hmac-sha256 hash, `demo` runs a self-contained broker with demo agents and
+// and its hmac-sha256 hash, `certs show` and `certs regenerate` describe the certificates
+// and make a new identity CA, `demo` runs a self-contained broker with demo agents and
 // targets on loopback.
 package main
 
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -39,7 +41,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd())
+	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd(), certsCmd())
 	return root
 }
 
@@ -141,11 +143,19 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// toolsDir is where `make dist` puts the maint binaries, next to the executable or in the
-// working directory.
+// toolsDir is where the tool bundle's clients are: $MAINTPROXY_TOOLS_DIR, else clients/
+// next to the executable, where `make build` (bin/clients) and the release archives put
+// them. The web handler warns at start about any that are missing.
 func toolsDir() string {
 	if d := os.Getenv("MAINTPROXY_TOOLS_DIR"); d != "" {
 		return d
 	}
-	return "dist"
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	return filepath.Join(filepath.Dir(exe), "clients")
 }

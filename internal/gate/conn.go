@@ -2,10 +2,11 @@ package gate
 
 import (
 	"context"
-	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -59,6 +60,14 @@ func (c *Conn) keepWriteDeadline(t time.Time) {
 	}
 }
 
+// SyscallConn gives access to the socket (for socket options), when there is one.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
+
 // CloseWrite shuts the write side of a TCP connection.
 func (c *Conn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
@@ -74,13 +83,18 @@ func (c *Conn) Close() error {
 	return err
 }
 
-// AcceptedAt returns when a gate listener accepted c (a *Conn, or a *tls.Conn over one).
+// AcceptedAt returns when a gate listener accepted c: a *Conn, or a connection over one
+// (a *tls.Conn, or a wrapper that embeds its net.Conn or has a NetConn method).
 func AcceptedAt(c net.Conn) (time.Time, bool) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if gc, ok := c.(*Conn); ok {
-		return gc.accepted, true
+	for range 4 { // the layers a gate listener can put over its *Conn
+		switch x := c.(type) {
+		case *Conn:
+			return x.accepted, true
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return time.Time{}, false
+		}
 	}
 	return time.Time{}, false
 }

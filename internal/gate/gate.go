@@ -136,10 +136,11 @@ func (g *Gate) logSampled(level slog.Level, reason, msg string, attrs ...any) {
 
 // Listen returns a listener that accepts from ln through the gate. With tlsConfig it
 // returns *tls.Conn whose handshake is done (an http.Server serves them with Serve, not
-// ServeTLS); without, plain connections. Closing it closes ln and every connection still
-// in its handshake; connections already returned belong to the caller.
-func (g *Gate) Listen(name string, ln net.Listener, tlsConfig *tls.Config) net.Listener {
-	return &listener{g: g, name: name, ln: ln, tls: tlsConfig, stats: g.counters(name),
+// ServeTLS); without, plain connections. wrap, if not nil, wraps each admitted connection
+// (a *Conn) before TLS goes over it. Closing the listener closes ln and every connection
+// still in its handshake; connections already returned belong to the caller.
+func (g *Gate) Listen(name string, ln net.Listener, tlsConfig *tls.Config, wrap func(net.Conn) net.Conn) net.Listener {
+	return &listener{g: g, name: name, ln: ln, tls: tlsConfig, wrap: wrap, stats: g.counters(name),
 		conns: make(chan net.Conn), done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 }
 
@@ -148,6 +149,7 @@ type listener struct {
 	name  string
 	ln    net.Listener
 	tls   *tls.Config
+	wrap  func(net.Conn) net.Conn
 	stats *counters
 
 	start sync.Once
@@ -268,12 +270,16 @@ func (l *listener) admit(c net.Conn) {
 		l.g.release(key)
 		l.stats.open.Add(-1)
 	}}
+	var c2 net.Conn = gc
+	if l.wrap != nil {
+		c2 = l.wrap(gc)
+	}
 	if l.tls == nil {
-		l.deliver(gc)
+		l.deliver(c2)
 		return
 	}
 	l.wg.Add(1)
-	go l.handshake(gc, s.Handshake)
+	go l.handshake(gc, c2, s.Handshake)
 }
 
 func (l *listener) deliver(c net.Conn) {
@@ -284,13 +290,14 @@ func (l *listener) deliver(c net.Conn) {
 	}
 }
 
-// handshake runs the TLS handshake under its deadline, off the accept loop.
-func (l *listener) handshake(c *Conn, limit time.Duration) {
+// handshake runs the TLS handshake over wrapped (c, or what wraps it) under its deadline,
+// off the accept loop.
+func (l *listener) handshake(c *Conn, wrapped net.Conn, limit time.Duration) {
 	defer l.wg.Done()
 	if limit > 0 {
 		c.Conn.SetDeadline(c.accepted.Add(limit))
 	}
-	tc := tls.Server(c, l.tls)
+	tc := tls.Server(wrapped, l.tls)
 	l.mu.Lock()
 	select {
 	case <-l.done:
