@@ -161,9 +161,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close cuts every connection still open: requests in flight, and tunnels, whose audit
 // records then say end: shutdown. It waits a few seconds at most for their handlers.
 func (s *Server) Close() error {
-	err := s.http.Close()
 	s.mu.Lock()
 	s.closing = true
+	s.mu.Unlock()
+	err := s.http.Close()
+	s.mu.Lock()
 	for c, t := range s.tunnels {
 		t.cut.Store(true)
 		c.Close()
@@ -171,9 +173,11 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	t := time.NewTimer(cutWait)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(cutWait):
+	case <-t.C:
 		return errors.New("proxy: tunnels still open after being cut")
 	}
 	return err
@@ -263,15 +267,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // abandoned records a CONNECT whose client hung up while the agent was still answering:
-// nothing is sent (nobody reads it), and it is not a refusal.
+// nothing is sent (nobody reads it), and it is not a refusal. A CONNECT that Close cut
+// during its setup is recorded as shut down instead.
 func (s *Server) abandoned(r *http.Request, acct *config.Account, id tunnel.Identity, target string, h tunnel.Header, start time.Time) {
+	s.mu.Lock()
+	result := "client gone"
+	if s.closing {
+		result = "shutdown"
+	}
+	s.mu.Unlock()
 	s.count.abandoned.Add(1)
 	if o := s.opts.Observer; o != nil {
 		o.Abandoned()
 	}
 	s.opts.Audit.Info("tunnel",
 		"session", hex.EncodeToString(h.Session[:8]), "account", acct.Username, "client", r.RemoteAddr,
-		"customer", id.Customer, "system", id.System, "target", target, "result", "client gone",
+		"customer", id.Customer, "system", id.System, "target", target, "result", result,
 		"duration_ms", time.Since(start).Milliseconds())
 }
 
