@@ -77,8 +77,17 @@ dist: clients
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 6 ./bench/
 
+# fuzz runs every fuzz target for FUZZTIME each (the seed corpora in testdata/fuzz also run
+# as plain tests in `make test`).
+FUZZTIME ?= 30s
+FUZZ_TARGETS := maintname:FuzzParse maintname:FuzzPACRegexpMatchesParse \
+	tunnel:FuzzReadHeader tunnel:FuzzReadReply tunnel:FuzzDecodeHello tunnel:FuzzAgentLogin \
+	proxy:FuzzParseBasic config:FuzzParseBroker config:FuzzParseAgent
 fuzz:
-	for f in FuzzParse FuzzPACRegexpMatchesParse; do $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s -fuzzminimizetime 5s ./maintname/ || exit 1; done
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; f=$${t#*:}; echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg/ || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN) dist demo-data

@@ -1,6 +1,6 @@
 // Package broker assembles the broker's parts: the CONNECT proxy, the web listener (agent
-// endpoint, PAC file, downloads, access pages, health and metrics), the certificates and
-// the hot-reloaded configuration.
+// endpoint, PAC file, downloads, access pages, health), the metrics listener, the
+// certificates and the hot-reloaded configuration; and the order in which they stop.
 package broker
 
 import (
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"maintproxy/certs"
 	"maintproxy/config"
 	"maintproxy/dns"
+	"maintproxy/internal/gate"
 	"maintproxy/internal/guard"
 	"maintproxy/proxy"
 	"maintproxy/tunnel"
@@ -48,8 +50,15 @@ type Broker struct {
 	web      *http.Server
 	plain    *http.Server
 	dns      *dns.Server
+	// gate caps the connections of the public listeners and bounds their TLS handshakes.
+	gate *gate.Gate
+	// maxConns is the most connections the open-file limit leaves room for.
+	maxConns int
+	metrics  *metrics
+	// metricsSrv serves /metrics on listen.metrics (nil when it is off).
+	metricsSrv *http.Server
 
-	proxyLn, webLn, plainLn net.Listener
+	proxyLn, webLn, plainLn, metricsLn net.Listener
 }
 
 // New prepares a broker: it binds the listeners and creates or loads certificates, so
@@ -73,14 +82,21 @@ func New(o Options) (_ *Broker, err error) {
 	if b.proxyLn, err = net.Listen("tcp", o.Config.Listen.Proxy); err != nil {
 		return nil, fmt.Errorf("listen.proxy: %w", err)
 	}
-	b.proxyLn = tunnel.Listener(b.proxyLn) // lets tunnel.BatchWrites batch the relay's writes
 	if b.webLn, err = net.Listen("tcp", o.Config.Listen.Web); err != nil {
 		return nil, fmt.Errorf("listen.web: %w", err)
 	}
-	b.webLn = tunnel.Listener(b.webLn) // agent links send each batch with one system call
 	if o.Config.Listen.HTTP != "" {
 		if b.plainLn, err = net.Listen("tcp", o.Config.Listen.HTTP); err != nil {
 			return nil, fmt.Errorf("listen.http: %w", err)
+		}
+	}
+	if o.Config.Listen.Metrics != "" {
+		if b.metricsLn, err = net.Listen("tcp", o.Config.Listen.Metrics); err != nil {
+			return nil, fmt.Errorf("listen.metrics: %w", err)
+		}
+		if ip, ok := b.metricsLn.Addr().(*net.TCPAddr); ok && !ip.IP.IsLoopback() {
+			o.Logger.Warn("the metrics listener is not on loopback: make sure only your monitoring reaches it",
+				"listen.metrics", b.metricsLn.Addr().String())
 		}
 	}
 	if o.Config.DNS.Enabled {
@@ -96,33 +112,54 @@ func New(o Options) (_ *Broker, err error) {
 	}
 	b.auth = proxy.NewAuth(b.Config, nil)
 	b.auth.Log = o.Logger
-	b.agents = tunnel.NewServer(b.registry, b.secretHash, b.log, tunnel.WithAdmission(
-		guard.New(func() guard.Settings { return guard.FromConfig(b.Config().Limits.Auth) }, nil)))
+	b.metrics = newMetrics(b)
+	b.maxConns = fileRoom(o.Config.Limits.Connections.Total, o.Logger)
+	b.gate = gate.New(b.gateSettings, o.Logger)
+	timeouts := o.Config.Timeouts
+	b.agents = tunnel.NewServer(b.registry, b.secretHash, b.log,
+		tunnel.WithAdmission(guard.New(func() guard.Settings { return guard.FromConfig(b.Config().Limits.Auth) }, nil)),
+		tunnel.WithLoginDeadline(func(r *http.Request) time.Time {
+			at, ok := gate.Accepted(r.Context())
+			if !ok {
+				at = time.Now()
+			}
+			return at.Add(timeouts.AgentLogin)
+		}))
 	b.proxy = proxy.New(proxy.Options{
-		Config:   b.Config,
-		Auth:     b.auth,
-		Registry: b.registry,
-		TLS:      b.certs.ProxyTLSConfig(),
-		Logger:   o.Logger,
-		Audit:    o.Logger.With("log", "audit"),
-		ErrorLog: errorLog(o.Logger, "proxy"),
+		Config:            b.Config,
+		Auth:              b.auth,
+		Registry:          b.registry,
+		TLS:               b.certs.ProxyTLSConfig(),
+		Logger:            o.Logger,
+		Audit:             o.Logger.With("log", "audit"),
+		ErrorLog:          errorLog(o.Logger, "proxy"),
+		ReadHeaderTimeout: timeouts.RequestHeaders,
+		IdleTimeout:       timeouts.Idle,
+		Observer:          proxyObserver{b.metrics},
 	})
 	b.web = &http.Server{
 		Handler:           b.webHandler(),
 		TLSConfig:         b.certs.WebTLSConfig(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: timeouts.RequestHeaders,
+		IdleTimeout:       timeouts.Idle,
 		MaxHeaderBytes:    32 << 10,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:          errorLog(o.Logger, "web"),
+		ConnContext:       gate.ConnContext,
 	}
 	if b.plainLn != nil {
 		b.plain = &http.Server{
-			Handler:           b.certs.HTTPHandler(securityHeaders(redirectToHTTPS(o.Config.WebPort()))),
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       60 * time.Second,
+			Handler:           gate.Recover(b.certs.HTTPHandler(securityHeaders(redirectToHTTPS(o.Config.WebPort()))), o.Logger),
+			ReadHeaderTimeout: timeouts.RequestHeaders,
+			IdleTimeout:       timeouts.Idle,
+			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          errorLog(o.Logger, "http"),
 		}
+	}
+	if b.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", b.metrics.handler())
+		b.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog(o.Logger, "metrics")}
 	}
 	return b, nil
 }
@@ -137,7 +174,7 @@ func (b *Broker) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, ln := range []net.Listener{b.proxyLn, b.webLn, b.plainLn} {
+	for _, ln := range []net.Listener{b.proxyLn, b.webLn, b.plainLn, b.metricsLn} {
 		if ln != nil {
 			keep(ln.Close())
 		}
@@ -155,6 +192,9 @@ func (b *Broker) pinPorts(c *config.Broker) {
 	c.Listen.Web = pinPort(c.Listen.Web, b.webLn.Addr())
 	if b.plainLn != nil {
 		c.Listen.HTTP = pinPort(c.Listen.HTTP, b.plainLn.Addr())
+	}
+	if b.metricsLn != nil {
+		c.Listen.Metrics = pinPort(c.Listen.Metrics, b.metricsLn.Addr())
 	}
 	if b.dns != nil {
 		c.Listen.DNS = pinPort(c.Listen.DNS, b.dns.Addr())
@@ -189,6 +229,14 @@ func (b *Broker) ProxyAddr() net.Addr { return b.proxyLn.Addr() }
 // WebAddr is the bound web listener address.
 func (b *Broker) WebAddr() net.Addr { return b.webLn.Addr() }
 
+// MetricsAddr is the bound metrics listener address, or nil when listen.metrics is off.
+func (b *Broker) MetricsAddr() net.Addr {
+	if b.metricsLn == nil {
+		return nil
+	}
+	return b.metricsLn.Addr()
+}
+
 // Apply puts a new configuration in force: accounts, customers and limits take effect for
 // the next request; cached credentials stop matching when their hash changed (the others
 // stay, so a reload during a flood sheds nobody) and agents whose system was removed or
@@ -207,13 +255,13 @@ func (b *Broker) Apply(c *config.Broker) {
 	b.log.Info("configuration reloaded", "accounts", len(c.Accounts), "customers", len(c.Customers))
 }
 
-// Run serves until ctx is done, then shuts down cleanly: listeners close, tunnels and agent
-// sessions end, and Run returns once every goroutine it started has stopped.
+// Run serves until ctx is done, then shuts down in order (see shutdown) and returns once
+// every goroutine it started has stopped.
 func (b *Broker) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 6)
 	goFn := func(f func() error) {
 		wg.Add(1)
 		go func() {
@@ -224,10 +272,17 @@ func (b *Broker) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	goFn(func() error { return b.proxy.Serve(b.proxyLn) })
-	goFn(func() error { return serveTLS(b.web, b.webLn) })
+	// tunnel.BatchConn under TLS lets tunnel.BatchWrites batch the relay's writes, and
+	// agent links send each batch with one system call.
+	goFn(func() error {
+		return b.proxy.Serve(b.gate.Listen("proxy", b.proxyLn, b.certs.ProxyTLSConfig(), tunnel.BatchConn))
+	})
+	goFn(func() error { return serve(b.web, b.gate.Listen("web", b.webLn, b.web.TLSConfig, tunnel.BatchConn)) })
 	if b.plain != nil {
-		goFn(func() error { return serve(b.plain, b.plainLn) })
+		goFn(func() error { return serve(b.plain, b.gate.Listen("http", b.plainLn, nil, nil)) })
+	}
+	if b.metricsSrv != nil {
+		goFn(func() error { return serve(b.metricsSrv, b.metricsLn) })
 	}
 	goFn(func() error { return b.certs.Run(ctx) })
 	if b.dns != nil {
@@ -246,25 +301,16 @@ func (b *Broker) Run(ctx context.Context) error {
 	if b.plainLn != nil {
 		started = append(started, "http", b.plainLn.Addr().String())
 	}
+	if b.metricsLn != nil {
+		started = append(started, "metrics", b.metricsLn.Addr().String())
+	}
 	if b.dns != nil {
 		started = append(started, "dns", b.dns.Addr().String())
 	}
 	b.log.Info("broker started", append(started, "domain", b.Config().Domain, "tls", b.Config().TLS.Mode)...)
 	<-ctx.Done()
 
-	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
-	defer done()
-	// Ending agent sessions first fails CONNECTs still waiting for an agent at once; the
-	// second round ends sessions of agents that reconnected before the listener closed.
-	b.registry.CloseAll()
-	var errs []error
-	errs = append(errs, b.proxy.Shutdown(shutCtx), b.web.Shutdown(shutCtx))
-	if b.plain != nil {
-		errs = append(errs, b.plain.Shutdown(shutCtx))
-	}
-	// Agent sessions are hijacked connections that Shutdown does not wait for.
-	b.registry.CloseAll()
-	errs = append(errs, b.agents.Wait(shutCtx))
+	errs := b.shutdown()
 	wg.Wait()
 	close(errc)
 	for err := range errc {
@@ -274,11 +320,91 @@ func (b *Broker) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func serveTLS(s *http.Server, ln net.Listener) error {
-	if err := s.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-		return err
+// shutdown stops the broker in this order:
+//
+//  1. Stop accepting: the public listeners close, so new CONNECTs and agent logins are
+//     refused at once.
+//  2. Drain: requests in flight and open tunnels may finish, for up to shutdown_timeout.
+//     Agent sessions stay up meanwhile: the tunnels run through them.
+//  3. Cut what is left: tunnels end with end: shutdown in their audit records.
+//  4. End the agent sessions, last: with the listeners closed their agents cannot come
+//     straight back, and they wait out their backoff instead of reconnecting in a loop.
+//  5. Close the metrics listener, which served scrapes throughout.
+//
+// Cluster mode adds its steps to drain (say not ready first, hand agents off).
+func (b *Broker) shutdown() []error {
+	timeout := b.Config().ShutdownTimeout
+	b.log.Info("shutting down: no new connections; open tunnels may finish", "shutdown_timeout", timeout.String(),
+		"tunnels", b.proxy.Stats().Active)
+	drainCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	errs := b.drain(drainCtx)
+	if drainCtx.Err() != nil {
+		b.log.Info("shutdown_timeout reached; cutting what is left", "tunnels", b.proxy.Stats().Active)
 	}
-	return nil
+	errs = append(errs, b.proxy.Close(), b.web.Close())
+	if b.plain != nil {
+		errs = append(errs, b.plain.Close())
+	}
+	// Agent sessions are hijacked connections that the web server does not track.
+	b.registry.CloseAll()
+	agentsCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	errs = append(errs, b.agents.Wait(agentsCtx))
+	if b.metricsSrv != nil {
+		errs = append(errs, b.metricsSrv.Close())
+	}
+	return errs
+}
+
+// drain closes the public listeners and waits until ctx is done for what they serve to
+// end. A drain that runs out of time is not an error: shutdown cuts the rest.
+func (b *Broker) drain(ctx context.Context) []error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	shut := func(f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	shut(b.proxy.Shutdown)
+	shut(b.web.Shutdown)
+	if b.plain != nil {
+		shut(b.plain.Shutdown)
+	}
+	wg.Wait()
+	return errs
+}
+
+// gateSettings are the connection caps in force (never above what the open-file limit
+// allows) and the deadlines the broker started with.
+func (b *Broker) gateSettings() gate.Settings {
+	cfg := b.Config()
+	c := cfg.Limits.Connections
+	return gate.Settings{PerAddress: c.PerAddress, Total: min(c.Total, b.maxConns),
+		Handshake: cfg.Timeouts.TLSHandshake, WriteProgress: cfg.Timeouts.WriteProgress}
+}
+
+// fileRoom is the most connections the open-file limit leaves room for, keeping a reserve
+// for the broker's own files, listeners and store connections; it warns when that is below
+// want (limits.connections.total).
+func fileRoom(want int, log *slog.Logger) int {
+	const reserve = 256
+	limit, ok := gate.FileLimit()
+	if !ok {
+		return math.MaxInt
+	}
+	room := max(limit-reserve, 1)
+	if room < want {
+		log.Warn("the open-file limit leaves room for fewer connections than limits.connections.total; raise LimitNOFILE",
+			"open_file_limit", limit, "connections", room, "limits.connections.total", want)
+	}
+	return room
 }
 
 func serve(s *http.Server, ln net.Listener) error {

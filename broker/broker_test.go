@@ -111,8 +111,9 @@ func TestShutdownWithTunnelsAndAgents(t *testing.T) {
 	waitGoroutines(t, before)
 }
 
-// TestMetricsAndHealthz: /healthz answers, /metrics counts agents, tunnels, refusals,
-// bytes, certificate expiry and DNS queries.
+// TestMetricsAndHealthz: /healthz answers only ok; /metrics is not on the public web
+// listener but on its own, where it counts agents, tunnels, refusals, bytes, certificate
+// expiry and DNS queries.
 func TestMetricsAndHealthz(t *testing.T) {
 	target := startEcho(t)
 	r := startBroker(t, func(m map[string]any) {
@@ -124,19 +125,22 @@ func TestMetricsAndHealthz(t *testing.T) {
 	if code != http.StatusOK || body != "ok\n" || h.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("/healthz: %d %q, nosniff %q", code, body, h.Get("X-Content-Type-Options"))
 	}
-	m := r.metrics(t, web)
-	now := time.Now().Unix()
-	for name, want := range map[string]int64{
+	if code, _, _ := r.get(t, web, "/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the public web listener: %d, want 404", code)
+	}
+	m := r.metrics(t)
+	now := float64(time.Now().Unix())
+	for name, want := range map[string]float64{
 		"maintproxy_agents_online": 0, "maintproxy_tunnels_opened_total": 0, "maintproxy_tunnels_active": 0,
 		"maintproxy_cert_warning": 0, "maintproxy_dns_queries_total": 0,
 	} {
 		if got, ok := m[name]; !ok || got != want {
-			t.Errorf("%s = %d (present %v), want %d", name, got, ok, want)
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
 		}
 	}
 	for _, name := range []string{"maintproxy_ca_expiry_seconds", "maintproxy_cert_expiry_seconds"} {
 		if m[name] <= now {
-			t.Errorf("%s = %d, want a time after now (%d)", name, m[name], now)
+			t.Errorf("%s = %v, want a time after now (%v)", name, m[name], now)
 		}
 	}
 
@@ -148,20 +152,20 @@ func TestMetricsAndHealthz(t *testing.T) {
 	if _, code := r.connect(t, "12345-SE2.maint."+domain+":7"); code != http.StatusServiceUnavailable {
 		t.Errorf("CONNECT to an offline system: %d, want 503", code)
 	}
-	m = r.metrics(t, web)
-	for name, want := range map[string]int64{
+	m = r.metrics(t)
+	for name, want := range map[string]float64{
 		"maintproxy_agents_online": 1, "maintproxy_tunnels_opened_total": 1, "maintproxy_tunnels_active": 1,
 		"maintproxy_tunnels_refused_total": 1,
 	} {
 		if m[name] != want {
-			t.Errorf("with a tunnel open: %s = %d, want %d", name, m[name], want)
+			t.Errorf("with a tunnel open: %s = %v, want %v", name, m[name], want)
 		}
 	}
 	c.Close()
-	waitFor(t, "tunnel counted as closed", func() bool { return r.metrics(t, web)["maintproxy_tunnels_active"] == 0 })
-	m = r.metrics(t, web)
-	if m["maintproxy_bytes_up_total"] != int64(len(msg)) || m["maintproxy_bytes_down_total"] != int64(len(msg)) {
-		t.Errorf("bytes up %d, down %d; want %d each", m["maintproxy_bytes_up_total"], m["maintproxy_bytes_down_total"], len(msg))
+	waitFor(t, "tunnel counted as closed", func() bool { return r.metrics(t)["maintproxy_tunnels_active"] == 0 })
+	m = r.metrics(t)
+	if m["maintproxy_bytes_up_total"] != float64(len(msg)) || m["maintproxy_bytes_down_total"] != float64(len(msg)) {
+		t.Errorf("bytes up %v, down %v; want %d each", m["maintproxy_bytes_up_total"], m["maintproxy_bytes_down_total"], len(msg))
 	}
 
 	q := new(dns.Msg)
@@ -169,8 +173,8 @@ func TestMetricsAndHealthz(t *testing.T) {
 	if _, err := dns.Exchange(q, r.Config().Listen.DNS); err != nil {
 		t.Fatalf("DNS query to %s: %v", r.Config().Listen.DNS, err)
 	}
-	if got := r.metrics(t, web)["maintproxy_dns_queries_total"]; got != 1 {
-		t.Errorf("maintproxy_dns_queries_total = %d after one query, want 1", got)
+	if got := r.metrics(t)["maintproxy_dns_queries_total"]; got != 1 {
+		t.Errorf("maintproxy_dns_queries_total = %v after one query, want 1", got)
 	}
 }
 

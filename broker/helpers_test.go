@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/broker"
@@ -82,9 +84,11 @@ func (h hashes) conf(t testing.TB, dataDir string, systems ...system) map[string
 	return map[string]any{
 		"domain":    domain,
 		"data_dir":  dataDir,
-		"listen":    map[string]any{"proxy": "127.0.0.1:0", "web": "127.0.0.1:0"},
+		"listen":    map[string]any{"proxy": "127.0.0.1:0", "web": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
 		"accounts":  []map[string]any{{"username": user, "password_hash": h.of(t, password), "customers": ids}},
 		"customers": customers,
+		// Tests stop brokers with tunnels open: a short drain keeps them quick.
+		"shutdown_timeout": "1s",
 	}
 }
 
@@ -107,6 +111,7 @@ type rig struct {
 	*broker.Broker
 	dataDir string
 	hashes  hashes
+	log     *logBuffer // everything the broker logged
 	run     chan error // Run's result once it returned
 	cancel  context.CancelFunc
 	once    sync.Once
@@ -131,7 +136,9 @@ func newBrokerErr(t *testing.T, edit func(map[string]any), systems ...system) (*
 	if edit != nil {
 		edit(m)
 	}
-	b, err := broker.New(broker.Options{Config: parse(t, m), Logger: testLogger(t, "broker")})
+	r.log = &logBuffer{}
+	logger := slog.New(slog.NewTextHandler(io.MultiWriter(r.log, testOutput(t, "broker")), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b, err := broker.New(broker.Options{Config: parse(t, m), Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -198,11 +205,20 @@ type agent struct {
 // end of the test.
 func (r *rig) startAgent(t *testing.T, s system, target string) *agent {
 	t.Helper()
+	return r.startAgentWith(t, s, target, nil)
+}
+
+// startAgentWith is startAgent with edit changing the agent's configuration first.
+func (r *rig) startAgentWith(t *testing.T, s system, target string, edit func(map[string]any)) *agent {
+	t.Helper()
 	m := map[string]any{
 		"broker": "https://" + r.WebAddr().String(), "ca_file": r.caFile(), "server_name": "admin." + domain,
 		"customer": s.customer, "system": s.name, "secret": secret(s.customer, s.name),
 		"remote_access": map[string]any{"enabled": true, "services": map[string]string{"7": target}},
 		"max_backoff":   "1s", "dial_timeout": "3s",
+	}
+	if edit != nil {
+		edit(m)
 	}
 	data, _ := json.Marshal(m)
 	path := filepath.Join(t.TempDir(), "agent.yaml")
@@ -336,24 +352,48 @@ func (r *rig) get(t *testing.T, c *http.Client, path string) (int, http.Header, 
 	return resp.StatusCode, resp.Header, string(body)
 }
 
-// metrics parses the Prometheus text from /metrics into name → value.
-func (r *rig) metrics(t *testing.T, c *http.Client) map[string]int64 {
+// metrics scrapes the metrics listener and parses it with the Prometheus text parser into
+// series → value; a series is its name, followed by its labels as name="value" in order,
+// in braces (as the exposition writes them).
+func (r *rig) metrics(t testing.TB) map[string]float64 {
 	t.Helper()
-	code, h, body := r.get(t, c, "/metrics")
-	if code != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "text/plain; version=0.0.4") {
-		t.Fatalf("GET /metrics: %d %q", code, h.Get("Content-Type"))
+	// No keep-alive: a scrape leaves no connection (nor goroutines) behind.
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + r.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatalf("scraping the metrics listener: %v", err)
 	}
-	m := map[string]int64{}
-	for _, line := range strings.Split(body, "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", resp.StatusCode)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	m := map[string]float64{}
+	for name, f := range fams {
+		for _, s := range f.GetMetric() {
+			key := name
+			if len(s.GetLabel()) > 0 {
+				var ls []string
+				for _, l := range s.GetLabel() {
+					ls = append(ls, l.GetName()+"="+strconv.Quote(l.GetValue()))
+				}
+				key += "{" + strings.Join(ls, ",") + "}"
+			}
+			switch {
+			case s.Counter != nil:
+				m[key] = s.GetCounter().GetValue()
+			case s.Gauge != nil:
+				m[key] = s.GetGauge().GetValue()
+			case s.Histogram != nil:
+				m[key+"_count"] = float64(s.GetHistogram().GetSampleCount())
+			case s.Untyped != nil:
+				m[key] = s.GetUntyped().GetValue()
+			}
 		}
-		name, v, ok := strings.Cut(line, " ")
-		n, err := strconv.ParseInt(v, 10, 64)
-		if !ok || err != nil {
-			t.Fatalf("/metrics: bad line %q", line)
-		}
-		m[name] = n
 	}
 	return m
 }
@@ -410,11 +450,6 @@ func (b *logBuffer) containsSince(mark int, s string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return bytes.Contains(b.buf.Bytes()[mark:], []byte(s))
-}
-
-// testLogger logs at debug level to the test's output (shown when it fails or with -v).
-func testLogger(t *testing.T, component string) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testOutput(t, component), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func testOutput(t *testing.T, component string) io.Writer {

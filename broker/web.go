@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"maintproxy/config"
+	"maintproxy/internal/gate"
 	"maintproxy/pac"
 	"maintproxy/tunnel"
 )
@@ -21,20 +22,29 @@ func (b *Broker) webHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
-	mux.HandleFunc("GET /metrics", b.metrics)
 	mux.HandleFunc("GET "+tunnel.AgentCAPath, b.agentCA)
 	mux.HandleFunc("GET /certs", b.certsJSON)
 	mux.Handle("/com/remoteproxy/", pac.New(pac.Options{
 		Config:       b.Config,
 		Status:       b.systemStatus,
-		Authenticate: b.auth.Check,
+		Authenticate: b.webAuth,
 		RootPEM:      b.certs.RootPEM,
 		CertWarning:  b.certs.Warning,
 		ToolsDir:     b.opts.ToolsDir,
 		Logger:       b.log,
 	}))
 	mux.Handle("GET /{$}", http.RedirectHandler("/com/remoteproxy/access", http.StatusFound))
-	return securityHeaders(mux)
+	return gate.Recover(securityHeaders(mux), b.log)
+}
+
+// webAuth is the password check of the web pages: the proxy's own, with its refusals
+// counted for the web listener.
+func (b *Broker) webAuth(username, password, clientIP string) (*config.Account, error) {
+	acct, err := b.auth.Check(username, password, clientIP)
+	if err != nil {
+		b.metrics.webRefusal(err)
+	}
+	return acct, err
 }
 
 // systemStatus tells the access pages what the registry knows of one system's agent;
@@ -68,39 +78,9 @@ func (b *Broker) secretHash(id tunnel.Identity) (string, bool) {
 	return sys.AgentSecretHash, true
 }
 
-// metrics writes the Prometheus text exposition format.
-func (b *Broker) metrics(w http.ResponseWriter, r *http.Request) {
-	st := b.proxy.Stats()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	for _, m := range []struct {
-		name, typ, help string
-		v               int64
-	}{
-		{"maintproxy_tunnels_opened_total", "counter", "Tunnels established.", st.Opened},
-		{"maintproxy_tunnels_refused_total", "counter", "Authenticated CONNECTs refused.", st.Refused},
-		{"maintproxy_tunnels_active", "gauge", "Tunnels open now.", st.Active},
-		{"maintproxy_bytes_up_total", "counter", "Bytes from technicians to targets.", st.BytesUp},
-		{"maintproxy_bytes_down_total", "counter", "Bytes from targets to technicians.", st.BytesDown},
-		{"maintproxy_agents_online", "gauge", "Agent sessions online.", int64(b.registry.Len())},
-		{"maintproxy_ca_expiry_seconds", "gauge", "Expiry of the root technicians trust (Unix time; 0 if not ours).", unixOrZero(b.certs.CAExpiry())},
-		{"maintproxy_cert_expiry_seconds", "gauge", "Expiry of the served leaf certificate (Unix time).", unixOrZero(b.certs.CertExpiry())},
-		{"maintproxy_cert_warning", "gauge", "1 while a certificate expiry warning is active.", boolInt(b.certs.Warning() != "")},
-	} {
-		writeMetric(w, m.name, m.typ, m.help, m.v)
-	}
-	if b.dns != nil {
-		d := b.dns.Stats()
-		writeMetric(w, "maintproxy_dns_queries_total", "counter", "DNS queries received.", int64(d.Queries))
-		writeMetric(w, "maintproxy_dns_refused_total", "counter", "DNS queries refused (outside the zone).", int64(d.Refused))
-		writeMetric(w, "maintproxy_dns_ratelimited_total", "counter", "DNS UDP answers dropped or truncated by the rate limit.", int64(d.Dropped+d.Truncated))
-	}
-}
-
-func writeMetric(w io.Writer, name, typ, help string, v int64) {
-	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, typ, name, v)
-}
-
-// errorLog routes net/http's own messages (TLS handshake failures) to debug level.
+// errorLog routes net/http's own messages to debug level. TLS handshakes are the gate's,
+// panics Recover's; only the first line of anything else is kept, so a stack trace that
+// got here anyway stays out of the log.
 func errorLog(l *slog.Logger, component string) *log.Logger {
 	return log.New(debugWriter{l, component}, "", 0)
 }
@@ -111,7 +91,8 @@ type debugWriter struct {
 }
 
 func (w debugWriter) Write(p []byte) (int, error) {
-	w.l.Debug(strings.TrimSpace(string(p)), "component", w.component)
+	line, _, _ := strings.Cut(strings.TrimSpace(string(p)), "\n")
+	w.l.Debug(line, "component", w.component)
 	return len(p), nil
 }
 

@@ -48,6 +48,10 @@ type Broker struct {
 	Customers []Customer `mapstructure:"customers"`
 	// Cluster, when set, makes this broker one of several sharing an etcd store.
 	Cluster Cluster `mapstructure:"cluster"`
+	// Timeouts are the public listeners' per-phase deadlines.
+	Timeouts Timeouts `mapstructure:"timeouts"`
+	// ShutdownTimeout is how long a stopping broker lets open tunnels finish (default 30s).
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 
 	accounts  map[string]*Account
 	customers map[string]*Customer
@@ -59,6 +63,9 @@ type Listen struct {
 	Web   string `mapstructure:"web"`   // TLS web site and agent endpoint (default :443)
 	HTTP  string `mapstructure:"http"`  // optional plain HTTP: ACME HTTP-01 and redirects to HTTPS
 	DNS   string `mapstructure:"dns"`   // optional authoritative DNS for maint.<domain> (UDP and TCP)
+	// Metrics serves Prometheus /metrics over plain HTTP, for the operator's monitoring
+	// only: a file without the key gets DefaultMetricsListen (loopback); empty disables.
+	Metrics string `mapstructure:"metrics"`
 }
 
 // TLS selects where the listeners' certificates come from.
@@ -108,10 +115,11 @@ type DNS struct {
 
 // Limits caps concurrent tunnels and guards credential checks; 0 means the default.
 type Limits struct {
-	PerAccount int        `mapstructure:"per_account"`
-	PerSystem  int        `mapstructure:"per_system"`
-	Auth       AuthLimits `mapstructure:"auth"`
-	Lockout    Lockout    `mapstructure:"lockout"`
+	PerAccount  int         `mapstructure:"per_account"`
+	PerSystem   int         `mapstructure:"per_system"`
+	Auth        AuthLimits  `mapstructure:"auth"`
+	Lockout     Lockout     `mapstructure:"lockout"`
+	Connections Connections `mapstructure:"connections"`
 }
 
 // AuthLimits is the admission control in front of every slow credential check: proxy and
@@ -243,6 +251,7 @@ func (b *Broker) applyDefaults() {
 		b.DNS.RateLimit = DefaultDNSRate
 	}
 	b.Limits.applyAuthDefaults()
+	b.applyConnectionDefaults()
 	if b.Log.Level == "" {
 		b.Log.Level = "info"
 	}
@@ -266,6 +275,7 @@ func (b *Broker) validate() error {
 		{"listen.web", b.Listen.Web, false},
 		{"listen.http", b.Listen.HTTP, true},
 		{"listen.dns", b.Listen.DNS, true},
+		{"listen.metrics", b.Listen.Metrics, true},
 	} {
 		if l.addr == "" && l.optional {
 			continue
@@ -290,6 +300,9 @@ func (b *Broker) validate() error {
 		return errors.New("limits.per_system: must not be negative")
 	}
 	if err := b.Limits.validateAuth(); err != nil {
+		return err
+	}
+	if err := b.validateConnections(); err != nil {
 		return err
 	}
 	switch b.Log.Level {

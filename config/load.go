@@ -28,10 +28,12 @@ func LoadBroker(path string) (*Broker, error) {
 	return ParseBroker(data)
 }
 
-// ParseBroker parses YAML broker configuration (with environment overrides).
+// ParseBroker parses YAML broker configuration (with environment overrides). A file that
+// does not mention listen.metrics gets DefaultMetricsListen; one that sets it empty has no
+// metrics listener (as has a Broker built in code without it).
 func ParseBroker(data []byte) (*Broker, error) {
 	var b Broker
-	if err := unmarshal(data, BrokerEnvPrefix, &b); err != nil {
+	if err := unmarshalWithDefaults(data, BrokerEnvPrefix, &b, map[string]any{"listen.metrics": DefaultMetricsListen}); err != nil {
 		return nil, err
 	}
 	return NewBroker(b)
@@ -43,6 +45,11 @@ func LoadAgent(path string) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseAgent(data)
+}
+
+// ParseAgent parses YAML agent configuration (with environment overrides).
+func ParseAgent(data []byte) (*Agent, error) {
 	var a Agent
 	if err := unmarshal(data, AgentEnvPrefix, &a); err != nil {
 		return nil, err
@@ -50,8 +57,18 @@ func LoadAgent(path string) (*Agent, error) {
 	return NewAgent(a)
 }
 
+// unmarshal decodes YAML into into, environment overrides applied.
 func unmarshal(data []byte, envPrefix string, into any) error {
+	return unmarshalWithDefaults(data, envPrefix, into, nil)
+}
+
+// unmarshalWithDefaults is unmarshal where defaults apply to the keys the file does not
+// mention (a key the file sets empty stays empty).
+func unmarshalWithDefaults(data []byte, envPrefix string, into any, defaults map[string]any) error {
 	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
 	v.SetConfigType("yaml")
 	v.SetEnvPrefix(envPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))

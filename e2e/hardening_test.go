@@ -340,6 +340,8 @@ func TestAgentReconnectStorm(t *testing.T) {
 		"customers": customers,
 		"accounts":  []map[string]any{{"username": "resa", "password_hash": testenv.Hash("pass-a"), "customers": []string{"c0000"}}},
 		"log":       map[string]any{"level": "info"},
+		// Every agent comes from 127.0.0.1 here, unlike a real fleet.
+		"limits": map[string]any{"connections": map[string]any{"per_address": 3 * n, "total": 3 * n}},
 	}})
 	ids := map[string]bool{}
 	ctx, cancel := context.WithCancel(context.Background())

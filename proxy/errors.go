@@ -21,7 +21,8 @@ var (
 
 // statusFor maps every refusal to the status the technician's client sees, the reason its
 // software reads (the refusal.Header), and the text the technician reads. It is the only
-// place that does so.
+// place that does so. The text never carries what a lower layer said (addresses of the
+// broker, library errors): only the proxy's own words and the agent's message.
 func statusFor(err error, domain string) (int, refusal.Reason, string) {
 	switch {
 	case errors.Is(err, errNoCredentials):
@@ -43,8 +44,11 @@ func statusFor(err error, domain string) (int, refusal.Reason, string) {
 		return http.StatusForbidden, refusal.UnknownCustomer, "customer not found for this proxy account; check the customer ID, or ask the customer's reseller"
 	case errors.Is(err, ErrNoSystem):
 		return http.StatusForbidden, refusal.UnknownSystem, err.Error() + "; leave the system name out to reach the primary server"
-	case errors.Is(err, ErrOffline), errors.Is(err, tunnel.ErrSessionClosed):
+	case errors.Is(err, ErrOffline):
 		return http.StatusServiceUnavailable, refusal.Offline, err.Error()
+	case errors.Is(err, tunnel.ErrSessionClosed):
+		// What broke underneath (and the broker's addresses in it) is for the audit only.
+		return http.StatusServiceUnavailable, refusal.Offline, tunnel.ErrSessionClosed.Error()
 	case errors.Is(err, tunnel.ErrRemoteAccessOff), errors.Is(err, tunnel.ErrServiceNotOffered),
 		errors.Is(err, tunnel.ErrColocatedOff), errors.Is(err, tunnel.ErrNoTunnelEntry):
 		return http.StatusForbidden, refusal.CustomerSettings, "refused by the customer's settings: " + err.Error()
@@ -55,6 +59,7 @@ func statusFor(err error, domain string) (int, refusal.Reason, string) {
 	case errors.Is(err, ErrLimit):
 		return http.StatusTooManyRequests, refusal.Limit, err.Error() + "; close some sessions and try again"
 	default:
-		return http.StatusBadGateway, refusal.TunnelFailed, "tunnel failed: " + err.Error()
+		// An unforeseen error says nothing to the client; the audit record has it.
+		return http.StatusBadGateway, refusal.TunnelFailed, "tunnel failed; try again"
 	}
 }

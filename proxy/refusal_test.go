@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,6 +175,22 @@ func TestStatusForEveryRow(t *testing.T) {
 		status, reason, text := statusFor(c.err, "example.com")
 		if status != c.status || reason != c.reason || text == "" {
 			t.Errorf("%v: %d %q; want %d %q", c.err, status, reason, c.status, c.reason)
+		}
+	}
+}
+
+// TestRefusalTextsHideInternals: what broke below the proxy (a connection error naming
+// the broker's own addresses) reaches the audit record, never the client.
+func TestRefusalTextsHideInternals(t *testing.T) {
+	inner := &net.OpError{Op: "read", Net: "tcp", Source: &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 443},
+		Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 50000}, Err: errors.New("connection reset by peer")}
+	for _, err := range []error{
+		fmt.Errorf("%w: %v", tunnel.ErrSessionClosed, inner),
+		fmt.Errorf("yamux: %w", inner),
+	} {
+		_, _, text := statusFor(err, "example.com")
+		if strings.Contains(text, "10.1.2.3") || strings.Contains(text, "192.0.2.7") || strings.Contains(text, "reset") {
+			t.Errorf("%v: client reads %q", err, text)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"maintproxy/config"
 	"maintproxy/internal/clientaddr"
+	"maintproxy/internal/gate"
 	"maintproxy/internal/guard"
 	"maintproxy/internal/refusal"
 	"maintproxy/internal/relay"
@@ -38,6 +39,12 @@ const (
 	maxHeaderBytes    = 16 << 10
 	// openTimeout bounds how long a CONNECT waits for the agent's answer.
 	openTimeout = 30 * time.Second
+	// auditBurst refusal audit records per reason and auditEvery are written; the rest
+	// are counted, so that an account refused in a loop cannot fill the disk.
+	auditBurst = 60
+	auditEvery = time.Minute
+	// cutWait bounds Close's wait for the handlers of the tunnels it cut.
+	cutWait = 10 * time.Second
 )
 
 var errNoCredentials = errors.New("proxy authentication required")
@@ -51,6 +58,23 @@ type Options struct {
 	Logger   *slog.Logger // operational log
 	Audit    *slog.Logger // one record per tunnel
 	ErrorLog *log.Logger  // net/http's own messages (TLS handshake failures)
+	// ReadHeaderTimeout bounds the wait for a request's headers, IdleTimeout for the next
+	// request on a kept-alive connection (defaults 10 s and 60 s).
+	ReadHeaderTimeout, IdleTimeout time.Duration
+	// Observer, when set, is told of every refusal and tunnel (metrics).
+	Observer Observer
+}
+
+// Observer is told of the proxy's events, for metrics. Its methods must not block.
+type Observer interface {
+	// Refused is called once for every refused request, authenticated or not.
+	Refused(reason refusal.Reason, status int)
+	// Established is called for every tunnel set up, with the time from the request's
+	// arrival to the 200 going out.
+	Established(setup time.Duration)
+	// Abandoned is called for every CONNECT whose client hung up before its tunnel was
+	// set up.
+	Abandoned()
 }
 
 // Server is the CONNECT proxy.
@@ -59,8 +83,11 @@ type Server struct {
 	http  *http.Server
 	count counters
 
+	// auditSampler lets a few refusal audit records per reason and minute through.
+	auditSampler *guard.Sampler
+
 	mu      sync.Mutex
-	tunnels map[net.Conn]struct{}
+	tunnels map[net.Conn]*tunnelRef
 	wg      sync.WaitGroup
 	closing bool
 
@@ -69,18 +96,19 @@ type Server struct {
 }
 
 type counters struct {
-	opened, refused, active atomic.Int64
-	bytesUp, bytesDown      atomic.Int64
+	opened, refused, active, abandoned atomic.Int64
+	bytesUp, bytesDown                 atomic.Int64
 }
 
 // New returns a Server; call Serve with a plain TCP listener.
 func New(o Options) *Server {
-	s := &Server{opts: o, tunnels: map[net.Conn]struct{}{}, perAccount: map[string]int{}, perSystem: map[tunnel.Identity]int{}}
+	s := &Server{opts: o, tunnels: map[net.Conn]*tunnelRef{}, perAccount: map[string]int{}, perSystem: map[tunnel.Identity]int{},
+		auditSampler: guard.NewSampler(auditBurst, auditEvery, nil)}
 	s.http = &http.Server{
-		Handler:           s,
+		Handler:           gate.Recover(s, o.Logger),
 		TLSConfig:         o.TLS,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: cmp.Or(o.ReadHeaderTimeout, readHeaderTimeout),
+		IdleTimeout:       cmp.Or(o.IdleTimeout, idleTimeout),
 		MaxHeaderBytes:    maxHeaderBytes,
 		// An empty map disables h2: CONNECT is served over HTTP/1.1 only.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
@@ -89,24 +117,37 @@ func New(o Options) *Server {
 	return s
 }
 
-// Serve accepts TLS connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown: TLS connections as a gate listener
+// returns them (handshake done), or plain TCP ones, which it wraps in TLS with Options.TLS.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.http.ServeTLS(ln, "", "")
+	err := s.http.Serve(tlsListener{ln, s.opts.TLS})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
-// Shutdown stops accepting, closes every open tunnel and waits for them to end.
+// tlsListener wraps the plain connections of a listener in TLS and passes TLS ones on.
+type tlsListener struct {
+	net.Listener
+	config *tls.Config
+}
+
+func (l tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := c.(*tls.Conn); ok || l.config == nil {
+		return c, nil
+	}
+	return tls.Server(c, l.config), nil
+}
+
+// Shutdown stops accepting and waits, until ctx is done, for the requests in flight and
+// the open tunnels to end: a drain. It cuts nothing; Close does that afterwards.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
-	s.mu.Lock()
-	s.closing = true
-	for c := range s.tunnels {
-		c.Close()
-	}
-	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -117,14 +158,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Stats is a snapshot of the proxy's counters.
+// Close cuts every connection still open: requests in flight, and tunnels, whose audit
+// records then say end: shutdown. It waits a few seconds at most for their handlers.
+func (s *Server) Close() error {
+	err := s.http.Close()
+	s.mu.Lock()
+	s.closing = true
+	for c, t := range s.tunnels {
+		t.cut.Store(true)
+		c.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(cutWait):
+		return errors.New("proxy: tunnels still open after being cut")
+	}
+	return err
+}
+
+// Stats is a snapshot of the proxy's counters. Bytes are counted as they pass.
 type Stats struct {
 	Opened, Refused, Active, BytesUp, BytesDown int64
+	// Abandoned counts CONNECTs whose client hung up before the tunnel was up.
+	Abandoned int64
 }
 
 // Stats returns the counters since start.
 func (s *Server) Stats() Stats {
-	return Stats{s.count.opened.Load(), s.count.refused.Load(), s.count.active.Load(), s.count.bytesUp.Load(), s.count.bytesDown.Load()}
+	return Stats{s.count.opened.Load(), s.count.refused.Load(), s.count.active.Load(), s.count.bytesUp.Load(), s.count.bytesDown.Load(),
+		s.count.abandoned.Load()}
 }
 
 // ServeHTTP handles one proxy request. Every request, whatever its method, passes the same
@@ -167,25 +232,47 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	stream, err := sess.Open(ctx, h)
 	cancel()
 	if err != nil {
+		if r.Context().Err() != nil {
+			s.abandoned(r, acct, id, t.String(), h, start)
+			return
+		}
 		s.refuse(w, r, cfg, acct, t.String(), err)
 		return
 	}
-	client, err := s.hijack(w)
+	client, ref, err := s.hijack(w)
 	if err != nil {
 		stream.Close()
 		return
 	}
-	defer s.untrack(client)
+	defer s.untrack(ref)
 	s.count.opened.Add(1)
 	s.count.active.Add(1)
-	up, down, rerr := relay.Copy(client, stream)
+	if o := s.opts.Observer; o != nil {
+		o.Established(time.Since(start))
+	}
+	up, down, rerr := relay.Copy(countingConn{client, &s.count}, stream)
 	s.count.active.Add(-1)
-	s.count.bytesUp.Add(up)
-	s.count.bytesDown.Add(down)
+	end := cmp.Or(relay.ErrText(rerr), "closed")
+	if ref.cut.Load() {
+		end = "shutdown"
+	}
 	s.opts.Audit.Info("tunnel",
 		"session", hex.EncodeToString(h.Session[:8]), "account", acct.Username, "client", r.RemoteAddr,
 		"customer", id.Customer, "system", id.System, "target", t.String(), "result", "ok", "status", http.StatusOK,
-		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", cmp.Or(relay.ErrText(rerr), "closed"))
+		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", end)
+}
+
+// abandoned records a CONNECT whose client hung up while the agent was still answering:
+// nothing is sent (nobody reads it), and it is not a refusal.
+func (s *Server) abandoned(r *http.Request, acct *config.Account, id tunnel.Identity, target string, h tunnel.Header, start time.Time) {
+	s.count.abandoned.Add(1)
+	if o := s.opts.Observer; o != nil {
+		o.Abandoned()
+	}
+	s.opts.Audit.Info("tunnel",
+		"session", hex.EncodeToString(h.Session[:8]), "account", acct.Username, "client", r.RemoteAddr,
+		"customer", id.Customer, "system", id.System, "target", target, "result", "client gone",
+		"duration_ms", time.Since(start).Milliseconds())
 }
 
 // authenticate runs the one credential check for every request.
@@ -269,6 +356,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 	}
 	w.WriteHeader(status)
 	io.WriteString(w, text+"\n")
+	if o := s.opts.Observer; o != nil {
+		o.Refused(reason, status)
+	}
 	if busy != nil {
 		guard.Pause(w, r, busy.RetryAfter())
 	}
@@ -276,46 +366,81 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 		return // not authenticated: Auth logged it (sampled); no audit record
 	}
 	s.count.refused.Add(1)
+	ok, suppressed := s.auditSampler.Allow(string(reason))
+	if !ok {
+		return
+	}
 	s.opts.Audit.Info("tunnel", "account", acct.Username, "client", r.RemoteAddr, "target", target,
-		"result", "refused", "status", status, "reason", err.Error())
+		"result", "refused", "status", status, "reason", err.Error(), "suppressed_since_last", suppressed)
+}
+
+// tunnelRef is an open tunnel's entry in the tracking table.
+type tunnelRef struct {
+	conn net.Conn    // the hijacked connection, as the table knows it
+	cut  atomic.Bool // Close ended it
 }
 
 // hijack takes the client connection over and confirms the tunnel. Bytes the client sent
 // early stay readable through the returned conn.
-func (s *Server) hijack(w http.ResponseWriter) (net.Conn, error) {
+func (s *Server) hijack(w http.ResponseWriter) (net.Conn, *tunnelRef, error) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	conn = tunnel.BatchWrites(conn) // the relay's 64 KiB writes in one system call each
+	ref := &tunnelRef{conn: conn}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		conn.Close()
-		return nil, http.ErrServerClosed
+		return nil, nil, http.ErrServerClosed
 	}
-	s.tunnels[conn] = struct{}{}
+	s.tunnels[conn] = ref
 	s.wg.Add(1)
 	s.mu.Unlock()
 	conn.SetDeadline(time.Time{})
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		s.untrack(conn)
+		s.untrack(ref)
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return relay.WithBuffered(conn, brw.Reader), nil
+	return relay.WithBuffered(conn, brw.Reader), ref, nil
 }
 
-func (s *Server) untrack(c net.Conn) {
-	if bc, ok := c.(*relay.BufferedConn); ok {
-		c = bc.Conn
-	}
+func (s *Server) untrack(ref *tunnelRef) {
 	s.mu.Lock()
-	if _, ok := s.tunnels[c]; ok {
-		delete(s.tunnels, c)
+	if _, ok := s.tunnels[ref.conn]; ok {
+		delete(s.tunnels, ref.conn)
 		s.wg.Done()
 	}
 	s.mu.Unlock()
+}
+
+// countingConn counts a tunnel's bytes as they pass: reads from the technician are up,
+// writes to them down.
+type countingConn struct {
+	net.Conn
+	c *counters
+}
+
+func (c countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.c.bytesUp.Add(int64(n))
+	return n, err
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.c.bytesDown.Add(int64(n))
+	return n, err
+}
+
+// CloseWrite half-closes the technician's side (TLS close_notify).
+func (c countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }
 
 func parseBasic(h string) (user, pass string, ok bool) {

@@ -276,4 +276,3 @@ func retryAfter(v string) time.Duration {
 	}
 	return min(time.Duration(n)*time.Second, maxRetryAfter)
 }
-

@@ -119,3 +119,11 @@ func (c *batchedTLS) Write(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// BatchConn wraps c, the connection a TLS server connection will run over, so that
+// BatchWrites and the agent link can batch their writes: what Listener does for each
+// connection it accepts, for a listener that admits connections itself.
+func BatchConn(c net.Conn) net.Conn { return &batchConn{Conn: c} }
+
+// NetConn returns the connection under the batching.
+func (c *batchConn) NetConn() net.Conn { return c.Conn }

@@ -147,7 +147,7 @@ func TestNewAgentOldBroker(t *testing.T) {
 			return
 		}
 		defer mux.Close()
-		if _, err := readHello(ctx, mux); err != nil {
+		if _, err := readHello(ctx, mux, time.Now().Add(helloTimeout)); err != nil {
 			result <- err
 			return
 		}

@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"cmp"
 	"io"
 	"time"
 
@@ -9,9 +8,10 @@ import (
 )
 
 // muxLink is one agent link on either end: yamux over the websocket, the receive-window
-// shaper, and the keepalive that also measures the round trip.
+// shaper, and the liveness watch (liveness.go) whose pings also measure the round trip.
 type muxLink struct {
 	ws      *wsConn
+	live    *liveRW // ws as yamux reads it, noting when data arrives
 	mux     *yamux.Session
 	credits *credits
 	probe   *rttProbe
@@ -30,39 +30,16 @@ func newMuxLink(ws *wsConn, client bool, t Tuning) (*muxLink, error) {
 		// backlog unanswered and any beyond it are reset, so none can hold memory here.
 		cfg.AcceptBacklog = 1
 	}
-	l := &muxLink{ws: ws, probe: &rttProbe{}}
+	l := &muxLink{ws: ws, live: newLiveRW(ws), probe: &rttProbe{}}
 	l.credits = newCredits(ws, l.probe, sessionBudget)
-	mux, err := start(ws, cfg)
+	mux, err := start(l.live, cfg)
 	if err != nil {
 		ws.closeNow()
 		return nil, err
 	}
 	l.mux, l.probe.ping = mux, mux.Ping
-	l.keepalive(cmp.Or(t.KeepAliveInterval, defaultKeepAliveInterval))
+	l.watch(t)
 	return l, nil
-}
-
-// keepalive pings every interval on a timer (no goroutine waits in between); a ping not
-// answered within the write timeout ends the session. The first ping goes at once, for the
-// round trip the receive windows start from.
-func (l *muxLink) keepalive(interval time.Duration) {
-	var t *time.Timer
-	tick := func() {
-		if err := l.probe.measure(); err != nil {
-			l.mux.Close()
-			return
-		}
-		t.Reset(interval)
-	}
-	t = time.AfterFunc(interval, tick)
-	go func() {
-		// A few pings while the link is still idle, as one can be delayed by the machine.
-		for range startPings {
-			if l.probe.measure() != nil {
-				return
-			}
-		}
-	}()
 }
 
 // close ends the session at once: the connection goes first, so that nothing waits for a

@@ -28,6 +28,8 @@ type Server struct {
 	// admission guards logins: bcrypt checks need a slot, and a client address that sent
 	// too many wrong secrets is refused (503, Retry-After) before any check.
 	admission *guard.Admission
+	// loginDeadline, when set, says by when an agent's session must be registered.
+	loginDeadline func(r *http.Request) time.Time
 
 	login    loginState
 	sessions sync.WaitGroup
@@ -40,6 +42,13 @@ type ServerOption func(*Server)
 // settings).
 func WithAdmission(a *guard.Admission) ServerOption {
 	return func(s *Server) { s.admission = a }
+}
+
+// WithLoginDeadline bounds each agent's login: the session must be registered (the hello
+// read) by deadline(r), e.g. a fixed time after the connection was accepted. Without it,
+// the hello is awaited for 10 s after the websocket upgrade.
+func WithLoginDeadline(deadline func(r *http.Request) time.Time) ServerOption {
+	return func(s *Server) { s.loginDeadline = deadline }
 }
 
 // NewServer returns a Server; reg and secretHash are required.
@@ -84,7 +93,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	policy, err := readHello(r.Context(), link.mux)
+	policy, err := readHello(r.Context(), link.mux, s.helloDeadline(r))
 	if err != nil {
 		link.close()
 		s.Logger.Warn("agent sent no valid hello", "remote", r.RemoteAddr, "identity", id.String(), "err", err)
@@ -109,18 +118,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the broker's small accept backlog (newMuxLink) refuses all but one.
 }
 
-// readHello accepts the agent's first stream and decodes its policy.
-func readHello(ctx context.Context, mux *yamux.Session) (Policy, error) {
-	ctx, cancel := context.WithTimeout(ctx, helloTimeout)
+// helloDeadline is when the agent's hello must have arrived: the login deadline, or
+// helloTimeout from now without one.
+func (s *Server) helloDeadline(r *http.Request) time.Time {
+	if s.loginDeadline != nil {
+		return s.loginDeadline(r)
+	}
+	return time.Now().Add(helloTimeout)
+}
+
+// readHello accepts the agent's first stream and decodes its policy, by deadline.
+func readHello(ctx context.Context, mux *yamux.Session, deadline time.Time) (Policy, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	st, err := mux.AcceptStreamWithContext(ctx)
 	if err != nil {
 		return Policy{}, err
 	}
 	defer st.Close()
-	st.SetReadDeadline(time.Now().Add(helloTimeout))
+	st.SetReadDeadline(deadline)
+	return decodeHello(st)
+}
+
+// decodeHello reads the agent's hello: one JSON Policy of at most maxHelloBytes.
+func decodeHello(r io.Reader) (Policy, error) {
 	var p Policy
-	if err := json.NewDecoder(io.LimitReader(st, maxHelloBytes)).Decode(&p); err != nil {
+	if err := json.NewDecoder(io.LimitReader(r, maxHelloBytes)).Decode(&p); err != nil {
 		return Policy{}, fmt.Errorf("decoding hello: %w", err)
 	}
 	if p.Version != Version {

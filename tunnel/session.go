@@ -18,20 +18,34 @@ import (
 const AgentPath = "/agent/v1/connect"
 
 // Tuning holds the agent link's keepalive settings; the zero value means the defaults.
+// Both ends of a link should use the same; see liveness.go for how they stay safe on a
+// slow customer link (128 kbit/s, 200 ms).
 type Tuning struct {
-	// KeepAliveInterval is the time between pings (default 20 s: well under the 60 s idle
-	// cut of common middleboxes).
+	// KeepAliveInterval is the time between pings (default 5 s: well under the 60 s idle
+	// cut of common middleboxes, and a third of KeepAliveTimeout).
 	KeepAliveInterval time.Duration
-	// KeepAliveTimeout bounds the wait for a ping's answer and for any write (default 30 s:
-	// long enough that a bulk transfer on a slow customer link, which the ping queues
-	// behind, does not kill a healthy session).
+	// KeepAliveTimeout is how long the link may stay silent, nothing at all arriving from
+	// the peer, before it is declared dead (default 15 s, so that a frozen or vanished
+	// peer is noticed within 20 s on both ends).
 	KeepAliveTimeout time.Duration
+}
+
+func (t Tuning) keepAliveInterval() time.Duration {
+	return cmp.Or(t.KeepAliveInterval, defaultKeepAliveInterval)
+}
+func (t Tuning) keepAliveTimeout() time.Duration {
+	return cmp.Or(t.KeepAliveTimeout, defaultKeepAliveTimeout)
 }
 
 // Link timeouts.
 const (
-	defaultKeepAliveInterval = 20 * time.Second
-	defaultKeepAliveTimeout  = 30 * time.Second
+	defaultKeepAliveInterval = 5 * time.Second
+	defaultKeepAliveTimeout  = 15 * time.Second
+	// writeTimeout bounds the wait of one frame for the link. It waits behind at most one
+	// frame per busy stream (64 KiB with relay's buffers: 4 s at 128 kbit/s), so 30 s
+	// covers seven busy streams on a link that slow; beyond, a write fails (that tunnel
+	// only, never the session). A dead link is noticed sooner, by the liveness watch.
+	writeTimeout = 30 * time.Second
 	// replyTimeout bounds the wait for the agent's answer to a header; it exceeds the
 	// agent's own dial timeout so that a dial timeout is reported as such.
 	replyTimeout = 20 * time.Second
@@ -40,11 +54,12 @@ const (
 
 func (t Tuning) muxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
-	// muxLink runs the keepalive itself, on a timer rather than a goroutine per session,
-	// and keeps the round trip it measures.
+	// muxLink watches liveness itself (liveness.go), on a timer rather than a goroutine per
+	// session: yamux's keepalive would fail a healthy session whose ping answer waits
+	// behind data on a slow link.
 	c.EnableKeepAlive = false
-	c.KeepAliveInterval = cmp.Or(t.KeepAliveInterval, defaultKeepAliveInterval)
-	c.ConnectionWriteTimeout = cmp.Or(t.KeepAliveTimeout, defaultKeepAliveTimeout)
+	c.KeepAliveInterval = t.keepAliveInterval()
+	c.ConnectionWriteTimeout = writeTimeout
 	// The credit shaper decides how much of this each stream really gets.
 	c.MaxStreamWindowSize = maxStreamWindow
 	// yamux would close the whole session when one stream's open goes unanswered; Open
@@ -93,7 +108,9 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 		deadline = d
 	}
 	st.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { st.Close() })
+	// A cancelled request (the technician hung up) stops waiting at once: the deadline
+	// wakes the read, Close tells the agent.
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()); st.Close() })
 	defer stop()
 	if _, err := st.Write(h.marshal()); err != nil {
 		st.Close()
@@ -104,6 +121,9 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 		var re *RefusedError
 		if errors.As(err, &re) {
 			return nil, err
+		}
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, fmt.Errorf("tunnel request abandoned: %w", context.Cause(ctx))
 		}
 		if errors.Is(err, yamux.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: no answer from the agent", ErrTimeout)

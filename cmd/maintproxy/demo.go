@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"text/template"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
@@ -76,10 +77,12 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 		return err
 	}
 	cfg, err := config.NewBroker(config.Broker{
-		Domain:   demoDomain,
-		Listen:   config.Listen{Proxy: proxyAddr, Web: webAddr},
-		DataDir:  dataDir,
-		Accounts: []config.Account{{Username: demoUser, PasswordHash: string(pwHash), Customers: []string{demoCustomer}}},
+		Domain:  demoDomain,
+		Listen:  config.Listen{Proxy: proxyAddr, Web: webAddr},
+		DataDir: dataDir,
+		// Ctrl-C with tunnels open: a short drain, not the 30 s default.
+		ShutdownTimeout: 3 * time.Second,
+		Accounts:        []config.Account{{Username: demoUser, PasswordHash: string(pwHash), Customers: []string{demoCustomer}}},
 		Customers: []config.Customer{{ID: demoCustomer, Name: "Demo customer", Systems: []config.System{
 			{Name: "SE1", Primary: true, AgentSecretHash: string(secretHash)},
 			{Name: "SE2", AgentSecretHash: string(secretHash)},

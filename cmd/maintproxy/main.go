@@ -66,6 +66,9 @@ func serveCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The first signal drains (up to shutdown_timeout); a second one ends the
+			// process at once, as the signal's default does.
+			context.AfterFunc(ctx, stop)
 			return b.Run(ctx)
 		},
 	}

@@ -87,11 +87,26 @@ func build() {
 }
 
 // Main runs a test package's tests and removes the built binaries afterwards; call it from
-// TestMain.
+// TestMain. It keeps the log of every process the tests run (LogDirEnv) and fails the run
+// if any of them holds a secret the tests handed out (NoteSecret). A test binary run by
+// a test (a helper process) inherits the directory and leaves the check to its parent.
 func Main(m *testing.M) int {
+	dir, own := os.Getenv(LogDirEnv), false
+	if dir == "" {
+		if d, err := os.MkdirTemp("", "maintproxy-testlogs-"); err == nil {
+			dir, own = d, true
+			os.Setenv(LogDirEnv, dir)
+		}
+	}
 	code := m.Run()
 	if binaries.dir != "" {
 		os.RemoveAll(binaries.dir)
+	}
+	if own {
+		if checkLogs(dir, os.Stderr) > 0 && code == 0 {
+			code = 1
+		}
+		os.RemoveAll(dir)
 	}
 	return code
 }

@@ -77,6 +77,8 @@ type Env struct {
 	Domain     string
 	Accounts   []Account
 	Customers  []Customer
+	// MetricsAddr is listen.metrics (127.0.0.1:port unless the test turned it off).
+	MetricsAddr string
 
 	t      testing.TB
 	conf   map[string]any
@@ -107,10 +109,15 @@ func Start(t testing.TB, o Options) *Env {
 	e.conf = map[string]any{
 		"domain":    Domain,
 		"data_dir":  e.DataDir,
-		"listen":    map[string]any{"proxy": "127.0.0.1:0", "web": "127.0.0.1:0"},
+		"listen":    map[string]any{"proxy": "127.0.0.1:0", "web": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
 		"log":       map[string]any{"level": "debug"},
 		"accounts":  accountsConf(o.Accounts),
 		"customers": customersConf(o.Customers),
+		// Tests stop and restart brokers with tunnels open: a short drain keeps them quick.
+		"shutdown_timeout": "2s",
+	}
+	for _, a := range o.Accounts {
+		NoteCredentials(a.Username, a.Password)
 	}
 	for k, v := range o.Extra {
 		if k == "listen" {
@@ -156,11 +163,12 @@ func (e *Env) startProc(t testing.TB) {
 	e.proc = StartProc(t, "broker", bin, "serve", "--config", e.ConfigPath)
 	r := e.proc.WaitLog(t, 20*time.Second, func(r Record) bool { return r.Msg() == "broker started" })
 	e.ProxyAddr, e.WebAddr, e.HTTPAddr, e.DNSAddr = r.Str("proxy"), r.Str("web"), r.Str("http"), r.Str("dns")
+	e.MetricsAddr = r.Str("metrics")
 	if e.ProxyAddr == "" || e.WebAddr == "" {
 		t.Fatalf("broker started record names no proxy or web address: %v", r)
 	}
 	listen := e.conf["listen"].(map[string]any)
-	for k, v := range map[string]string{"proxy": e.ProxyAddr, "web": e.WebAddr, "http": e.HTTPAddr, "dns": e.DNSAddr} {
+	for k, v := range map[string]string{"proxy": e.ProxyAddr, "web": e.WebAddr, "http": e.HTTPAddr, "dns": e.DNSAddr, "metrics": e.MetricsAddr} {
 		if v != "" {
 			listen[k] = v
 		}
@@ -231,6 +239,7 @@ func (e *Env) StartAgent(t testing.TB, a Agent) *Proc {
 	if a.Secret == "" {
 		a.Secret = Secret(a.Customer, a.System)
 	}
+	NoteCredentials(a.Customer+"/"+a.System, a.Secret)
 	if a.MaxBackoff == 0 {
 		a.MaxBackoff = 2 * time.Second
 	}
@@ -327,14 +336,21 @@ func StartProc(t testing.TB, name, bin string, args ...string) *Proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
+	logFile := processLog(name, p.cmd.Process.Pid)
 	var readDone sync.WaitGroup
 	readDone.Add(1)
 	go func() {
 		defer readDone.Done()
+		if logFile != nil {
+			defer logFile.Close()
+		}
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			if logFile != nil {
+				logFile.WriteString(line + "\n")
+			}
 			var r Record
 			_ = json.Unmarshal([]byte(line), &r)
 			p.mu.Lock()
@@ -470,6 +486,18 @@ func (p *Proc) Stop(t testing.TB) {
 
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Pid is the process's id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Signal sends sig to the process (not its group) and does not wait.
+func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// ExitErr is how the process ended (nil for status 0); valid once Done is closed.
+func (p *Proc) ExitErr() error {
+	<-p.done
+	return p.err
+}
 
 func accountsConf(accts []Account) []map[string]any {
 	out := []map[string]any{}
