@@ -39,7 +39,9 @@ func TestHangUpDuringOpen(t *testing.T) {
 	hungUp := time.Now()
 	c.Close()
 	waitFor(t, "audit record of the abandoned CONNECT", func() bool { return r.log.contains(`result="client gone"`) })
-	if took := time.Since(hungUp); took > 2*time.Second {
+	took := time.Since(hungUp)
+	t.Logf("audit record %v after the hang-up (the agent dials for 4 s)", took.Round(time.Millisecond))
+	if took > 2*time.Second {
 		t.Errorf("the audit record came %v after the hang-up: the handler waited for the agent", took)
 	}
 	if r.log.contains("status=504") {
