@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"maintproxy/certs"
+	"maintproxy/cluster/peer"
 	"maintproxy/config"
 	"maintproxy/dns"
 	"maintproxy/proxy"
@@ -47,8 +48,13 @@ type Broker struct {
 	web      *http.Server
 	plain    *http.Server
 	dns      *dns.Server
+	cluster  *clustered // nil for a single broker
 
 	proxyLn, webLn, plainLn net.Listener
+
+	listening, draining atomic.Bool
+	readyMu             sync.Mutex
+	lastReady           bool
 }
 
 // New prepares a broker: it binds the listeners and creates or loads certificates, so
@@ -86,14 +92,27 @@ func New(o Options) (_ *Broker, err error) {
 		}
 	}
 	b.pinPorts(o.Config)
-	b.cfg.Store(o.Config)
-	b.certs, err = certs.New(certs.Options{Config: o.Config, Logger: o.Logger})
+	inForce := o.Config
+	if o.Config.Cluster.Enabled() {
+		if err = b.joinCluster(o.Config); err != nil {
+			return nil, err
+		}
+		if inForce, err = b.withoutShared(o.Config); err != nil {
+			return nil, err
+		}
+	}
+	b.cfg.Store(inForce)
+	co := certs.Options{Config: o.Config, Logger: o.Logger}
+	if b.cluster != nil {
+		b.cluster.certOptions(o.Config, &co)
+	}
+	b.certs, err = certs.New(co)
 	if err != nil {
 		return nil, err
 	}
 	b.auth = proxy.NewAuth(b.Config, nil)
 	b.agents = tunnel.NewServer(b.registry, b.secretHash, b.log)
-	b.proxy = proxy.New(proxy.Options{
+	po := proxy.Options{
 		Config:   b.Config,
 		Auth:     b.auth,
 		Registry: b.registry,
@@ -101,7 +120,11 @@ func New(o Options) (_ *Broker, err error) {
 		Logger:   o.Logger,
 		Audit:    o.Logger.With("log", "audit"),
 		ErrorLog: errorLog(o.Logger, "proxy"),
-	})
+	}
+	if b.cluster != nil {
+		b.wireCluster(&po)
+	}
+	b.proxy = proxy.New(po)
 	b.web = &http.Server{
 		Handler:           b.webHandler(),
 		TLSConfig:         b.certs.WebTLSConfig(),
@@ -139,6 +162,9 @@ func (b *Broker) Close() error {
 	}
 	if b.dns != nil {
 		keep(b.dns.Close())
+	}
+	if b.cluster != nil {
+		keep(b.cluster.close())
 	}
 	return errors.Join(errs...)
 }
@@ -228,7 +254,19 @@ func (b *Broker) Run(ctx context.Context) error {
 	if b.dns != nil {
 		goFn(func() error { return b.dns.Serve(ctx) })
 	}
-	if b.opts.ConfigPath != "" {
+	if k := b.cluster; k != nil {
+		goFn(func() error {
+			if err := k.server.Serve(k.peerLn); !errors.Is(err, peer.ErrClosed) {
+				return fmt.Errorf("cluster.peer.listen: %w", err)
+			}
+			return nil
+		})
+		if b.opts.Config.SharedOnly() {
+			k.store.WatchConfig(b.applyShared)
+		}
+	}
+	// With cluster.config: store the file holds only what needs a restart to change.
+	if b.opts.ConfigPath != "" && !b.opts.Config.SharedOnly() {
 		goFn(func() error {
 			config.WatchBroker(ctx, b.opts.ConfigPath, b.opts.ReloadInterval, b.Apply, func(err error) {
 				b.log.Error("configuration change rejected; keeping the previous one", "err", err.Error())
@@ -244,8 +282,19 @@ func (b *Broker) Run(ctx context.Context) error {
 	if b.dns != nil {
 		started = append(started, "dns", b.dns.Addr().String())
 	}
+	if b.cluster != nil {
+		started = append(started, "peer", b.cluster.peerLn.Addr().String(), "node", b.cluster.store.Node())
+	}
+	b.listening.Store(true)
 	b.log.Info("broker started", append(started, "domain", b.Config().Domain, "tls", b.Config().TLS.Mode)...)
+	b.readyChanged()
 	<-ctx.Done()
+
+	b.draining.Store(true)
+	b.readyChanged()
+	if b.cluster != nil {
+		b.drain()
+	}
 
 	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
@@ -260,6 +309,10 @@ func (b *Broker) Run(ctx context.Context) error {
 	// Agent sessions are hijacked connections that Shutdown does not wait for.
 	b.registry.CloseAll()
 	errs = append(errs, b.agents.Wait(shutCtx))
+	if k := b.cluster; k != nil {
+		// The store goes last: revoking the lease withdraws this broker's presence at once.
+		errs = append(errs, k.server.Close(), k.dialer.Close(), k.store.Close())
+	}
 	wg.Wait()
 	close(errc)
 	for err := range errc {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -16,11 +17,12 @@ import (
 // webHandler routes the web listener (admin.<domain>).
 func (b *Broker) webHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(tunnel.AgentPath, b.agents)
+	mux.Handle(tunnel.AgentPath, b.agentEndpoint())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET /readyz", b.readyz)
 	mux.HandleFunc("GET /metrics", b.metrics)
 	mux.Handle("/com/remoteproxy/", pac.New(pac.Options{
 		Config:       b.Config,
@@ -35,9 +37,19 @@ func (b *Broker) webHandler() http.Handler {
 	return securityHeaders(mux)
 }
 
-// systemStatus tells the access page what the registry knows of one system's agent.
+// systemStatus tells the access page what the registry knows of one system's agent; in
+// cluster mode a system this broker does not hold is online if another broker holds it.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 	st := b.registry.Status(tunnel.NewIdentity(customer, system))
+	if k := b.cluster; k != nil && !st.Online {
+		if hs := k.store.Presence().Holders(customer, system); len(hs) > 0 {
+			var p tunnel.Policy
+			if json.Unmarshal(hs[0].Switches, &p) == nil {
+				st.Policy = p
+			}
+			st.Online, st.Since = true, hs[0].Since
+		}
+	}
 	p := st.Policy
 	s := pac.SystemStatus{
 		Online: st.Online, Since: st.Since,
@@ -49,6 +61,24 @@ func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 		s.Tunnels = append(s.Tunnels, pac.TunnelEntry{Application: t.Application, IP: t.IP, Port: t.Port})
 	}
 	return s
+}
+
+// systemsOnline counts the configured systems whose agent is online, here or, in cluster
+// mode, at any broker.
+func (b *Broker) systemsOnline() int64 {
+	if b.cluster == nil {
+		return int64(b.registry.Len())
+	}
+	n := int64(0)
+	p := b.cluster.store.Presence()
+	for _, c := range b.Config().Customers {
+		for _, s := range c.Systems {
+			if b.registry.Get(tunnel.NewIdentity(c.ID, s.Name)) != nil || p.Online(c.ID, s.Name) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // secretHash looks an agent's secret hash up in the configuration in force.
@@ -77,12 +107,20 @@ func (b *Broker) metrics(w http.ResponseWriter, r *http.Request) {
 		{"maintproxy_tunnels_active", "gauge", "Tunnels open now.", st.Active},
 		{"maintproxy_bytes_up_total", "counter", "Bytes from technicians to targets.", st.BytesUp},
 		{"maintproxy_bytes_down_total", "counter", "Bytes from targets to technicians.", st.BytesDown},
-		{"maintproxy_agents_online", "gauge", "Agent sessions online.", int64(b.registry.Len())},
+		{"maintproxy_agents_online", "gauge", "Systems whose agent is online (in cluster mode: at any broker).", b.systemsOnline()},
+		{"maintproxy_agents_local", "gauge", "Agent sessions this broker holds.", int64(b.registry.Len())},
+		{"maintproxy_ready", "gauge", "1 while the broker takes agents and tunnels (/readyz).", boolInt(b.Ready())},
 		{"maintproxy_ca_expiry_seconds", "gauge", "Expiry of the root technicians trust (Unix time; 0 if not ours).", unixOrZero(b.certs.CAExpiry())},
 		{"maintproxy_cert_expiry_seconds", "gauge", "Expiry of the served leaf certificate (Unix time).", unixOrZero(b.certs.CertExpiry())},
 		{"maintproxy_cert_warning", "gauge", "1 while a certificate expiry warning is active.", boolInt(b.certs.Warning() != "")},
 	} {
 		writeMetric(w, m.name, m.typ, m.help, m.v)
+	}
+	if k := b.cluster; k != nil {
+		writeMetric(w, "maintproxy_peer_tunnels_active", "gauge", "Tunnels other brokers forward through this broker's agents.", st.PeerActive)
+		writeMetric(w, "maintproxy_cluster_brokers", "gauge", "Live brokers in the cluster directory.", int64(len(k.store.Directory().Brokers())))
+		writeMetric(w, "maintproxy_cluster_store_ready", "gauge", "1 while the etcd store is reachable and this broker's lease current.", boolInt(k.store.Ready()))
+		writeMetric(w, "maintproxy_cluster_config_revision", "gauge", "Revision of the shared configuration in force (0: file or none).", k.configRev.Load())
 	}
 	if b.dns != nil {
 		d := b.dns.Stats()

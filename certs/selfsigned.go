@@ -61,8 +61,16 @@ type selfSigned struct {
 
 func newSelfSigned(m *Manager) (*selfSigned, error) {
 	s := &selfSigned{m: m}
-	ca, err := loadCA(m.cfg.DataDir)
 	now := m.now()
+	if m.caFrom != nil {
+		ca, err := providedCA(m, now)
+		if err != nil {
+			return nil, err
+		}
+		s.ca = ca
+		return s, s.issueLeaf(now)
+	}
+	ca, err := loadCA(m.cfg.DataDir)
 	switch {
 	case errors.Is(err, errNoCA):
 		ca, err = createCA(m.cfg.DataDir, m.cfg.Domain, now)
@@ -113,14 +121,53 @@ func loadCA(dir string) (*identityCA, error) {
 	return &identityCA{cert: pair.Leaf, key: pair.PrivateKey.(crypto.Signer), pem: certPEM}, nil
 }
 
+// providedCA takes the identity CA from the Manager's provider, which creates it with
+// makeCA when it has none.
+func providedCA(m *Manager, now time.Time) (*identityCA, error) {
+	certPEM, keyPEM, err := m.caFrom(func() ([]byte, []byte, error) {
+		c, k, _, err := makeCA(m.cfg.Domain, now)
+		return c, k, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity CA: %w", err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("identity CA: %w", err)
+	}
+	if !pair.Leaf.IsCA {
+		return nil, errors.New("identity CA: the certificate provided is not a CA")
+	}
+	if !now.Before(pair.Leaf.NotAfter) {
+		return nil, fmt.Errorf("identity CA: the shared CA expired on %s; replace it in the store", pair.Leaf.NotAfter.UTC().Format(time.DateOnly))
+	}
+	return &identityCA{cert: pair.Leaf, key: pair.PrivateKey.(crypto.Signer), pem: certPEM}, nil
+}
+
 // createCA makes a new identity CA valid caLifetime from now and stores it in dir.
 func createCA(dir, domain string, now time.Time) (*identityCA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, ca, err := makeCA(domain, now)
 	if err != nil {
 		return nil, err
+	}
+	// The key goes first: a certificate without its key would block every later start.
+	if err := writeFileAtomic(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, CACertFile), certPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	return ca, nil
+}
+
+// makeCA makes a new identity CA valid caLifetime from now, in memory.
+func makeCA(domain string, now time.Time) (certPEM, keyPEM []byte, _ *identityCA, _ error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -137,25 +184,19 @@ func createCA(dir, domain string, now time.Time) (*identityCA, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	// The key goes first: a certificate without its key would block every later start.
-	if err := writeFileAtomic(filepath.Join(dir, CAKeyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	if err := writeFileAtomic(filepath.Join(dir, CACertFile), certPEM, 0o644); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return &identityCA{cert: cert, key: key, pem: certPEM}, nil
+	return certPEM, keyPEM, &identityCA{cert: cert, key: key, pem: certPEM}, nil
 }
 
 // replaceExpiredCA keeps the expired CA under a dated name and creates a new one: an
@@ -268,7 +309,7 @@ func (s *selfSigned) check(now time.Time) {
 	s.mu.RLock()
 	ca := s.ca
 	s.mu.RUnlock()
-	if !now.Before(ca.cert.NotAfter) {
+	if !now.Before(ca.cert.NotAfter) && s.m.caFrom == nil { // a provided CA is replaced where it lives
 		if nca, err := s.replaceExpiredCA(ca, now); err != nil {
 			s.m.log.Error("replacing the expired identity CA failed", "err", err)
 		} else {
