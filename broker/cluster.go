@@ -179,6 +179,14 @@ func (k *clustered) close() error {
 	return errors.Join(errs...)
 }
 
+// Store is the broker's cluster store; nil for a single broker.
+func (b *Broker) Store() *cluster.Store {
+	if b.cluster == nil {
+		return nil
+	}
+	return b.cluster.store
+}
+
 // clusterPeers is the proxy's view of the other brokers.
 type clusterPeers struct{ k *clustered }
 

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -44,7 +45,7 @@ type Agent struct {
 	log     *slog.Logger
 	version string
 	url     string
-	http    *http.Client
+	conns   []*brokerConn // one per cfg.Connections, each to a different broker
 	dialer  net.Dialer
 	// Tuning may be changed before Run.
 	Tuning Tuning
@@ -66,29 +67,48 @@ func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, e
 	}
 	u.Scheme = "wss"
 	u.Path = strings.TrimSuffix(u.Path, "/") + AgentPath
-	return &Agent{
+	a := &Agent{
 		cfg:     cfg,
 		log:     logger,
 		version: version,
 		url:     u.String(),
-		http: &http.Client{Transport: &http.Transport{
-			TLSClientConfig:     tlsCfg,
-			TLSHandshakeTimeout: connectTimeout,
-			Proxy:               http.ProxyFromEnvironment,
-		}},
-		dialer: net.Dialer{Timeout: cfg.DialTimeout},
-	}, nil
+		dialer:  net.Dialer{Timeout: cfg.DialTimeout},
+	}
+	base := &http.Transport{TLSClientConfig: tlsCfg, TLSHandshakeTimeout: connectTimeout, Proxy: http.ProxyFromEnvironment}
+	picker := newBrokerPicker(cfg.BrokerAddrs, u.Hostname(), cmp.Or(u.Port(), "443"))
+	for n := range max(cfg.Connections, 1) {
+		a.conns = append(a.conns, newBrokerConn(n, picker, base))
+	}
+	return a, nil
 }
 
 // Run keeps the agent connected until ctx is done, reconnecting after any loss with
-// capped, jittered exponential backoff. It returns nil on cancellation.
+// capped, jittered exponential backoff; with connections > 1 each connection does so on its
+// own, to a broker the others do not hold. It returns nil on cancellation.
 func (a *Agent) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, c := range a.conns[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.run(ctx, c)
+		}()
+	}
+	a.run(ctx, a.conns[0])
+	wg.Wait()
+	return nil
+}
+
+// run keeps connection c up until ctx is done.
+func (a *Agent) run(ctx context.Context, c *brokerConn) {
 	backoff := minBackoff
 	for {
 		start := time.Now()
-		err := a.session(ctx)
+		err := a.session(ctx, c)
+		// The broker this session ended on is tried last next time.
+		c.done(ctx.Err() == nil)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if time.Since(start) > stableAfter {
 			backoff = minBackoff
@@ -98,19 +118,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("disconnected from broker; reconnecting", "reason", err.Error(), "retry_in", wait.Round(time.Millisecond).String())
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, a.cfg.MaxBackoff)
 	}
 }
 
-// session runs one connection to the broker and returns why it ended.
-func (a *Agent) session(ctx context.Context) error {
+// session runs one session of connection c and returns why it ended.
+func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 	dialCtx, cancel := context.WithTimeout(ctx, connectTimeout)
 	cred := base64.StdEncoding.EncodeToString([]byte(a.cfg.Customer + "/" + a.cfg.System + ":" + a.cfg.Secret))
 	ws, resp, err := websocket.Dial(dialCtx, a.url, &websocket.DialOptions{
-		HTTPClient:      a.http,
+		HTTPClient:      c.client,
 		HTTPHeader:      http.Header{"Authorization": {"Basic " + cred}},
 		CompressionMode: websocket.CompressionDisabled,
 	})
@@ -133,7 +153,7 @@ func (a *Agent) session(ctx context.Context) error {
 	if err := a.hello(mux); err != nil {
 		return fmt.Errorf("sending hello: %w", err)
 	}
-	a.log.Info("connected to broker", "broker", a.url, "customer", a.cfg.Customer, "system", a.cfg.System,
+	a.log.Info("connected to broker", "broker", a.url, "addr", c.current(), "connection", c.n+1, "customer", a.cfg.Customer, "system", a.cfg.System,
 		"remote_access", a.cfg.RemoteAccess.Enabled, "colocated", a.cfg.Colocated.Enabled)
 	// Cancellation closes the session, which ends AcceptStream below.
 	context.AfterFunc(sessCtx, func() { mux.Close() })
