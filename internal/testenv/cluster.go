@@ -238,3 +238,23 @@ func (e *Env) WebClient(t testing.TB) *http.Client {
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
+
+// HeldBy counts the agent sessions the store lists for node.
+func (c *Cluster) HeldBy(t testing.TB, node string) int {
+	t.Helper()
+	cli := c.Etcd.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, c.prefix+"presence/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, kv := range resp.Kvs {
+		// presence/‹customer›/‹system›/‹node›/‹session›
+		if parts := strings.Split(strings.TrimPrefix(string(kv.Key), c.prefix+"presence/"), "/"); len(parts) == 4 && parts[2] == node {
+			n++
+		}
+	}
+	return n
+}
