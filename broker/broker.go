@@ -19,6 +19,7 @@ import (
 	"maintproxy/cluster/peer"
 	"maintproxy/config"
 	"maintproxy/dns"
+	"maintproxy/internal/guard"
 	"maintproxy/proxy"
 	"maintproxy/tunnel"
 )
@@ -111,7 +112,9 @@ func New(o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	b.auth = proxy.NewAuth(b.Config, nil)
-	b.agents = tunnel.NewServer(b.registry, b.secretHash, b.log)
+	b.auth.Log = o.Logger
+	b.agents = tunnel.NewServer(b.registry, b.secretHash, b.log, tunnel.WithAdmission(
+		guard.New(func() guard.Settings { return guard.FromConfig(b.Config().Limits.Auth) }, nil)))
 	po := proxy.Options{
 		Config:   b.Config,
 		Auth:     b.auth,
@@ -211,12 +214,12 @@ func (b *Broker) ProxyAddr() net.Addr { return b.proxyLn.Addr() }
 func (b *Broker) WebAddr() net.Addr { return b.webLn.Addr() }
 
 // Apply puts a new configuration in force: accounts, customers and limits take effect for
-// the next request; cached credentials are dropped and agents whose system was removed
-// or whose secret changed are disconnected. Listener and TLS changes need a restart.
+// the next request; cached credentials stop matching when their hash changed (the others
+// stay, so a reload during a flood sheds nobody) and agents whose system was removed or
+// whose secret changed are disconnected. Listener and TLS changes need a restart.
 func (b *Broker) Apply(c *config.Broker) {
 	b.pinPorts(c)
 	b.cfg.Store(c)
-	b.auth.Reset()
 	b.registry.Prune(func(id tunnel.Identity, hash string) bool {
 		cust := c.Customer(id.Customer)
 		if cust == nil {

@@ -6,10 +6,12 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -97,10 +99,41 @@ type DNS struct {
 	RateLimit int `mapstructure:"rate_limit"`
 }
 
-// Limits caps concurrent tunnels; 0 means the default.
+// Limits caps concurrent tunnels and guards credential checks; 0 means the default.
 type Limits struct {
-	PerAccount int `mapstructure:"per_account"`
-	PerSystem  int `mapstructure:"per_system"`
+	PerAccount int        `mapstructure:"per_account"`
+	PerSystem  int        `mapstructure:"per_system"`
+	Auth       AuthLimits `mapstructure:"auth"`
+	Lockout    Lockout    `mapstructure:"lockout"`
+}
+
+// AuthLimits is the admission control in front of every slow credential check: proxy and
+// web passwords (bcrypt) share one, agent logins have their own. What exceeds it is refused
+// at once (429, or 503 with Retry-After for agents), never queued without bound.
+type AuthLimits struct {
+	// PerMinute is how many slow checks one client address (IPv6: one /64) may cause per
+	// minute; a wrong agent secret counts as one too (default 30).
+	PerMinute int `mapstructure:"per_minute"`
+	// Burst is how many it may cause at once after a quiet spell (default 10).
+	Burst int `mapstructure:"burst"`
+	// Concurrent bounds slow checks running at once (default half the CPUs, at least 1).
+	Concurrent int `mapstructure:"concurrent"`
+}
+
+// Lockout stops password guessing. Failures from one client address lock that account for
+// that address; failures from all addresses together lock the account everywhere, which
+// only slows it: from an address without failures a correct password still gets in.
+type Lockout struct {
+	// Failures wrong passwords for one account from one address within Window lock that
+	// account for that address for Duration (default 3 in 10m, locked for 10m).
+	Failures int           `mapstructure:"failures"`
+	Window   time.Duration `mapstructure:"window"`
+	Duration time.Duration `mapstructure:"duration"`
+	// AccountFailures wrong passwords for one account from all addresses within Window lock
+	// the account for Duration (default 10): while locked it is checked at most once per
+	// AccountInterval (default 10s), and only for addresses without failures on it.
+	AccountFailures int           `mapstructure:"account_failures"`
+	AccountInterval time.Duration `mapstructure:"account_interval"`
 }
 
 // Log configures logging.
@@ -139,6 +172,14 @@ const (
 	DefaultPerAccount  = 512
 	DefaultPerSystem   = 128
 	DefaultDNSRate     = 20
+
+	DefaultAuthPerMinute   = 30
+	DefaultAuthBurst       = 10
+	DefaultLockFailures    = 3
+	DefaultLockWindow      = 10 * time.Minute
+	DefaultLockDuration    = 10 * time.Minute
+	DefaultAccountFailures = 10
+	DefaultAccountInterval = 10 * time.Second
 )
 
 // NewBroker returns a ready copy of b: defaults applied, names normalised, every field
@@ -193,6 +234,7 @@ func (b *Broker) applyDefaults() {
 	if b.DNS.RateLimit == 0 {
 		b.DNS.RateLimit = DefaultDNSRate
 	}
+	b.Limits.applyAuthDefaults()
 	if b.Log.Level == "" {
 		b.Log.Level = "info"
 	}
@@ -239,6 +281,9 @@ func (b *Broker) validate() error {
 	if b.Limits.PerSystem < 0 {
 		return errors.New("limits.per_system: must not be negative")
 	}
+	if err := b.Limits.validateAuth(); err != nil {
+		return err
+	}
 	switch b.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -251,6 +296,48 @@ func (b *Broker) validate() error {
 		return err
 	}
 	return b.indexAccounts()
+}
+
+func (l *Limits) applyAuthDefaults() {
+	a, k := &l.Auth, &l.Lockout
+	a.PerMinute = cmp.Or(a.PerMinute, DefaultAuthPerMinute)
+	a.Burst = cmp.Or(a.Burst, DefaultAuthBurst)
+	a.Concurrent = cmp.Or(a.Concurrent, max(1, runtime.GOMAXPROCS(0)/2))
+	k.Failures = cmp.Or(k.Failures, DefaultLockFailures)
+	k.Window = cmp.Or(k.Window, DefaultLockWindow)
+	k.Duration = cmp.Or(k.Duration, DefaultLockDuration)
+	k.AccountFailures = cmp.Or(k.AccountFailures, DefaultAccountFailures)
+	k.AccountInterval = cmp.Or(k.AccountInterval, DefaultAccountInterval)
+}
+
+func (l *Limits) validateAuth() error {
+	for _, c := range []struct {
+		field string
+		v     int
+	}{
+		{"limits.auth.per_minute", l.Auth.PerMinute},
+		{"limits.auth.burst", l.Auth.Burst},
+		{"limits.auth.concurrent", l.Auth.Concurrent},
+		{"limits.lockout.failures", l.Lockout.Failures},
+		{"limits.lockout.account_failures", l.Lockout.AccountFailures},
+	} {
+		if c.v < 1 {
+			return fmt.Errorf("%s: must be at least 1", c.field)
+		}
+	}
+	for _, c := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"limits.lockout.window", l.Lockout.Window},
+		{"limits.lockout.duration", l.Lockout.Duration},
+		{"limits.lockout.account_interval", l.Lockout.AccountInterval},
+	} {
+		if c.v < time.Second || c.v > 24*time.Hour {
+			return fmt.Errorf("%s: %v is outside 1s-24h", c.field, c.v)
+		}
+	}
+	return nil
 }
 
 func (b *Broker) validateTLS() error {
@@ -340,8 +427,11 @@ func (b *Broker) indexCustomers() error {
 			if s.Primary {
 				primaries++
 			}
-			if !isBcrypt(s.AgentSecretHash) {
-				return fmt.Errorf("%s.agent_secret_hash: must be a bcrypt hash (make one with `maintproxy passwd`)", sf)
+			if !isBcrypt(s.AgentSecretHash) && !FastHash(s.AgentSecretHash) {
+				return fmt.Errorf("%s.agent_secret_hash: must be an hmac-sha256 hash (make a secret and its hash with `maintproxy agent-secret`) or a bcrypt hash", sf)
+			}
+			if _, _, ok := parseHMAC(s.AgentSecretHash); FastHash(s.AgentSecretHash) && !ok {
+				return fmt.Errorf("%s.agent_secret_hash: malformed hmac-sha256 hash; copy it whole from `maintproxy agent-secret`", sf)
 			}
 		}
 		if primaries != 1 {

@@ -3,6 +3,7 @@ package pac
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"mime"
@@ -11,6 +12,7 @@ import (
 
 	"maintproxy/config"
 	"maintproxy/internal/clientaddr"
+	"maintproxy/internal/guard"
 )
 
 // authenticate checks the request's Basic credentials with the proxy's own check. On
@@ -23,8 +25,13 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, cfg *conf
 		if err == nil && acct != nil {
 			return acct, pass
 		}
-		// Only the username and the reason: never the password.
-		h.o.Logger.Info("access page login refused", "user", user, "client", clientaddr.IP(r.RemoteAddr), "err", err)
+		// Authenticate logs refusals itself, sampled; a flood must not fill the disk here.
+		var busy *guard.Refusal
+		if errors.As(err, &busy) {
+			w.Header().Set("Cache-Control", "no-store")
+			guard.Refuse(w, r, http.StatusTooManyRequests, "Too many logins right now: "+err.Error()+".", busy)
+			return nil, ""
+		}
 		if err != nil {
 			msg = "Login failed: " + err.Error() + "."
 		}

@@ -3,10 +3,15 @@ package pac
 import (
 	"encoding/json"
 	"html"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"maintproxy/config"
+	"maintproxy/internal/guard"
 )
 
 func TestAccessNeedsAuth(t *testing.T) {
@@ -32,8 +37,23 @@ func TestAccessNeedsAuth(t *testing.T) {
 	if strings.Contains(e.logs.String(), "not-the-password") {
 		t.Errorf("log contains the password:\n%s", e.logs)
 	}
-	if !strings.Contains(e.logs.String(), "user=resa") {
-		t.Errorf("log lacks the refused username:\n%s", e.logs)
+}
+
+// TestAccessBusyIs429: when the password check is refused by admission control, the page
+// answers 429 with Retry-After at once instead of a login prompt.
+func TestAccessBusyIs429(t *testing.T) {
+	e := newTestEnv(t, "")
+	busy := &guard.Refusal{Reason: "busy", Wait: 1500 * time.Millisecond}
+	e.handler = New(Options{
+		Config:       func() *config.Broker { return e.cfg },
+		Status:       func(string, string) SystemStatus { return SystemStatus{} },
+		Authenticate: func(string, string, string) (*config.Account, error) { return nil, busy },
+		RootPEM:      func() []byte { return nil },
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	w := e.get(t, "/com/remoteproxy/access", "resa", "pass-a")
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "2" || w.Header().Get("WWW-Authenticate") != "" {
+		t.Fatalf("busy: %d %v", w.Code, w.Header())
 	}
 }
 

@@ -1,15 +1,18 @@
 package proxy
 
 import (
-	"crypto/sha256"
 	"errors"
+	"log/slog"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/guard"
 )
 
-// Authentication errors.
+// Authentication errors. A refusal by admission control matches guard.ErrBusy.
 var (
 	ErrBadCredentials = errors.New("wrong proxy username or password")
 	ErrLocked         = errors.New("account temporarily locked after too many wrong passwords")
@@ -19,137 +22,220 @@ var (
 const (
 	// cacheTTL bounds how long a password that was changed elsewhere keeps working on a
 	// broker whose configuration did not change (a change drops the entry at once).
-	cacheTTL   = 5 * time.Minute
-	cacheMax   = 10000
-	lockAfter  = 10
-	lockFor    = 5 * time.Minute
-	failureMax = 10000
+	cacheTTL = 5 * time.Minute
+	cacheMax = 10000
+	// failureMax bounds the failure table (about 150 bytes a record).
+	failureMax = 100_000
+	// maxUsername is the longest username a configuration accepts; longer ones are refused
+	// without a check and never stored.
+	maxUsername = 64
+	// logBurst refusal records per reason and logEvery go to the log; the rest are counted.
+	logBurst = 10
+	logEvery = time.Minute
 )
 
-// Auth checks proxy account credentials. A verified password is cached under a SHA-256 of
-// username and password, tied to the account's current hash, so a correct CONNECT does not
-// pay bcrypt each time and a changed or removed account stops matching at once. Wrong
-// passwords are counted per username and client address; after lockAfter failures that
-// pair is locked for lockFor without running bcrypt.
+// Auth checks proxy account credentials, for the proxy and the web pages alike.
+//
+// In order: a client address locked for this account is refused; a credential verified
+// before from the same address (cached under a SHA-256 of username, password and address,
+// tied to the account's current hash) passes without bcrypt and without waiting for
+// anything; an account locked everywhere is checked only for addresses without failures on
+// it, and at most once per limits.lockout.account_interval; then admission control (a rate
+// per client address, a bounded number of bcrypt checks at once) either admits the check or
+// refuses it at once with guard.ErrBusy. Identical checks running at the same time share
+// one bcrypt. The same wrong password again from the same address counts as one failure:
+// a client retrying a stale saved password is not guessing.
 type Auth struct {
 	config func() *config.Broker
 	now    func() time.Time
+	// Log receives sampled refusal records (never a password); nil discards them.
+	Log *slog.Logger
+
+	adm     *guard.Admission
+	cache   *guard.Cache
+	sampler *guard.Sampler
 
 	mu       sync.Mutex
-	cache    map[[32]byte]cacheEntry
-	failures map[failKey]*failure
+	lock     *lockout
+	inflight map[[32]byte]*check
+
+	checks, cacheHits, failures, lockedOut   atomic.Int64
+	pairLockouts, accountLockouts, shortName atomic.Int64
 }
 
-type cacheEntry struct {
-	hash    string
-	expires time.Time
+// check is one bcrypt check that identical requests arriving meanwhile wait for.
+type check struct {
+	done chan struct{}
+	acct *config.Account
+	err  error
 }
 
-type failKey struct{ user, ip string }
-
-type failure struct {
-	count  int
-	until  time.Time // locked until
-	window time.Time // count resets after this
+// AuthStats are Auth's counters since start (for metrics).
+type AuthStats struct {
+	Checks          int64 // bcrypt checks run
+	CacheHits       int64 // credentials accepted from the cache
+	Failures        int64 // wrong username or password
+	Locked          int64 // refused because of a lock, without a check
+	PairLockouts    int64 // locks of one account for one address
+	AccountLockouts int64 // locks of one account everywhere
+	Unrecorded      int64 // failures the full table could not record
+	Admission       guard.Stats
 }
 
-// NewAuth returns an Auth that reads accounts from cfg on every check.
+// NewAuth returns an Auth that reads accounts and limits from cfg on every check; now may
+// be nil for the real clock.
 func NewAuth(cfg func() *config.Broker, now func() time.Time) *Auth {
 	if now == nil {
 		now = time.Now
 	}
-	return &Auth{config: cfg, now: now, cache: map[[32]byte]cacheEntry{}, failures: map[failKey]*failure{}}
+	a := &Auth{config: cfg, now: now, lock: newLockout(failureMax), inflight: map[[32]byte]*check{},
+		cache: guard.NewCache(cacheTTL, cacheMax), sampler: guard.NewSampler(logBurst, logEvery, now)}
+	a.adm = guard.New(func() guard.Settings { return guard.FromConfig(a.config().Limits.Auth) }, now)
+	return a
 }
 
 // Check verifies username and password for a client at clientIP and returns the account.
+// Errors are ErrBadCredentials, ErrLocked or a guard.ErrBusy refusal.
 func (a *Auth) Check(username, password, clientIP string) (*config.Account, error) {
 	cfg := a.config()
-	acct := cfg.Account(username)
-	key := credKey(username, password)
 	now := a.now()
-	fk := failKey{username, clientIP}
-
+	addr := guard.AddrKey(clientIP)
+	if len(username) > maxUsername {
+		a.shortName.Add(1)
+		a.failures.Add(1)
+		a.logRefusal("bad_credentials", "", clientIP, ErrBadCredentials)
+		return nil, ErrBadCredentials
+	}
 	a.mu.Lock()
-	if f := a.failures[fk]; f != nil && now.Before(f.until) {
-		a.mu.Unlock()
+	locked := a.lock.pairLocked(username, addr, now)
+	a.mu.Unlock()
+	if locked {
+		a.lockedOut.Add(1)
+		a.logRefusal("locked", username, clientIP, ErrLocked)
 		return nil, ErrLocked
 	}
-	if e, ok := a.cache[key]; ok && acct != nil && e.hash == acct.PasswordHash && now.Before(e.expires) {
-		a.mu.Unlock()
-		return acct, nil
-	}
-	a.mu.Unlock()
-
+	acct := cfg.Account(username)
 	hash := ""
 	if acct != nil {
 		hash = acct.PasswordHash
 	}
-	ok := config.VerifySecret(hash, password)
+	key := guard.Key(username, password, addr.String())
+	fresh, known := a.cache.Lookup(key, hash, now)
+	if fresh {
+		a.cacheHits.Add(1)
+		return acct, nil
+	}
 
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	if c := a.inflight[key]; c != nil {
+		a.mu.Unlock()
+		<-c.done
+		return c.acct, c.err
+	}
+	c := &check{done: make(chan struct{})}
+	a.inflight[key] = c
+	a.mu.Unlock()
+	c.acct, c.err = a.slowCheck(cfg, acct, username, password, clientIP, addr, key, known)
+	a.mu.Lock()
+	delete(a.inflight, key)
+	a.mu.Unlock()
+	close(c.done)
+	return c.acct, c.err
+}
+
+// slowCheck runs the account gate, admission control and bcrypt, then records the result.
+// A credential known from the cache (right once against this very hash) skips the gate
+// and admission: only its owner can present it.
+func (a *Auth) slowCheck(cfg *config.Broker, acct *config.Account, username, password, clientIP string,
+	addr netip.Prefix, key [32]byte, known bool) (*config.Account, error) {
+	pol := cfg.Limits.Lockout
+	if !known {
+		a.mu.Lock()
+		open := a.lock.accountGate(username, addr, a.now(), pol, false)
+		a.mu.Unlock()
+		if !open {
+			a.lockedOut.Add(1)
+			a.logRefusal("locked", username, clientIP, ErrLocked)
+			return nil, ErrLocked
+		}
+		release, err := a.adm.Admit(addr)
+		if err != nil {
+			a.logRefusal("busy", username, clientIP, err)
+			return nil, err
+		}
+		defer release()
+		// The token is taken only once a slot is held, so a shed check does not spend it.
+		a.mu.Lock()
+		open = a.lock.accountGate(username, addr, a.now(), pol, true)
+		a.mu.Unlock()
+		if !open {
+			a.lockedOut.Add(1)
+			a.logRefusal("locked", username, clientIP, ErrLocked)
+			return nil, ErrLocked
+		}
+	}
+	hash := ""
+	if acct != nil {
+		hash = acct.PasswordHash
+	}
+	a.checks.Add(1)
+	var ok bool
+	guard.Background(func() { ok = config.VerifySecret(hash, password) })
+	now := a.now()
+	a.mu.Lock()
+	if ok {
+		a.lock.succeed(username, addr)
+		a.mu.Unlock()
+		a.cache.Add(key, hash, now)
+		return acct, nil
+	}
+	pairLock, accountLock := a.lock.fail(username, addr, key, now, pol)
+	a.mu.Unlock()
+	a.failures.Add(1)
+	if pairLock {
+		a.pairLockouts.Add(1)
+		a.logLock("account locked for one client address", username, clientIP, pol.Duration)
+	}
+	if accountLock {
+		a.accountLockouts.Add(1)
+		a.logLock("account locked for all addresses: checked at most once per account_interval, only for addresses without failures", username, "", pol.Duration)
+	}
+	a.logRefusal("bad_credentials", username, clientIP, ErrBadCredentials)
+	return nil, ErrBadCredentials
+}
+
+// Reset drops every cached credential. Entries are tied to the hash they were checked
+// against, so a changed or removed account never needs it.
+func (a *Auth) Reset() { a.cache.Reset() }
+
+// Stats returns the counters.
+func (a *Auth) Stats() AuthStats {
+	a.mu.Lock()
+	unrecorded := a.lock.unrecorded
+	a.mu.Unlock()
+	return AuthStats{Checks: a.checks.Load(), CacheHits: a.cacheHits.Load(), Failures: a.failures.Load(),
+		Locked: a.lockedOut.Load(), PairLockouts: a.pairLockouts.Load(), AccountLockouts: a.accountLockouts.Load(),
+		Unrecorded: unrecorded, Admission: a.adm.Stats()}
+}
+
+// logRefusal logs a sampled refusal: the username and address, never the password.
+func (a *Auth) logRefusal(reason, username, clientIP string, err error) {
+	if a.Log == nil {
+		return
+	}
+	ok, suppressed := a.sampler.Allow(reason)
 	if !ok {
-		a.fail(fk, now)
-		return nil, ErrBadCredentials
+		return
 	}
-	delete(a.failures, fk)
-	if len(a.cache) >= cacheMax {
-		a.sweep(now)
-	}
-	a.cache[key] = cacheEntry{hash: acct.PasswordHash, expires: now.Add(cacheTTL)}
-	return acct, nil
+	a.Log.Info("login refused", "reason", reason, "username", username, "client", clientIP,
+		"err", err.Error(), "suppressed_since_last", suppressed)
 }
 
-// Reset drops every cached credential, e.g. after the accounts changed.
-func (a *Auth) Reset() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	clear(a.cache)
-}
-
-func (a *Auth) fail(k failKey, now time.Time) {
-	f := a.failures[k]
-	if f == nil || now.After(f.window) {
-		if len(a.failures) >= failureMax {
-			a.sweep(now)
-		}
-		f = &failure{window: now.Add(lockFor)}
-		a.failures[k] = f
+func (a *Auth) logLock(msg, username, clientIP string, d time.Duration) {
+	if a.Log == nil {
+		return
 	}
-	f.count++
-	if f.count >= lockAfter {
-		f.until = now.Add(lockFor)
-		f.count = 0
+	if ok, suppressed := a.sampler.Allow("lock"); ok {
+		a.Log.Warn(msg, "username", username, "client", clientIP, "for", d.String(), "suppressed_since_last", suppressed)
 	}
-}
-
-// sweep drops expired entries; if the maps are still full it empties them, trading a few
-// bcrypt calls for bounded memory.
-func (a *Auth) sweep(now time.Time) {
-	for k, e := range a.cache {
-		if now.After(e.expires) {
-			delete(a.cache, k)
-		}
-	}
-	if len(a.cache) >= cacheMax {
-		clear(a.cache)
-	}
-	for k, f := range a.failures {
-		if now.After(f.window) && now.After(f.until) {
-			delete(a.failures, k)
-		}
-	}
-	if len(a.failures) >= failureMax {
-		clear(a.failures)
-	}
-}
-
-func credKey(user, pass string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(user))
-	h.Write([]byte{0})
-	h.Write([]byte(pass))
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"maintproxy/internal/guard"
 	"maintproxy/internal/refusal"
 	"maintproxy/maintname"
 	"maintproxy/tunnel"
@@ -30,6 +31,8 @@ func statusFor(err error, domain string) (int, refusal.Reason, string) {
 		return http.StatusProxyAuthRequired, refusal.Locked, err.Error() + ": log in with your reseller's proxy account"
 	case errors.Is(err, ErrBadCredentials):
 		return http.StatusProxyAuthRequired, refusal.BadCredentials, err.Error() + ": log in with your reseller's proxy account"
+	case errors.Is(err, guard.ErrBusy):
+		return http.StatusTooManyRequests, refusal.Busy, err.Error()
 	case errors.Is(err, ErrNotConnect):
 		return http.StatusMethodNotAllowed, refusal.NotConnect, err.Error()
 	case errors.Is(err, maintname.ErrNotMaintenance):

@@ -17,12 +17,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"maintproxy/config"
 	"maintproxy/internal/clientaddr"
+	"maintproxy/internal/guard"
 	"maintproxy/internal/refusal"
 	"maintproxy/internal/relay"
 	"maintproxy/maintname"
@@ -208,13 +210,10 @@ func (s *Server) authenticate(r *http.Request) (*config.Account, error) {
 	if s.sharedLocked(user, ip) {
 		return nil, ErrLocked
 	}
+	// Auth logs refusals itself, sampled, so that a flood cannot fill the disk.
 	acct, err := s.opts.Auth.Check(user, pass, ip)
 	s.shareLock(user, ip, err)
-	if err != nil {
-		s.opts.Logger.Warn("proxy authentication failed", "username", user, "client", r.RemoteAddr, "reason", err.Error())
-		return nil, err
-	}
-	return acct, nil
+	return acct, err
 }
 
 // route checks the account's rights on the target and names the system.
@@ -296,15 +295,24 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 	h.Set(refusal.Header, string(reason))
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
+	// A whole body at once: a paused refusal must not hold its last chunk back.
+	h.Set("Content-Length", strconv.Itoa(len(text)+1))
+	var busy *guard.Refusal
 	if status == http.StatusProxyAuthRequired {
 		h.Set("Proxy-Authenticate", `Basic realm="`+cfg.ProxyHost()+`"`)
+	} else if errors.As(err, &busy) {
+		// The connection stays open (a new TLS handshake would cost more) and is paused.
+		h.Set("Retry-After", strconv.Itoa(busy.RetrySeconds()))
 	} else {
 		h.Set("Connection", "close")
 	}
 	w.WriteHeader(status)
 	io.WriteString(w, text+"\n")
+	if busy != nil {
+		guard.Pause(w, r, busy.RetryAfter())
+	}
 	if acct == nil {
-		return // not authenticated: logged by authenticate, no audit record
+		return // not authenticated: Auth logged it (sampled); no audit record
 	}
 	s.count.refused.Add(1)
 	s.opts.Audit.Info("tunnel", "account", acct.Username, "client", r.RemoteAddr, "target", target,

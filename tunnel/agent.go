@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,8 @@ const (
 	minBackoff     = 500 * time.Millisecond
 	// stableAfter is how long a session must last before the backoff starts over.
 	stableAfter = 10 * time.Second
+	// maxRetryAfter caps the wait a busy broker may ask for.
+	maxRetryAfter = 5 * time.Minute
 )
 
 // ErrAgentRejected means the broker refused the agent's credentials.
@@ -115,6 +118,11 @@ func (a *Agent) run(ctx context.Context, c *brokerConn) {
 		}
 		// Full jitter in [backoff/2, backoff) spreads a fleet reconnecting after a broker restart.
 		wait := backoff/2 + rand.N(backoff/2)
+		var busy *busyError
+		if errors.As(err, &busy) {
+			// A busy broker said when to come back; jitter keeps the fleet from coming at once.
+			wait = max(wait, busy.wait+rand.N(busy.wait/2+1))
+		}
 		a.log.Warn("disconnected from broker; reconnecting", "reason", err.Error(), "retry_in", wait.Round(time.Millisecond).String())
 		select {
 		case <-ctx.Done():
@@ -138,6 +146,9 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
 			return ErrAgentRejected
+		}
+		if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
+			return &busyError{wait: retryAfter(resp.Header.Get("Retry-After"))}
 		}
 		return fmt.Errorf("connecting to %s: %w", a.url, err)
 	}
@@ -230,6 +241,22 @@ func dialCode(err error) Code {
 	default:
 		return CodeUnreachable
 	}
+}
+
+// busyError is the broker's 503: too many logins right now, come back after wait.
+type busyError struct{ wait time.Duration }
+
+func (e *busyError) Error() string {
+	return fmt.Sprintf("the broker is busy with agent logins; it asked to retry in %v", e.wait)
+}
+
+// retryAfter reads a Retry-After in seconds, capped at maxRetryAfter; 1 s if absent.
+func retryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 {
+		return time.Second
+	}
+	return min(time.Duration(n)*time.Second, maxRetryAfter)
 }
 
 // halfCloseStream gives a yamux stream the CloseWrite that relay.Copy uses for half-close.

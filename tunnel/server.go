@@ -3,7 +3,6 @@ package tunnel
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 
-	"maintproxy/config"
+	"maintproxy/internal/guard"
 )
 
 // Server is the broker's agent endpoint (AgentPath): it authenticates agents, runs their
@@ -27,34 +26,31 @@ type Server struct {
 	SecretHash func(id Identity) (string, bool)
 	Logger     *slog.Logger
 	Tuning     Tuning
+	// admission guards logins: bcrypt checks need a slot, and a client address that sent
+	// too many wrong secrets is refused (503, Retry-After) before any check.
+	admission *guard.Admission
 
-	logins   chan struct{} // bounds concurrent bcrypt checks of agent logins
+	login    loginState
 	sessions sync.WaitGroup
 }
-
-// DefaultMaxConcurrentLogins is how many agent logins are checked at once unless
-// WithMaxConcurrentLogins says otherwise.
-const DefaultMaxConcurrentLogins = 4
 
 // ServerOption is an optional setting of NewServer.
 type ServerOption func(*Server)
 
-// WithMaxConcurrentLogins bounds the bcrypt work of agent logins to n checks at once
-// (n < 1 means the default); later logins wait their turn.
-func WithMaxConcurrentLogins(n int) ServerOption {
-	return func(s *Server) {
-		if n >= 1 {
-			s.logins = make(chan struct{}, n)
-		}
-	}
+// WithAdmission makes a the admission control of agent logins (default: one with default
+// settings).
+func WithAdmission(a *guard.Admission) ServerOption {
+	return func(s *Server) { s.admission = a }
 }
 
 // NewServer returns a Server; reg and secretHash are required.
 func NewServer(reg *Registry, secretHash func(Identity) (string, bool), logger *slog.Logger, opts ...ServerOption) *Server {
-	s := &Server{Registry: reg, SecretHash: secretHash, Logger: logger,
-		logins: make(chan struct{}, DefaultMaxConcurrentLogins)}
+	s := &Server{Registry: reg, SecretHash: secretHash, Logger: logger, login: newLoginState()}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.admission == nil {
+		s.admission = guard.New(func() guard.Settings { return guard.Settings{} }, nil)
 	}
 	return s
 }
@@ -70,9 +66,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := s.authenticate(r)
 	if err != nil {
-		s.Logger.Warn("agent login refused", "remote", r.RemoteAddr, "identity", id.String(), "reason", err.Error())
-		w.Header().Set("WWW-Authenticate", `Basic realm="maintagent"`)
-		http.Error(w, "agent authentication failed: check customer, system and secret in the agent's configuration", http.StatusUnauthorized)
+		s.refuseLogin(w, r, id, err)
 		return
 	}
 	hash, _ := s.SecretHash(id)
@@ -113,32 +107,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Registry.unregister(sess, time.Now())
 	s.Logger.Info("agent disconnected", "identity", id.String(), "customer", id.Customer, "system", id.System,
 		"remote", r.RemoteAddr, "connected_for", time.Since(sess.since).Round(time.Millisecond).String())
-}
-
-func (s *Server) authenticate(r *http.Request) (Identity, error) {
-	user, secret, ok := r.BasicAuth()
-	if !ok {
-		return Identity{}, errors.New("no credentials")
-	}
-	customer, system, ok := strings.Cut(user, "/")
-	id := NewIdentity(customer, system)
-	if !ok || id.Customer == "" || id.System == "" {
-		return id, errors.New("user name is not customer/system")
-	}
-	select {
-	case s.logins <- struct{}{}:
-		defer func() { <-s.logins }()
-	case <-r.Context().Done():
-		return id, r.Context().Err()
-	}
-	hash, known := s.SecretHash(id)
-	if !config.VerifySecret(hash, secret) {
-		if !known {
-			return id, errors.New("unknown customer/system")
-		}
-		return id, errors.New("wrong secret")
-	}
-	return id, nil
 }
 
 // readHello accepts the agent's first stream and decodes its policy.

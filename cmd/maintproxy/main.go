@@ -1,6 +1,7 @@
 // Command maintproxy is the remote-support broker: `serve` runs it, `check` validates a
-// configuration, `passwd` hashes a password or agent secret, `demo` runs a self-contained
-// broker with demo agents and targets on loopback.
+// configuration, `passwd` hashes a password (bcrypt), `agent-secret` makes an agent secret
+// and its hmac-sha256 hash, `demo` runs a self-contained broker with demo agents and
+// targets on loopback.
 package main
 
 import (
@@ -40,7 +41,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), demoCmd(), configCmd(), clusterCmd())
+	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd(), configCmd(), clusterCmd())
 	return root
 }
 
@@ -107,7 +108,7 @@ func checkCmd() *cobra.Command {
 func passwdCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "passwd",
-		Short: "Read a password (or agent secret) on stdin and print its bcrypt hash",
+		Short: "Read a password on stdin and print its bcrypt hash (for agents use agent-secret)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pw, err := readSecret(cmd.InOrStdin(), cmd.ErrOrStderr())

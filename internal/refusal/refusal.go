@@ -26,5 +26,6 @@ const (
 	TargetFailed     Reason = "target-failed"     // 502: the agent could not connect to the target
 	TargetTimeout    Reason = "target-timeout"    // 504: the target did not answer in time
 	Limit            Reason = "limit"             // 429: too many open tunnels for the account or system
+	Busy             Reason = "busy"              // 429: too many logins from this address right now; honour Retry-After
 	TunnelFailed     Reason = "tunnel-failed"     // 502: the tunnel to the agent failed otherwise
 )
