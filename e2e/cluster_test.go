@@ -460,7 +460,9 @@ func TestClusterConfigPushAndDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b2.Proc().WaitLog(t, 10*time.Second, func(r testenv.Record) bool { return r.Msg() == "configuration in the store refused; keeping the previous one" })
+	b2.Proc().WaitLog(t, 10*time.Second, func(r testenv.Record) bool {
+		return r.Msg() == "configuration in the store refused; keeping the previous one"
+	})
 	out, err = exec.Command(bin, "cluster", "status", "--config", b1.ConfigPath).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "STALE") {
 		t.Errorf("cluster status with stale brokers: %v\n%s", err, out)
@@ -557,8 +559,23 @@ func TestClusterAgentsFailOver(t *testing.T) {
 		cust.Systems = append(cust.Systems, fmt.Sprintf("a%d", i+1))
 	}
 	accounts := []testenv.Account{{Username: "resa", Password: "pass-a", Customers: []string{"90000"}}}
-	c := testenv.StartCluster(t, testenv.ClusterOptions{Brokers: 2,
-		Options: testenv.Options{Accounts: accounts, Customers: []testenv.Customer{cust}}})
+	// All agents come from 127.0.0.1 here: lift the per-address login rate meant for
+	// strangers on the Internet.
+	limits := map[string]any{"auth": map[string]any{"per_minute": 100000, "burst": 1000}}
+	// Machine-made secrets with their fast (HMAC) hashes, as `maintproxy agent-secret` makes.
+	secrets := map[string]string{}
+	var systems []map[string]any
+	for i, sys := range cust.Systems {
+		secret, hash, err := config.NewAgentSecret()
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets[sys] = secret
+		systems = append(systems, map[string]any{"name": sys, "primary": i == 0, "agent_secret_hash": hash})
+	}
+	customers := []map[string]any{{"id": cust.ID, "systems": systems}}
+	c := testenv.StartCluster(t, testenv.ClusterOptions{Brokers: 2, Options: testenv.Options{Accounts: accounts,
+		Customers: []testenv.Customer{cust}, Extra: map[string]any{"limits": limits, "customers": customers}}})
 	c.WaitReady(t, 20*time.Second)
 	b1, b2 := c.Brokers[0], c.Brokers[1]
 	g := startGate(t)
@@ -567,7 +584,7 @@ func TestClusterAgentsFailOver(t *testing.T) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for _, sys := range cust.Systems {
 		cfg, err := config.NewAgent(config.Agent{Broker: "https://admin." + testenv.Domain, BrokerAddrs: []string{b1.WebAddr, g.addr},
-			CAFile: c.CAFile, Customer: cust.ID, System: sys, Secret: testenv.Secret(cust.ID, sys),
+			CAFile: c.CAFile, Customer: cust.ID, System: sys, Secret: secrets[sys],
 			RemoteAccess: config.RemoteAccess{Enabled: true}, MaxBackoff: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
