@@ -252,6 +252,38 @@ func TestClusterForwardsTunnels(t *testing.T) {
 		t.Errorf("b3 metrics: online %d local %d brokers %d ready %d; want 2 0 3 1", m["maintproxy_agents_online"],
 			m["maintproxy_agents_local"], m["maintproxy_cluster_brokers"], m["maintproxy_ready"])
 	}
+	// The access JSON on b3 shows se1 online with the switches its agent reported to b1.
+	req, _ := http.NewRequest(http.MethodGet, "https://"+b3.WebAddr().String()+"/com/remoteproxy/access?format=json", nil)
+	req.SetBasicAuth(user, password)
+	resp, err := b3.webClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var view struct {
+		Customers []struct {
+			ID      string `json:"id"`
+			Systems []struct {
+				Name         string `json:"name"`
+				Online       bool   `json:"online"`
+				RemoteAccess bool   `json:"remote_access"`
+			} `json:"systems"`
+		} `json:"customers"`
+	}
+	json.NewDecoder(resp.Body).Decode(&view)
+	resp.Body.Close()
+	seen := map[string]bool{}
+	for _, c := range view.Customers {
+		for _, s := range c.Systems {
+			seen[c.ID+"/"+s.Name] = true
+			online := c.ID+"/"+s.Name == "12345/se1" || c.ID+"/"+s.Name == "55555/se1"
+			if s.Online != online || (c.ID+"/"+s.Name == "12345/se1" && !s.RemoteAccess) {
+				t.Errorf("b3's access JSON: %s/%s online %v remote access %v", c.ID, s.Name, s.Online, s.RemoteAccess)
+			}
+		}
+	}
+	if !seen["12345/se1"] {
+		t.Errorf("b3's access JSON lists no 12345/se1: %+v", view)
+	}
 	if code, _, body := b3.get(t, b3.webClient(t), "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz on b3: %d %q", code, body)
 	}
