@@ -37,8 +37,11 @@ func (b *Broker) webHandler() http.Handler {
 	return securityHeaders(mux)
 }
 
-// systemStatus tells the access page what the registry knows of one system's agent; in
-// cluster mode a system this broker does not hold is online if another broker holds it.
+// systemStatus tells the access pages what the registry knows of one system's agent;
+// pac.Indicate turns it into the light. In cluster mode a system this broker does not hold
+// is online if another broker holds it, with the switches its agent reported there.
+// Refused agent logins (LoginFailed, LoginFailure) and secondaries reached through their
+// primary (Via) are not known to the registry yet.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 	st := b.registry.Status(tunnel.NewIdentity(customer, system))
 	if k := b.cluster; k != nil && !st.Online {

@@ -24,17 +24,47 @@ import (
 
 // browserVisit is one page load in e2e/browser/visit.js.
 type browserVisit struct {
-	Name       string             `json:"name"`
-	URL        string             `json:"url"`
-	ProxyAuth  *browserCreds      `json:"proxyAuth,omitempty"`
-	ServerAuth *browserCreds      `json:"serverAuth,omitempty"`
-	Screenshot string             `json:"screenshot,omitempty"`
-	Copy       []string           `json:"copy,omitempty"`
+	Name       string          `json:"name"`
+	URL        string          `json:"url"`
+	ProxyAuth  *browserCreds   `json:"proxyAuth,omitempty"`
+	ServerAuth *browserCreds   `json:"serverAuth,omitempty"`
+	Screenshot string          `json:"screenshot,omitempty"`
+	Measure    bool            `json:"measure,omitempty"`
+	Actions    []browserAction `json:"actions,omitempty"`
+	Copy       []string        `json:"copy,omitempty"`
+	// UninstallExtension removes the extension (from itself) before this visit.
+	UninstallExtension bool `json:"uninstallExtension,omitempty"`
+
 	Status     int                `json:"status"`
 	Text       string             `json:"text"`
+	TextAfter  string             `json:"textAfter"`
 	Error      string             `json:"error"`
 	Challenges []browserChallenge `json:"challenges"`
 	Copies     map[string]string  `json:"copies"`
+	Counts     map[string]int     `json:"counts"`
+	Timing     *browserTiming     `json:"timing"`
+}
+
+// browserAction is a user's step on a loaded page: fill or select a form field, wait
+// for a text in an element, count the visible elements a selector matches.
+type browserAction struct {
+	Type     string `json:"type"`
+	Selector string `json:"selector"`
+	Value    string `json:"value"`
+	Text     string `json:"text,omitempty"`
+	Name     string `json:"name,omitempty"`
+}
+
+// browserTiming is the browser's navigation timing of a page (milliseconds from the
+// start of navigation) and its size.
+type browserTiming struct {
+	ResponseStart    float64 `json:"responseStart"`
+	ResponseEnd      float64 `json:"responseEnd"`
+	DOMInteractive   float64 `json:"domInteractive"`
+	DOMContentLoaded float64 `json:"domContentLoaded"`
+	Load             float64 `json:"load"`
+	Layout           float64 `json:"layout"`
+	DecodedBodySize  int     `json:"decodedBodySize"`
 }
 
 type browserCreds struct {
@@ -52,6 +82,7 @@ type browserChallenge struct {
 type browserJob struct {
 	Mode          string         `json:"mode"` // pac or extension
 	PACURL        string         `json:"pacURL,omitempty"`
+	ExtraArgs     []string       `json:"extraArgs,omitempty"`
 	ExtensionDir  string         `json:"extensionDir,omitempty"`
 	ProfileDir    string         `json:"profileDir,omitempty"`
 	ResolverRules string         `json:"resolverRules"`
@@ -117,9 +148,26 @@ func browserNSS(t *testing.T, caFile string) string {
 	return home
 }
 
+// bigCustomers are a reseller's estate of 1,000 systems: 250 customers (100000…100249)
+// of 4 systems each, managed by the account "big".
+func bigCustomers() (testenv.Account, []testenv.Customer) {
+	acct := testenv.Account{Username: "big", Password: "pass-big"}
+	var custs []testenv.Customer
+	for i := range 250 {
+		id := fmt.Sprint(100000 + i)
+		acct.Customers = append(acct.Customers, id)
+		custs = append(custs, testenv.Customer{ID: id, Systems: []string{"SE1", "SE2", "SE3", "UCM1"}})
+	}
+	return acct, custs
+}
+
 func browserStart(t *testing.T) *browserSetup {
 	t.Helper()
-	env := testenv.Start(t, testenv.Options{})
+	big, bigCusts := bigCustomers()
+	env := testenv.Start(t, testenv.Options{
+		Accounts:  append(append([]testenv.Account{}, testenv.DefaultAccounts...), big),
+		Customers: append(append([]testenv.Customer{}, testenv.DefaultCustomers...), bigCusts...),
+	})
 	s := &browserSetup{env: env, directHits: new(atomic.Int64),
 		panelText:  "web control panel of 12345-SE1 (browser e2e)",
 		coloText:   "co-located HTTPS server 127.0.0.5 (browser e2e)",
@@ -153,6 +201,11 @@ func browserStart(t *testing.T) *browserSetup {
 	env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true,
 		Services:  map[int]string{7071: panel, 22: unused, 3389: unused},
 		Colocated: true, Tunnels: []config.Tunnel{{Application: "HTTPS", IP: "127.0.0.5", Port: coloPortN}}})
+	// SE2's customer switched remote access off; its services and tunnel entry are listed
+	// in its agent's file all the same.
+	env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE2", RemoteAccess: false,
+		Services:  map[int]string{7071: panel, 22: unused},
+		Colocated: true, Tunnels: []config.Tunnel{{Application: "RDP", IP: "127.0.0.6", Port: 3389}}})
 	s.panelURL = "https://12345-SE1.maint." + env.Domain + ":7071/login"
 	s.coloURL = "https://12345-SE1-127.0.0.5.maint." + env.Domain + ":" + coloPort + "/"
 	s.directURL = "https://direct." + env.Domain + ":" + directPort + "/"
@@ -160,11 +213,15 @@ func browserStart(t *testing.T) *browserSetup {
 	return s
 }
 
-// resolverRules resolve only the broker's and the direct site's names, all to loopback;
-// every other name fails, so the browser cannot reach anything off this machine.
+// corpHost names the corporate proxy and PAC server of the extension tests (loopback).
+const corpHost = "corp.example.test"
+
+// resolverRules resolve only the broker's, the direct site's and the corporate servers'
+// names, all to loopback; every other name (and IP literal) fails, so the browser cannot
+// reach anything off this machine.
 func (s *browserSetup) resolverRules() string {
 	d := s.env.Domain
-	return "MAP maint." + d + " 127.0.0.1, MAP admin." + d + " 127.0.0.1, MAP direct." + d + " 127.0.0.1, MAP * ~NOTFOUND"
+	return "MAP maint." + d + " 127.0.0.1, MAP admin." + d + " 127.0.0.1, MAP direct." + d + " 127.0.0.1, MAP " + corpHost + " 127.0.0.1, MAP * ~NOTFOUND"
 }
 
 func (s *browserSetup) webURL(path string) string {
@@ -261,7 +318,10 @@ func TestBrowser(t *testing.T) {
 	dir := browserNeeds(t)
 	s := browserStart(t)
 	good := &browserCreds{"resa", "pass-a"}
-	shot := filepath.Join(s.artifacts, "access-page.png")
+	shots := map[string]string{}
+	for _, name := range []string{"access-page", "access-system", "access-remote-off", "access-overview-1000"} {
+		shots[name] = filepath.Join(s.artifacts, name+".png")
+	}
 
 	t.Run("PAC", func(t *testing.T) {
 		res := s.run(t, dir, browserJob{Mode: "pac", PACURL: s.webURL("/com/remoteproxy/proxy.pac"), Visits: []browserVisit{
@@ -271,8 +331,6 @@ func TestBrowser(t *testing.T) {
 			{Name: "wrong-password", URL: s.panelURL, ProxyAuth: &browserCreds{"resa", "wrong"}},
 			{Name: "plain-http", URL: "http://12345-SE1.maint." + s.env.Domain + ":7071/login", ProxyAuth: good},
 			{Name: "direct", URL: s.directURL, ProxyAuth: good},
-			{Name: "access", URL: s.webURL("/com/remoteproxy/access"), ServerAuth: good, Screenshot: shot,
-				Copy: []string{"12345/se1/ssh_linux", "12345/se1/rdp/maint_forward"}},
 		}})
 
 		// The real page behind the real agent, after the browser's proxy login.
@@ -304,7 +362,122 @@ func TestBrowser(t *testing.T) {
 		if v.Status != 200 || !strings.Contains(v.Text, s.directText) || len(v.Challenges) != 0 || s.directHits.Load() == 0 {
 			t.Errorf("direct: status %d, error %q, challenges %v, hits %d", v.Status, v.Error, v.Challenges, s.directHits.Load())
 		}
-		browserCheckAccess(t, s, browserFind(t, res, "access"), shot)
+	})
+
+	t.Run("AccessPages", func(t *testing.T) {
+		d := s.env.Domain
+		res := s.run(t, dir, browserJob{Mode: "pac", PACURL: s.webURL("/com/remoteproxy/proxy.pac"), Visits: []browserVisit{
+			{Name: "overview", URL: s.webURL("/com/remoteproxy/access"), ServerAuth: good, Screenshot: shots["access-page"],
+				Actions: []browserAction{
+					{Type: "count", Selector: "tr[data-l]", Name: "all"},
+					{Type: "fill", Selector: "#filter", Value: "se2"},
+					{Type: "count", Selector: "tr[data-l]", Name: "se2"},
+					{Type: "fill", Selector: "#filter", Value: ""},
+					{Type: "select", Selector: "#light", Value: "green"},
+					{Type: "count", Selector: "tr[data-l]", Name: "green"},
+				}},
+			// The technician's choices change the commands in place; the copies carry them
+			// and the password.
+			{Name: "system", URL: s.webURL("/com/remoteproxy/access/12345/se1"), ServerAuth: good, Screenshot: shots["access-system"],
+				Actions: []browserAction{
+					{Type: "fill", Selector: "input[name=ssh_user]", Value: "admin"},
+					{Type: "fill", Selector: "input[name=port]", Value: "14000"},
+					{Type: "waitText", Selector: `code[data-id="12345/se1/rdp/maint_forward"]`, Text: "127.0.0.1:14000"},
+					{Type: "waitText", Selector: `code[data-id="12345/se1/ssh_linux"]`, Text: "ssh admin@"},
+				},
+				Copy: []string{"12345/se1/ssh_linux", "12345/se1/rdp/maint_forward"}},
+			{Name: "remote-off", URL: s.webURL("/com/remoteproxy/access/12345/se2"), ServerAuth: good, Screenshot: shots["access-remote-off"],
+				Actions: []browserAction{{Type: "count", Selector: "a[href*='12345-se2'], button.copy, code.cmd", Name: "offers"}}},
+		}})
+		v := browserFind(t, res, "overview")
+		if v.Status != 200 || len(v.Challenges) == 0 || v.Challenges[0].Source != "Server" || v.Challenges[0].Realm != "admin."+d {
+			t.Fatalf("overview: status %d, error %q, challenges %v", v.Status, v.Error, v.Challenges)
+		}
+		for _, want := range []string{"12345", "67890", "Online since", "Remote operations not allowed", "Waiting for first connection",
+			"msedge.exe --proxy-pac-url=" + s.webURL("/com/remoteproxy/proxy.pac"), "Trust the root certificate"} {
+			if !strings.Contains(v.Text, want) {
+				t.Errorf("overview lacks %q", want)
+			}
+		}
+		for _, bad := range []string{"55555", "pass-a", "certutil -user"} { // the trust steps are collapsed
+			if strings.Contains(v.Text, bad) {
+				t.Errorf("overview shows %q", bad)
+			}
+		}
+		if c := v.Counts; c["all"] != 3 || c["se2"] != 1 || c["green"] != 1 {
+			t.Errorf("overview filter: rows %v, want all 3, se2 1, green 1", c)
+		}
+		v = browserFind(t, res, "system")
+		p := s.proxyPort
+		wantSSH := fmt.Sprintf(`ssh admin@12345-se1.maint.%s -p 22 -oProxyCommand="proxytunnel -E --proxy=maint.%s:%s --dest=12345-se1.maint.%s:22 -P 'resa:pass-a' -C ~/maintproxy-tools/maintproxy-ca.pem"`, d, d, p, d)
+		if got := v.Copies["12345/se1/ssh_linux"]; got != wantSSH {
+			t.Errorf("copied ssh command\n got %q\nwant %q", got, wantSSH)
+		}
+		if got, want := v.Copies["12345/se1/rdp/maint_forward"], "maint forward --listen 127.0.0.1:14000 12345-se1.maint."+d+":3389"; got != want {
+			t.Errorf("copied maint command %q, want %q", got, want)
+		}
+		for _, want := range []string{"12345-se1-127.0.0.5.maint." + d, "'resa:*****'", "https://12345-se1.maint." + d + ":7071/login"} {
+			if !strings.Contains(v.TextAfter, want) {
+				t.Errorf("system page lacks %q", want)
+			}
+		}
+		if strings.Contains(v.TextAfter, "pass-a") || strings.Contains(v.TextAfter, "root@") {
+			t.Errorf("system page shows the password or root@")
+		}
+		// Remote access off: the banner and nothing that would fail.
+		v = browserFind(t, res, "remote-off")
+		if v.Status != 200 || !strings.Contains(v.Text, "Remote access is disabled") || !strings.Contains(v.Text, "Remote operations not allowed") {
+			t.Errorf("remote access off: status %d, error %q, text %q", v.Status, v.Error, v.Text)
+		}
+		for _, bad := range []string{"proxytunnel", "ssh ", "https://12345-se2", "127.0.0.6", "Copy"} {
+			if strings.Contains(v.Text, bad) {
+				t.Errorf("remote access off page offers %q", bad)
+			}
+		}
+		if v.Counts["offers"] != 0 {
+			t.Errorf("remote access off page has %d links, commands or copy buttons", v.Counts["offers"])
+		}
+		for name, shot := range shots {
+			if name == "access-overview-1000" {
+				continue
+			}
+			if png, err := os.ReadFile(shot); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+				t.Errorf("screenshot %s: %v", shot, err)
+			}
+		}
+	})
+
+	// A reseller with 1,000 systems: the overview's size, the browser's render time (logged,
+	// not asserted) and the filter.
+	t.Run("Overview1000", func(t *testing.T) {
+		res := s.run(t, dir, browserJob{Mode: "pac", PACURL: s.webURL("/com/remoteproxy/proxy.pac"), Visits: []browserVisit{
+			{Name: "big", URL: s.webURL("/com/remoteproxy/access"), ServerAuth: &browserCreds{"big", "pass-big"}, Measure: true,
+				Screenshot: shots["access-overview-1000"],
+				Actions: []browserAction{
+					{Type: "count", Selector: "tr[data-l]", Name: "all"},
+					{Type: "fill", Selector: "#filter", Value: "100042"},
+					{Type: "waitText", Selector: "#shown", Text: "4 shown"},
+					{Type: "count", Selector: "tr[data-l]", Name: "customer"},
+					{Type: "fill", Selector: "#filter", Value: "100042-ucm1"},
+					{Type: "count", Selector: "tr[data-l]", Name: "system"},
+				}},
+		}})
+		v := browserFind(t, res, "big")
+		if v.Status != 200 || v.Timing == nil {
+			t.Fatalf("overview of 1,000 systems: status %d, error %q", v.Status, v.Error)
+		}
+		if c := v.Counts; c["all"] != 1000 || c["customer"] != 4 || c["system"] != 1 {
+			t.Errorf("rows %v, want all 1000, customer 4, system 1", c)
+		}
+		if v.Timing.DecodedBodySize > 300<<10 {
+			t.Errorf("overview of 1,000 systems is %d bytes, over 300 KB", v.Timing.DecodedBodySize)
+		}
+		tm := v.Timing
+		t.Logf("overview of 1,000 systems in Chromium: %d bytes; from navigation start (401 and login included): first byte %.0f ms, "+
+			"last byte %.0f ms, DOM interactive %.0f ms, DOMContentLoaded %.0f ms, load %.0f ms; after the last byte: parsed in %.0f ms, "+
+			"scripts and styles done in %.0f ms, loaded in %.0f ms; filter typed to result in %d ms",
+			tm.DecodedBodySize, tm.ResponseStart, tm.ResponseEnd, tm.DOMInteractive, tm.DOMContentLoaded, tm.Load,
+			tm.DOMInteractive-tm.ResponseEnd, tm.DOMContentLoaded-tm.ResponseEnd, tm.Load-tm.ResponseEnd, v.Counts["ms:4 shown"])
 	})
 
 	t.Run("Extension", func(t *testing.T) {
@@ -312,50 +485,19 @@ func TestBrowser(t *testing.T) {
 		res := s.run(t, dir, browserJob{Mode: "extension", ExtensionDir: ext, ProfileDir: t.TempDir(), Visits: []browserVisit{
 			{Name: "panel", URL: s.panelURL, ProxyAuth: good},
 			{Name: "colocated", URL: s.coloURL, ProxyAuth: good},
+			{Name: "direct", URL: s.directURL, ProxyAuth: good},
 		}})
 		if !strings.HasPrefix(res.Extension.Worker, "chrome-extension://") || !strings.Contains(string(res.Extension.Setting), "pac_script") {
 			t.Errorf("extension: worker %q, setting %s", res.Extension.Worker, res.Extension.Setting)
 		}
-		for _, name := range []string{"panel", "colocated"} {
+		for name, want := range map[string]string{"panel": s.panelText, "colocated": s.coloText, "direct": s.directText} {
 			v := browserFind(t, res, name)
-			want := map[string]string{"panel": s.panelText, "colocated": s.coloText}[name]
-			if v.Status != 200 || !strings.Contains(v.Text, want) || proxyChallenges(v) > 1 {
+			if v.Status != 200 || !strings.Contains(v.Text, want) || proxyChallenges(v) > 1 || name == "direct" && len(v.Challenges) > 0 {
 				t.Errorf("extension %s: status %d, error %q, challenges %v, text %q", name, v.Status, v.Error, v.Challenges, v.Text)
 			}
 		}
 	})
-}
 
-// browserCheckAccess checks the access page as rendered by Chromium for resa.
-func browserCheckAccess(t *testing.T, s *browserSetup, v browserVisit, shot string) {
-	t.Helper()
-	if v.Status != 200 {
-		t.Fatalf("access page: status %d, error %q", v.Status, v.Error)
-	}
-	if len(v.Challenges) == 0 || v.Challenges[0].Source != "Server" || v.Challenges[0].Realm != "admin."+s.env.Domain {
-		t.Errorf("access page: want a Basic login for admin.%s, got %v", s.env.Domain, v.Challenges)
-	}
-	for _, want := range []string{"Customer 12345", "Customer 67890", "Online since", "Waiting for first connection",
-		"12345-se1-127.0.0.5.maint." + s.env.Domain, "'resa:*****'"} {
-		if !strings.Contains(v.Text, want) {
-			t.Errorf("access page lacks %q", want)
-		}
-	}
-	for _, bad := range []string{"55555", "pass-a"} {
-		if strings.Contains(v.Text, bad) {
-			t.Errorf("access page shows %q", bad)
-		}
-	}
-	if png, err := os.ReadFile(shot); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
-		t.Errorf("screenshot %s: %v", shot, err)
-	}
-	d, p := s.env.Domain, s.proxyPort
-	wantSSH := fmt.Sprintf(`ssh root@12345-se1.maint.%s -p 22 -oProxyCommand="proxytunnel -E --proxy=maint.%s:%s --dest=12345-se1.maint.%s:22 -P 'resa:pass-a' -C ~/maintproxy-tools/maintproxy-ca.pem"`, d, d, p, d)
-	if got := v.Copies["12345/se1/ssh_linux"]; got != wantSSH {
-		t.Errorf("copied ssh command\n got %q\nwant %q", got, wantSSH)
-	}
-	wantFwd := "maint forward --listen 127.0.0.1:13389 12345-se1.maint." + d + ":3389"
-	if got := v.Copies["12345/se1/rdp/maint_forward"]; got != wantFwd {
-		t.Errorf("copied maint command %q, want %q", got, wantFwd)
-	}
+	t.Run("ExtensionKeepsFixedProxy", func(t *testing.T) { browserExtensionKeepsFixedProxy(t, s, dir) })
+	t.Run("ExtensionKeepsPACURL", func(t *testing.T) { browserExtensionKeepsPACURL(t, s, dir) })
 }

@@ -55,19 +55,26 @@ func safeFileName(s string) bool {
 	return true
 }
 
-// extensionFiles renders the unpacked Chrome extension.
+// extensionRefreshMinutes is how often the extension fetches a previous PAC URL again.
+const extensionRefreshMinutes = 30
+
+// extensionFiles renders the unpacked Chrome extension. Its service worker puts the
+// maintenance rule (maintname.HostRegexp, as in proxy.pac) in front of the browser's
+// previous proxy settings; see templates/background.js.tmpl.
 func extensionFiles(cfg *config.Broker, tmpl *template.Template) ([]zipFile, error) {
 	pac := PAC(cfg.Domain, proxyAddr(cfg))
-	pacJSON, err := json.Marshal(pac)
-	if err != nil {
-		return nil, err
-	}
+	rule, _ := json.Marshal(maintname.HostRegexp(cfg.Domain))
+	proxy, _ := json.Marshal("HTTPS " + proxyAddr(cfg))
 	manifest, err := json.MarshalIndent(map[string]any{
 		"manifest_version": 3,
 		"name":             "maintproxy " + cfg.Domain,
-		"version":          "1.0",
-		"description":      "Sends maintenance addresses *.maint." + cfg.Domain + " through the proxy " + proxyAddr(cfg) + "; everything else goes direct.",
-		"permissions":      []string{"proxy"},
+		"version":          "2.0",
+		"description": "Sends maintenance addresses *.maint." + cfg.Domain + " through the proxy " + proxyAddr(cfg) +
+			"; every other address keeps the browser's previous proxy settings.",
+		// alarms: fetching a previous PAC URL again; host access: reading that PAC file
+		// (the worker fetches nothing else).
+		"permissions":      []string{"proxy", "alarms"},
+		"host_permissions": []string{"<all_urls>"},
 		"background":       map[string]string{"service_worker": "background.js"},
 	}, "", "  ")
 	if err != nil {
@@ -75,7 +82,8 @@ func extensionFiles(cfg *config.Broker, tmpl *template.Template) ([]zipFile, err
 	}
 	data := map[string]any{
 		"Domain": cfg.Domain, "Proxy": proxyAddr(cfg), "PACURL": webURL(cfg, "/com/remoteproxy/proxy.pac"),
-		"PACJSON": string(pacJSON), "Grammar": maintname.HostGrammar(cfg.Domain),
+		"RuleJSON": string(rule), "ProxyJSON": string(proxy), "Grammar": maintname.HostGrammar(cfg.Domain),
+		"RefreshMinutes": extensionRefreshMinutes,
 	}
 	bg, err := execText(tmpl, "background.js.tmpl", data)
 	if err != nil {
@@ -93,15 +101,72 @@ func extensionFiles(cfg *config.Broker, tmpl *template.Template) ([]zipFile, err
 	}, nil
 }
 
-// toolBinary is a built maint client found in Options.ToolsDir.
+// ExpectedClients are the technician clients a complete tool bundle holds, named as
+// `make build` writes them: maint for each OS and CPU Go builds it for, and proxytunnel.exe
+// (maint for Windows; under that name it takes proxytunnel's command line), which the
+// generated Windows and PuTTY commands call.
+func ExpectedClients() []string {
+	return []string{"maint-darwin-amd64", "maint-darwin-arm64", "maint-linux-amd64", "maint-linux-arm64",
+		"maint-windows-amd64.exe", "maint-windows-arm64.exe", "proxytunnel.exe"}
+}
+
+// MissingClients returns the ExpectedClients that dir lacks (all of them when dir is
+// empty or missing).
+func MissingClients(dir string) []string {
+	have := map[string]bool{}
+	for _, b := range toolBinaries(dir) {
+		have[b.name] = true
+	}
+	var missing []string
+	for _, name := range ExpectedClients() {
+		if !have[name] {
+			missing = append(missing, name)
+		}
+	}
+	return missing
+}
+
+// clientDescription says what a bundled file is for.
+func clientDescription(name string) string {
+	osNames := map[string]string{"linux": "Linux", "darwin": "macOS", "windows": "Windows"}
+	cpus := map[string]string{"amd64": "x86-64", "arm64": "ARM64"}
+	switch {
+	case name == "proxytunnel.exe":
+		return "maint for Windows x86-64 under proxytunnel's name: runs the proxytunnel commands and PuTTY sessions unchanged"
+	case name == "README.txt":
+		return "these instructions"
+	case strings.HasSuffix(name, ".pem"):
+		return "the root certificate the proxy's TLS certificate chains to"
+	case strings.HasPrefix(name, "maint-"):
+		parts := strings.Split(strings.TrimSuffix(strings.TrimPrefix(name, "maint-"), ".exe"), "-")
+		if len(parts) == 2 && osNames[parts[0]] != "" && cpus[parts[1]] != "" {
+			return "maint for " + osNames[parts[0]] + " " + cpus[parts[1]]
+		}
+	}
+	return "maint client"
+}
+
+// bundleContents lists the files of tools.zip, in the order of its README.
+func bundleContents(rootFile string, bins []toolBinary) []string {
+	var names []string
+	if rootFile != "" {
+		names = append(names, rootFile)
+	}
+	for _, b := range bins {
+		names = append(names, b.name)
+	}
+	return append(names, "README.txt")
+}
+
+// toolBinary is a built client found in Options.ToolsDir.
 type toolBinary struct {
 	name string
 	path string
 	key  string // name, size and mtime: changes when the file is rebuilt
 }
 
-// toolBinaries lists the maint client binaries in dir (maint, maint-linux-amd64,
-// maint-windows-amd64.exe, …); a missing or empty dir gives none.
+// toolBinaries lists the client binaries in dir (maint-linux-amd64, …,
+// maint-windows-amd64.exe, proxytunnel.exe); a missing or empty dir gives none.
 func toolBinaries(dir string) []toolBinary {
 	if dir == "" {
 		return nil
@@ -113,7 +178,7 @@ func toolBinaries(dir string) []toolBinary {
 	var out []toolBinary
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || !(name == "maint" || name == "maint.exe" || strings.HasPrefix(name, "maint-")) {
+		if !e.Type().IsRegular() || !(name == "maint" || name == "maint.exe" || name == "proxytunnel.exe" || strings.HasPrefix(name, "maint-")) {
 			continue
 		}
 		info, err := e.Info()
@@ -138,21 +203,22 @@ func toolsKey(cfg *config.Broker, root []byte, bins []toolBinary) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// toolsFiles renders the tool bundle: root certificate, README and maint binaries.
+// bundleFile is one line of the bundle README's contents list.
+type bundleFile struct{ Name, About string }
+
+// toolsFiles renders the tool bundle: root certificate, README and client binaries.
 func toolsFiles(cfg *config.Broker, root []byte, bins []toolBinary, tmpl *template.Template) ([]zipFile, error) {
 	rootFile := ""
 	if len(bytes.TrimSpace(root)) > 0 {
 		rootFile = rootFileName(cfg)
 	}
-	cc := cmdContext{proxy: proxyAddr(cfg), user: "<proxy-user>", secret: "<proxy-password>", rootFile: rootFile}
+	cc := cmdContext{proxy: proxyAddr(cfg), user: "<proxy-user>", secret: "<proxy-password>", rootFile: rootFile, params: defaultParams()}
 	host := "<customer-id>-<system-name>.maint." + cfg.Domain
 	ssh := cc.sshCommands("", host, 22)
-	rdp := cc.forwardCommands("", host, 3389, true)
+	rdp := cc.forwardCommands("", host, 3389, defaultLocalPort, true)
 	var files []zipFile
-	var names []string
 	if rootFile != "" {
 		files = append(files, zipFile{Name: toolsDir + "/" + rootFile, Data: root})
-		names = append(names, rootFile)
 	}
 	for _, b := range bins {
 		data, err := os.ReadFile(b.path)
@@ -160,17 +226,20 @@ func toolsFiles(cfg *config.Broker, root []byte, bins []toolBinary, tmpl *templa
 			return nil, err
 		}
 		files = append(files, zipFile{Name: toolsDir + "/" + b.name, Data: data, Mode: 0o755})
-		names = append(names, b.name)
+	}
+	var contents []bundleFile
+	for _, name := range bundleContents(rootFile, bins) {
+		contents = append(contents, bundleFile{name, clientDescription(name)})
 	}
 	rootNote := "only needs to be on disk"
 	if cfg.TLS.Mode == config.ModeSelfSigned {
 		rootNote = "the broker's own CA: add it to your browser's trusted authorities too"
 	}
 	readme, err := execText(tmpl, "tools-readme.txt", map[string]any{
-		"Domain": cfg.Domain, "Proxy": proxyAddr(cfg), "LinuxDir": linuxToolsDir, "WindowsDir": windowsToolsDir,
+		"Domain": cfg.Domain, "Proxy": proxyAddr(cfg), "LinuxDir": defaultLinuxTools, "WindowsDir": defaultWindowsTools,
 		"PACURL": webURL(cfg, "/com/remoteproxy/proxy.pac"), "ExtensionURL": webURL(cfg, "/com/remoteproxy/chrome-extension.zip"),
-		"AccessURL": webURL(cfg, "/com/remoteproxy/access"), "RootFile": rootFile, "RootNote": rootNote,
-		"Files":    append(names, "README.txt"),
+		"AccessURL": webURL(cfg, accessPath), "RootFile": rootFile, "RootNote": rootNote,
+		"Files": contents, "HasProxytunnelExe": hasBinary(bins, "proxytunnel.exe"), "HasClients": len(bins) > 0,
 		"SSHLinux": text(ssh, "ssh_linux"), "SSHWindows": text(ssh, "ssh_windows"),
 		"PuTTYHost": text(ssh, "putty_host"), "PuTTYPort": text(ssh, "putty_port"), "PuTTYProxy": text(ssh, "putty_proxy_command"),
 		"MaintSSH": text(ssh, "maint_ssh"), "RDPStandalone": text(rdp, "rdp_standalone"),
@@ -181,6 +250,15 @@ func toolsFiles(cfg *config.Broker, root []byte, bins []toolBinary, tmpl *templa
 	}
 	files = append(files, zipFile{Name: toolsDir + "/README.txt", Data: readme})
 	return files, nil
+}
+
+func hasBinary(bins []toolBinary, name string) bool {
+	for _, b := range bins {
+		if b.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func text(cs commandSet, key string) string {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,7 +54,7 @@ func TestPACHandler(t *testing.T) {
 	mustContain(t, e.get(t, "/com/remoteproxy/proxy.pac", "", "").Body.String(), `"HTTPS maint.example.test:6443"`)
 }
 
-func TestExtensionZipMatchesPAC(t *testing.T) {
+func TestExtensionZip(t *testing.T) {
 	e := newTestEnv(t, "")
 	w := e.get(t, "/com/remoteproxy/chrome-extension.zip", "", "")
 	if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/zip" {
@@ -65,6 +64,7 @@ func TestExtensionZipMatchesPAC(t *testing.T) {
 	var manifest struct {
 		Version     int      `json:"manifest_version"`
 		Permissions []string `json:"permissions"`
+		Hosts       []string `json:"host_permissions"`
 		Background  struct {
 			Worker string `json:"service_worker"`
 		} `json:"background"`
@@ -72,45 +72,15 @@ func TestExtensionZipMatchesPAC(t *testing.T) {
 	if err := json.Unmarshal(data["maintproxy-extension/manifest.json"], &manifest); err != nil {
 		t.Fatal(err)
 	}
-	if manifest.Version != 3 || len(manifest.Permissions) != 1 || manifest.Permissions[0] != "proxy" || manifest.Background.Worker != "background.js" {
+	if manifest.Version != 3 || strings.Join(manifest.Permissions, " ") != "proxy alarms" || strings.Join(manifest.Hosts, " ") != "<all_urls>" ||
+		manifest.Background.Worker != "background.js" {
 		t.Errorf("manifest %+v", manifest)
 	}
-	pac := PAC("example.test", "maint.example.test:16443")
-	if string(data["maintproxy-extension/proxy.pac"]) != pac {
+	if string(data["maintproxy-extension/proxy.pac"]) != PAC("example.test", "maint.example.test:16443") {
 		t.Error("proxy.pac in the extension differs from the served one")
 	}
-	// Run the service worker with a fake chrome API: it must install exactly the PAC.
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
-	dir := t.TempDir()
-	for name, b := range data {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out, err := exec.Command(node, "testdata/evalext.js", filepath.Join(dir, "maintproxy-extension")).Output()
-	if err != nil {
-		t.Fatalf("node: %v", err)
-	}
-	var setting struct {
-		Value struct {
-			Mode      string `json:"mode"`
-			PACScript struct {
-				Data string `json:"data"`
-			} `json:"pacScript"`
-		} `json:"value"`
-		Scope string `json:"scope"`
-	}
-	if err := json.Unmarshal(out, &setting); err != nil {
-		t.Fatalf("%s: %v", out, err)
-	}
-	if setting.Value.Mode != "pac_script" || setting.Scope != "regular" || setting.Value.PACScript.Data != pac {
-		t.Errorf("extension installs %s", out)
-	}
+	mustContain(t, string(data["maintproxy-extension/README.txt"]), "keeps the\nproxy settings the browser had before",
+		"cannot be read by any extension", "previous proxy settings are back")
 }
 
 func TestZipsDeterministicAndCached(t *testing.T) {
@@ -139,15 +109,18 @@ func TestZipsDeterministicAndCached(t *testing.T) {
 
 func TestToolsZip(t *testing.T) {
 	dist := t.TempDir()
-	for _, n := range []string{"maint-linux-amd64", "maint-windows-amd64.exe", "notes.txt"} {
+	for _, n := range append(ExpectedClients(), "notes.txt") {
 		os.WriteFile(filepath.Join(dist, n), []byte("binary "+n), 0o755)
 	}
 	e := newTestEnv(t, dist)
+	if strings.Contains(e.logs.String(), "clients missing") {
+		t.Errorf("a complete tools dir logged missing clients:\n%s", e.logs)
+	}
 	data, files := readZip(t, e.get(t, "/com/remoteproxy/tools.zip", "", "").Body.Bytes())
 	if string(data["maintproxy-tools/maintproxy-ca.pem"]) != testRoot {
 		t.Errorf("root: %q", data["maintproxy-tools/maintproxy-ca.pem"])
 	}
-	for _, n := range []string{"maint-linux-amd64", "maint-windows-amd64.exe"} {
+	for _, n := range ExpectedClients() {
 		f := files["maintproxy-tools/"+n]
 		if f == nil || f.Mode().Perm() != 0o755 || string(data["maintproxy-tools/"+n]) != "binary "+n {
 			t.Errorf("%s missing or wrong", n)
@@ -156,21 +129,61 @@ func TestToolsZip(t *testing.T) {
 	if data["maintproxy-tools/notes.txt"] != nil {
 		t.Error("unrelated file from the tools dir bundled")
 	}
+	if len(data) != len(ExpectedClients())+2 {
+		t.Errorf("%d entries", len(data))
+	}
 	readme := string(data["maintproxy-tools/README.txt"])
 	mustContain(t, readme,
 		"maint.example.test:16443",
 		`-P '<proxy-user>:<proxy-password>' -C ~/maintproxy-tools/maintproxy-ca.pem`,
 		"C:/maintproxy-tools/proxytunnel.exe --standalone=13389 -E --proxy=maint.example.test:16443",
 		"Host Name <customer-id>-<system-name>.maint.example.test, Port 22",
-		`ssh -p 22 -o ProxyCommand="maint connect %h:%p" root@<customer-id>-<system-name>.maint.example.test`,
+		`ssh -p 22 -o ProxyCommand="maint connect %h:%p" <user-name>@<customer-id>-<system-name>.maint.example.test`,
 		"maint forward --listen 127.0.0.1:13389",
 		"https://admin.example.test:8443/com/remoteproxy/proxy.pac",
-		"maint-windows-amd64.exe",
+		"  maint-windows-arm64.exe    maint for Windows ARM64\n",
+		"  maint-darwin-amd64         maint for macOS x86-64\n",
+		"  proxytunnel.exe            maint for Windows x86-64 under proxytunnel's name",
+		"proxytunnel.exe is maint: it takes proxytunnel's command line",
+		"(proxytunnel.exe of this bundle in C:/maintproxy-tools)",
 	)
-	// Without a tools dir the bundle still has the root and README.
-	data, _ = readZip(t, newTestEnv(t, filepath.Join(dist, "missing")).get(t, "/com/remoteproxy/tools.zip", "", "").Body.Bytes())
-	if len(data) != 2 {
-		t.Errorf("entries without tools: %d", len(data))
+	mustNotContain(t, readme, "notes.txt", "started without the client programs")
+	// The README lists exactly the zip's files.
+	listed := 0
+	for name := range data {
+		if strings.Contains(readme, "\n  "+strings.TrimPrefix(name, "maintproxy-tools/")+" ") {
+			listed++
+		}
+	}
+	if listed != len(data) {
+		t.Errorf("README lists %d of the %d files", listed, len(data))
+	}
+	// The overview names the same files.
+	page := e.get(t, "/com/remoteproxy/access", "resa", "pass-a'$x").Body.String()
+	mustContain(t, page, "<code>maintproxy-ca.pem</code>, <code>maint-darwin-amd64</code>", "<code>proxytunnel.exe</code>, <code>README.txt</code>")
+
+	// Without a tools dir: the root and README, a README that says so, and a warning.
+	e = newTestEnv(t, filepath.Join(dist, "missing"))
+	data, _ = readZip(t, e.get(t, "/com/remoteproxy/tools.zip", "", "").Body.Bytes())
+	readme = string(data["maintproxy-tools/README.txt"])
+	if len(data) != 2 || !strings.Contains(readme, "started without the client programs") || strings.Contains(readme, "proxytunnel.exe is maint") {
+		t.Errorf("entries without tools: %d\n%s", len(data), readme)
+	}
+	mustContain(t, e.logs.String(), "tool bundle: clients missing", "missing=\"maint-darwin-amd64 maint-darwin-arm64")
+	mustNotContain(t, e.get(t, "/com/remoteproxy/access", "resa", "pass-a'$x").Body.String(), "proxytunnel.exe", "maint-linux")
+}
+
+func TestMissingClients(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "maint-linux-amd64"), nil, 0o755)
+	os.WriteFile(filepath.Join(dir, "proxytunnel.exe"), nil, 0o755)
+	os.Mkdir(filepath.Join(dir, "maint-darwin-arm64"), 0o755) // a directory is not a client
+	got := strings.Join(MissingClients(dir), " ")
+	if got != "maint-darwin-amd64 maint-darwin-arm64 maint-linux-arm64 maint-windows-amd64.exe maint-windows-arm64.exe" {
+		t.Errorf("missing %q", got)
+	}
+	if len(MissingClients("")) != len(ExpectedClients()) {
+		t.Error("no dir: not all missing")
 	}
 }
 

@@ -30,10 +30,12 @@ func TestSSHCommandSurvivesTwoShells(t *testing.T) {
 		t.Skip("no /bin/sh")
 	}
 	const pw = "p'a\"s$s\\`w rd%"
-	cc := cmdContext{proxy: "maint.example.test:6443", user: "resa", secret: pw, rootFile: "maintproxy-ca.pem"}
+	params := defaultParams()
+	params.SSHUser = "tech.admin"
+	cc := cmdContext{proxy: "maint.example.test:6443", user: "resa", secret: pw, rootFile: "maintproxy-ca.pem", params: params}
 	ssh := text(cc.sshCommands("x", "12345-se1.maint.example.test", 22), "ssh_linux")
 	outer := shellArgs(t, ssh, "ssh", "/home/tech")
-	want := []string{"root@12345-se1.maint.example.test", "-p", "22"}
+	want := []string{"tech.admin@12345-se1.maint.example.test", "-p", "22"}
 	if len(outer) != 4 || strings.Join(outer[:3], " ") != strings.Join(want, " ") {
 		t.Fatalf("ssh argv = %q", outer)
 	}
@@ -49,16 +51,16 @@ func TestSSHCommandSurvivesTwoShells(t *testing.T) {
 		t.Errorf("proxytunnel argv = %q", inner)
 	}
 	// The standalone (RDP) command runs in one shell.
-	rdp := text(cc.forwardCommands("x", "12345-se1-10.0.0.9.maint.example.test", 3389, true), "rdp_standalone_linux")
+	rdp := text(cc.forwardCommands("x", "12345-se1-10.0.0.9.maint.example.test", 3389, 14000, true), "rdp_standalone_linux")
 	args := shellArgs(t, rdp, "proxytunnel", "/home/tech")
-	if strings.Join(args, "\x00") != strings.Join([]string{"--standalone=13389", "-E", "--proxy=maint.example.test:6443",
+	if strings.Join(args, "\x00") != strings.Join([]string{"--standalone=14000", "-E", "--proxy=maint.example.test:6443",
 		"--dest=12345-se1-10.0.0.9.maint.example.test:3389", "-P", "resa:" + pw, "-C", "/home/tech/maintproxy-tools/maintproxy-ca.pem"}, "\x00") {
 		t.Errorf("standalone argv = %q", args)
 	}
 }
 
 func TestPuTTYEscapes(t *testing.T) {
-	cc := cmdContext{proxy: "maint.example.test:6443", user: "u", secret: `a%b\c`, rootFile: "isrgrootx1.pem"}
+	cc := cmdContext{proxy: "maint.example.test:6443", user: "u", secret: `a%b\c`, rootFile: "isrgrootx1.pem", params: defaultParams()}
 	got := text(cc.sshCommands("x", "12345.maint.example.test", 22), "putty_proxy_command")
 	want := `C:/maintproxy-tools/proxytunnel.exe -E --proxy=maint.example.test:6443 --dest=12345.maint.example.test:22 -P 'u:a\%b\\c' -C C:/maintproxy-tools/isrgrootx1.pem`
 	if got != want {

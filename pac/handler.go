@@ -30,7 +30,8 @@ type Options struct {
 	RootPEM func() []byte
 	// CertWarning, if set and non-empty, is shown as a banner on the access page.
 	CertWarning func() string
-	// ToolsDir holds built maint client binaries (maint-linux-amd64, …); may be empty or missing.
+	// ToolsDir holds the built clients of the tool bundle (ExpectedClients); New logs a
+	// warning naming the ones it lacks, and the pages list only those present.
 	ToolsDir string
 	// Logger receives request failures; nil discards them.
 	Logger *slog.Logger
@@ -46,12 +47,18 @@ type handler struct {
 }
 
 // New returns the handler for everything under /com/remoteproxy/: proxy.pac,
-// chrome-extension.zip, tools.zip (all without auth), the access-info page access (Basic
-// auth with the proxy account; HTML, or JSON for Accept: application/json) and its assets.
-// Mount it at /com/remoteproxy/ on the web listener's mux.
+// chrome-extension.zip, tools.zip and the root certificate (all without auth), the access
+// pages (Basic auth with the proxy account; HTML, or JSON for Accept: application/json or
+// ?format=json): access (the overview), access/<customer>/<system> (one system), their
+// downloads (.rdp files, ssh_config) and assets. Mount it at /com/remoteproxy/ on the web
+// listener's mux.
 func New(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if missing := MissingClients(o.ToolsDir); len(missing) > 0 {
+		o.Logger.Warn("tool bundle: clients missing; tools.zip and the access pages leave them out (make build puts them in bin/clients)",
+			"tools_dir", o.ToolsDir, "missing", strings.Join(missing, " "))
 	}
 	h := &handler{
 		o:    o,
@@ -63,8 +70,12 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /com/remoteproxy/proxy.pac", h.servePAC)
 	mux.HandleFunc("GET /com/remoteproxy/chrome-extension.zip", h.serveExtension)
 	mux.HandleFunc("GET /com/remoteproxy/tools.zip", h.serveTools)
-	mux.HandleFunc("GET /com/remoteproxy/access", h.serveAccess)
+	mux.HandleFunc("GET /com/remoteproxy/{file}", h.serveRoot)
+	mux.HandleFunc("GET /com/remoteproxy/access", h.serveOverview)
 	mux.HandleFunc("GET /com/remoteproxy/access/copy", h.serveCopy)
+	mux.HandleFunc("GET /com/remoteproxy/access/ssh_config", h.serveSSHConfig)
+	mux.HandleFunc("GET /com/remoteproxy/access/{customer}/{system}", h.serveSystem)
+	mux.HandleFunc("GET /com/remoteproxy/access/{customer}/{system}/{file}", h.serveRDP)
 	assets, _ := fs.Sub(content, "assets")
 	mux.Handle("GET /com/remoteproxy/assets/", http.StripPrefix("/com/remoteproxy/assets/", assetServer(assets)))
 	mux.Handle("GET /com/remoteproxy/{$}", http.RedirectHandler("/com/remoteproxy/access", http.StatusFound))

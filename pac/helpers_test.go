@@ -18,7 +18,8 @@ const fakeHash = "$2a$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234"
 
 const testRoot = "-----BEGIN CERTIFICATE-----\nTESTROOT\n-----END CERTIFICATE-----\n"
 
-// testConfig: resa manages 12345 and 67890, resb manages 55555.
+// testConfig: resa manages 12345 and 67890, resb manages 55555. testStatuses says what
+// their agents do.
 func testConfig(t *testing.T) *config.Broker {
 	t.Helper()
 	sys := func(name string, primary bool) config.System {
@@ -35,8 +36,8 @@ func testConfig(t *testing.T) *config.Broker {
 			{Username: "resb", PasswordHash: fakeHash, Customers: []string{"55555"}},
 		},
 		Customers: []config.Customer{
-			{ID: "12345", Name: "Hotel Zuid", Systems: []config.System{sys("SE1", true), sys("SE2", false)}},
-			{ID: "67890", Systems: []config.System{sys("main", true)}},
+			{ID: "12345", Name: "Hotel Zuid", Systems: []config.System{sys("SE1", true), sys("SE2", false), sys("SE3", false), sys("SE4", false)}},
+			{ID: "67890", Systems: []config.System{sys("main", true), sys("backup", false), sys("edge", false)}},
 			{ID: "55555", Name: "Other Reseller's Customer", Systems: []config.System{sys("secret-sys", true)}},
 		},
 	})
@@ -48,29 +49,50 @@ func testConfig(t *testing.T) *config.Broker {
 
 // testEnv is a handler over testConfig with fixed statuses and a log buffer.
 type testEnv struct {
-	cfg     *config.Broker
-	handler http.Handler
-	logs    *bytes.Buffer
-	root    []byte
+	cfg      *config.Broker
+	handler  http.Handler
+	logs     *bytes.Buffer
+	root     []byte
+	statuses map[string]SystemStatus
+}
+
+// testStatuses covers every light:
+//
+//	12345/se1  online, everything on, three tunnel entries (HTTPS, RDP, SSH)   green
+//	12345/se2  online, remote access off                                       orange
+//	12345/se3  online, co-located off (a tunnel entry listed anyway)           green
+//	12345/se4  reached through se1's agent                                      green
+//	67890/main never connected                                                  red
+//	67890/backup offline for 90 minutes                                          red
+//	67890/edge an agent with a wrong secret, 2 minutes ago                       orange
+func testStatuses(now time.Time) map[string]SystemStatus {
+	since := now.Add(-90 * time.Minute)
+	return map[string]SystemStatus{
+		"12345/se1": {Online: true, Since: since, Reported: true, RemoteAccess: true, Colocated: true,
+			Services: []int{22, 443, 3389, 7071, 9443, 52233},
+			Tunnels: []TunnelEntry{
+				{Application: "HTTPS", IP: "127.0.0.5", Port: 8443},
+				{Application: "RDP", IP: "192.168.1.20", Port: 3389},
+				{Application: "SSH", IP: "192.168.1.30", Port: 22},
+			}},
+		"12345/se2": {Online: true, Since: since, Reported: true, Services: []int{22, 3389, 7071}, Colocated: true,
+			Tunnels: []TunnelEntry{{Application: "RDP", IP: "192.168.1.21", Port: 3389}}},
+		"12345/se3": {Online: true, Since: since, Reported: true, RemoteAccess: true, Services: []int{22},
+			Tunnels: []TunnelEntry{{Application: "RDP", IP: "192.168.1.22", Port: 3389}}},
+		"12345/se4":    {Online: true, Since: since, Reported: true, RemoteAccess: true, Services: []int{22}, Via: "se1"},
+		"67890/backup": {Since: since, Reported: true, RemoteAccess: true, Services: []int{22}},
+		"67890/edge":   {LoginFailed: now.Add(-2 * time.Minute)},
+	}
 }
 
 func newTestEnv(t *testing.T, toolsDir string) *testEnv {
 	t.Helper()
 	e := &testEnv{cfg: testConfig(t), logs: &bytes.Buffer{}, root: []byte(testRoot)}
 	passwords := map[string]string{"resa": "pass-a'$x", "resb": "pass-b"}
-	since := time.Now().Add(-90 * time.Minute)
-	statuses := map[string]SystemStatus{
-		"12345/se1": {Online: true, Since: since, Reported: true, RemoteAccess: true, Colocated: true,
-			Services: []int{22, 443, 3389, 7071, 9443, 52233},
-			Tunnels: []TunnelEntry{
-				{Application: "HTTPS", IP: "127.0.0.5", Port: 8443},
-				{Application: "RDP", IP: "192.168.1.20", Port: 3389},
-			}},
-		"12345/se2": {Since: since, Reported: true, Services: []int{22}},
-	}
+	e.statuses = testStatuses(time.Now())
 	e.handler = New(Options{
 		Config: func() *config.Broker { return e.cfg },
-		Status: func(customer, system string) SystemStatus { return statuses[strings.ToLower(customer+"/"+system)] },
+		Status: func(customer, system string) SystemStatus { return e.statuses[strings.ToLower(customer+"/"+system)] },
 		Authenticate: func(user, pass, ip string) (*config.Account, error) {
 			if p, ok := passwords[user]; ok && p == pass {
 				return e.cfg.Account(user), nil

@@ -9,57 +9,111 @@ import (
 	"maintproxy/config"
 )
 
-// Traffic-light colours of the access page.
-const (
-	lightGreen  = "green"
-	lightOrange = "orange"
-	lightRed    = "red"
-)
-
-// accessView is everything the access page shows; it is also the JSON variant's shape.
-type accessView struct {
-	Account      string         `json:"account"`
-	Domain       string         `json:"domain"`
-	Proxy        string         `json:"proxy"`
-	PACURL       string         `json:"pac_url"`
-	ExtensionURL string         `json:"extension_url"`
-	ToolsURL     string         `json:"tools_url"`
-	RootFile     string         `json:"root_file,omitempty"`
-	CertWarning  string         `json:"cert_warning,omitempty"`
-	Customers    []customerView `json:"customers"`
+// pageCommon is what every access page shows in its header; its fields are also at the
+// top of every JSON variant.
+type pageCommon struct {
+	Account      string `json:"account"`
+	Domain       string `json:"domain"`
+	Proxy        string `json:"proxy"`
+	PACURL       string `json:"pac_url"`
+	ExtensionURL string `json:"extension_url"`
+	ToolsURL     string `json:"tools_url"`
+	RootURL      string `json:"root_url,omitempty"`
+	RootFile     string `json:"root_file,omitempty"`
+	CertWarning  string `json:"cert_warning,omitempty"`
 }
 
-type customerView struct {
-	ID      string       `json:"id"`
-	Name    string       `json:"name,omitempty"`
-	Light   string       `json:"light"`
-	Systems []systemView `json:"systems"`
+// overviewView is the overview of an account's customers and systems (the page at
+// /com/remoteproxy/access and its JSON variant): lights and messages only, each system
+// linking to its own page.
+type overviewView struct {
+	pageCommon
+	SSHConfigURL string            `json:"ssh_config_url"`
+	Tools        []string          `json:"tools"` // the files in tools.zip
+	Customers    []customerSummary `json:"customers"`
+	Systems      int               `json:"systems"`
+	Setup        setupView         `json:"-"`
+}
+
+type customerSummary struct {
+	ID      string          `json:"id"`
+	Name    string          `json:"name,omitempty"`
+	Light   Light           `json:"light"`
+	Message string          `json:"message"`
+	Systems []systemSummary `json:"systems"`
+}
+
+type systemSummary struct {
+	Name         string     `json:"name"`
+	Primary      bool       `json:"primary"`
+	Host         string     `json:"host"`
+	Light        Light      `json:"light"`
+	Message      string     `json:"message"`
+	Online       bool       `json:"online"`
+	Since        *time.Time `json:"since,omitempty"`
+	Via          string     `json:"via,omitempty"`
+	Reported     bool       `json:"policy_reported"`
+	RemoteAccess bool       `json:"remote_access"`
+	Colocated    bool       `json:"colocated"`
+	URL          string     `json:"url"` // the system's page
+	Path         string     `json:"-"`   // the same, as a path (HTML links)
+	Search       string     `json:"-"`   // what the filter box matches (lower case)
+}
+
+// setupView is the browser and tools section of the overview.
+type setupView struct {
+	EdgeLine    string
+	PrivateRoot bool // the root is the broker's own (or a private one): browsers must trust it
+	RootFile    string
+	RootURL     string
+}
+
+// systemPage is one system's page (/com/remoteproxy/access/<customer>/<system>) and its
+// JSON variant: only what works today, with the technician's choices filled in.
+type systemPage struct {
+	pageCommon
+	CustomerID   string     `json:"customer"`
+	CustomerName string     `json:"customer_name,omitempty"`
+	Params       cmdParams  `json:"params"`
+	System       systemView `json:"system"`
+	OverviewPath string     `json:"-"`
+	Query        string     `json:"-"` // the non-default choices, for links
 }
 
 type systemView struct {
+	ID           string        `json:"id"` // customer/system: the prefix of its copy IDs
 	Name         string        `json:"name"`
 	Primary      bool          `json:"primary"`
 	Host         string        `json:"host"`
+	Light        Light         `json:"light"`
+	Message      string        `json:"message"`
 	Online       bool          `json:"online"`
-	Light        string        `json:"light"`
-	State        string        `json:"state"`
 	Since        *time.Time    `json:"since,omitempty"`
+	Via          string        `json:"via,omitempty"`
 	Reported     bool          `json:"policy_reported"`
 	RemoteAccess bool          `json:"remote_access"`
 	Colocated    bool          `json:"colocated"`
-	Tunnels      []tunnelView  `json:"tunnels"`
+	Disabled     bool          `json:"remote_access_disabled"` // the customer switched remote access off: nothing works
 	Services     []serviceView `json:"services"`
-	Commands     commandSet    `json:"commands"`
-	RDP          commandSet    `json:"rdp_commands"`
+	Commands     commandSet    `json:"commands,omitempty"`
+	RDP          commandSet    `json:"rdp_commands,omitempty"`
+	RDPFile      string        `json:"rdp_file,omitempty"` // URL of the .rdp file for the RDP forward
+	Tunnels      []tunnelView  `json:"tunnels"`
+	rdpName      string
+	rdpLocal     int
 }
 
 type tunnelView struct {
+	ID          string     `json:"id"`
 	Application string     `json:"application"`
 	IP          string     `json:"ip"`
 	Port        int        `json:"port"`
-	Host        string     `json:"host"`
+	Host        string     `json:"host,omitempty"`
 	URL         string     `json:"url,omitempty"`
 	Commands    commandSet `json:"commands,omitempty"`
+	RDPFile     string     `json:"rdp_file,omitempty"`
+	rdpName     string
+	local       int // the local port of its forward; 0 if none
 }
 
 type serviceView struct {
@@ -85,26 +139,29 @@ func webServices() []webService {
 	}
 }
 
-// defaultWebPorts are shown for a system whose agent never reported its services.
-func defaultWebPorts() map[int]bool {
+// defaultPorts are offered for a system whose agent never reported its services.
+func defaultPorts() map[int]bool {
 	return map[int]bool{22: true, 3389: true, 7071: true, 9443: true, 52233: true}
 }
 
-// viewInput is what buildView needs besides the configuration.
+// viewInput is what the view builders need besides the configuration.
 type viewInput struct {
 	cfg      *config.Broker
 	account  *config.Account
-	secret   string // the real password (copy endpoint) or passwordMask (page, JSON)
+	secret   string // the real password (copy endpoint) or passwordMask (pages, JSON)
 	rootFile string
 	status   func(customer, system string) SystemStatus
 	warning  string
+	tools    []string
+	params   cmdParams
 	now      time.Time
 }
 
-// buildView assembles the page for in.account: its customers only, in configured order.
-func buildView(in viewInput) accessView {
+const accessPath = "/com/remoteproxy/access"
+
+func (in viewInput) common() pageCommon {
 	cfg := in.cfg
-	v := accessView{
+	c := pageCommon{
 		Account:      in.account.Username,
 		Domain:       cfg.Domain,
 		Proxy:        proxyAddr(cfg),
@@ -113,119 +170,209 @@ func buildView(in viewInput) accessView {
 		ToolsURL:     webURL(cfg, "/com/remoteproxy/tools.zip"),
 		RootFile:     in.rootFile,
 		CertWarning:  in.warning,
-		Customers:    []customerView{},
 	}
-	cc := cmdContext{proxy: v.Proxy, user: in.account.Username, secret: in.secret, rootFile: in.rootFile}
+	if in.rootFile != "" {
+		c.RootURL = webURL(cfg, "/com/remoteproxy/"+in.rootFile)
+	}
+	return c
+}
+
+func (in viewInput) cmdContext() cmdContext {
+	return cmdContext{proxy: proxyAddr(in.cfg), user: in.account.Username, secret: in.secret, rootFile: in.rootFile, params: in.params}
+}
+
+// customers returns the account's customers in configured order.
+func (in viewInput) customers() []*config.Customer {
+	var out []*config.Customer
 	for _, id := range in.account.Customers {
-		c := cfg.Customer(id)
-		if c == nil || !in.account.Manages(c.ID) {
-			continue
+		if c := in.cfg.Customer(id); c != nil && in.account.Manages(c.ID) {
+			out = append(out, c)
 		}
-		cv := customerView{ID: c.ID, Name: c.Name, Systems: []systemView{}}
-		online := 0
+	}
+	return out
+}
+
+// customer returns the account's customer id, or nil (unknown and not managed alike).
+func (in viewInput) customer(id string) *config.Customer {
+	c := in.cfg.Customer(id)
+	if c == nil || !in.account.Manages(c.ID) {
+		return nil
+	}
+	return c
+}
+
+// buildOverview assembles the overview for in.account: its customers only.
+func buildOverview(in viewInput) overviewView {
+	v := overviewView{pageCommon: in.common(), Customers: []customerSummary{}, Tools: in.tools,
+		SSHConfigURL: webURL(in.cfg, accessPath+"/ssh_config")}
+	v.Setup = setupView{EdgeLine: `msedge.exe --proxy-pac-url=` + v.PACURL, RootFile: in.rootFile, RootURL: v.RootURL,
+		PrivateRoot: in.rootFile != "" && in.cfg.TLS.Mode != config.ModeACME}
+	for _, c := range in.customers() {
+		cs := customerSummary{ID: c.ID, Name: c.Name, Systems: make([]systemSummary, 0, len(c.Systems))}
+		named := make([]namedIndication, 0, len(c.Systems))
 		for _, s := range c.Systems {
-			sv := buildSystem(cfg, cc, c.ID, s, in.status(c.ID, s.Name), in.now)
-			if sv.Online {
-				online++
-			}
-			cv.Systems = append(cv.Systems, sv)
+			st := in.status(c.ID, s.Name)
+			ind := Indicate(st, in.now)
+			named = append(named, namedIndication{s.Name, ind})
+			path := c.ID + "/" + s.Name
+			cs.Systems = append(cs.Systems, systemSummary{
+				Name: s.Name, Primary: s.Primary, Host: systemHost(in.cfg, c.ID, s.Name),
+				Light: ind.Light, Message: ind.Message, Online: st.Online, Since: sinceOf(st.Since), Via: st.Via,
+				Reported: st.Reported, RemoteAccess: st.RemoteAccess, Colocated: st.Colocated,
+				URL: webURL(in.cfg, accessPath+"/"+path), Path: "access/" + path,
+				Search: strings.ToLower(c.ID + " " + c.Name + " " + s.Name + " " + ind.Message),
+			})
 		}
-		switch online {
-		case len(cv.Systems):
-			cv.Light = lightGreen
-		case 0:
-			cv.Light = lightRed
-		default:
-			cv.Light = lightOrange // one server of the network offline
-		}
-		v.Customers = append(v.Customers, cv)
+		ni := networkIndication(named)
+		cs.Light, cs.Message = ni.Light, ni.Message
+		v.Systems += len(cs.Systems)
+		v.Customers = append(v.Customers, cs)
 	}
 	return v
 }
 
-func buildSystem(cfg *config.Broker, cc cmdContext, customer string, s config.System, st SystemStatus, now time.Time) systemView {
-	host := customer + "-" + s.Name + ".maint." + cfg.Domain
-	id := customer + "/" + s.Name
+// buildSystemPage assembles one system's page; false if the account has no such system.
+func buildSystemPage(in viewInput, customerID, system string) (systemPage, bool) {
+	c := in.customer(customerID)
+	if c == nil {
+		return systemPage{}, false
+	}
+	s := c.System(system)
+	if s == nil || system == "" {
+		return systemPage{}, false
+	}
+	p := systemPage{pageCommon: in.common(), CustomerID: c.ID, CustomerName: c.Name, Params: in.params,
+		OverviewPath: accessPath, Query: in.params.query()}
+	p.System = buildSystem(in, c, *s, in.status(c.ID, s.Name))
+	return p, true
+}
+
+func systemHost(cfg *config.Broker, customer, system string) string {
+	return customer + "-" + system + ".maint." + cfg.Domain
+}
+
+func sinceOf(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	since := t.UTC().Truncate(time.Second)
+	return &since
+}
+
+// buildSystem lists what works on one system: nothing when the customer switched remote
+// access off; the services offered; tunnel entries only with co-located access on. Each
+// forward gets its own local port, counting up from the technician's first port.
+func buildSystem(in viewInput, c *config.Customer, s config.System, st SystemStatus) systemView {
+	cc := in.cmdContext()
+	host := systemHost(in.cfg, c.ID, s.Name)
+	id := c.ID + "/" + s.Name
+	ind := Indicate(st, in.now)
 	sv := systemView{
-		Name: s.Name, Primary: s.Primary, Host: host, Online: st.Online, Light: lightRed,
-		Reported:     st.Reported,
+		ID: id, Name: s.Name, Primary: s.Primary, Host: host, Light: ind.Light, Message: ind.Message,
+		Online: st.Online, Since: sinceOf(st.Since), Via: st.Via, Reported: st.Reported,
 		RemoteAccess: st.RemoteAccess, Colocated: st.Colocated,
-		Tunnels: []tunnelView{}, Services: []serviceView{},
-		Commands: cc.sshCommands(id, host, 22),
-		RDP:      cc.forwardCommands(id+"/rdp", host, 3389, true),
+		Services: []serviceView{}, Tunnels: []tunnelView{},
 	}
-	if !st.Since.IsZero() {
-		since := st.Since.UTC().Truncate(time.Second)
-		sv.Since = &since
+	if st.Reported && !st.RemoteAccess {
+		sv.Disabled = true // remote access governs co-located servers too
+		return sv
 	}
-	switch {
-	case st.Online:
-		sv.Light = lightGreen
-		sv.State = "Online since " + formatSince(st.Since, now)
-	case st.Since.IsZero():
-		sv.State = "Waiting for first connection"
-	default:
-		sv.State = "System not reachable or offline for the last " + humanDuration(now.Sub(st.Since)) +
-			" (since " + st.Since.UTC().Format("2006-01-02 15:04 MST") + ")"
-	}
-	ports := defaultWebPorts()
-	if sv.Reported {
+	ports := defaultPorts()
+	if st.Reported {
 		ports = map[int]bool{}
 		for _, p := range st.Services {
 			ports[p] = true
 		}
 	}
-	if !ports[22] && sv.Reported {
-		sv.Commands = nil // the customer does not offer SSH on this server
+	local := in.params.Port
+	if ports[22] {
+		sv.Commands = cc.sshCommands(id, host, 22)
 	}
-	if !ports[3389] && sv.Reported {
-		sv.RDP = nil
+	if ports[3389] {
+		sv.RDP = cc.forwardCommands(id+"/rdp", host, 3389, local, true)
+		sv.rdpLocal, sv.rdpName = local, rdpFileName(in.cfg, host, 3389)
+		sv.RDPFile = in.rdpURL(id, sv.rdpName)
+		local++
 	}
 	for _, ws := range webServices() {
 		if ports[ws.port] {
 			sv.Services = append(sv.Services, serviceView{Name: ws.name, URL: httpsURL(host, ws.port, ws.path)})
 		}
 	}
+	if !st.Reported || !st.Colocated {
+		return sv
+	}
 	for i, t := range st.Tunnels {
-		sv.Tunnels = append(sv.Tunnels, buildTunnel(cc, fmt.Sprintf("%s/t%d", id, i), customer, s.Name, cfg.Domain, t))
+		tv := buildTunnel(in, cc, id, i, t, local)
+		if tv.local != 0 {
+			local++
+		}
+		sv.Tunnels = append(sv.Tunnels, tv)
 	}
 	return sv
 }
 
-func buildTunnel(cc cmdContext, id, customer, system, domain string, t TunnelEntry) tunnelView {
+// buildTunnel renders tunnel entry i of system sysID (customer/system); a forward uses
+// local port local.
+func buildTunnel(in viewInput, cc cmdContext, sysID string, i int, t TunnelEntry, local int) tunnelView {
+	id := fmt.Sprintf("%s/t%d", sysID, i)
+	tv := tunnelView{ID: id, Application: t.Application, IP: t.IP, Port: t.Port}
 	ip, err := netip.ParseAddr(t.IP)
-	if err != nil || !ip.Is4() {
-		return tunnelView{Application: t.Application, IP: t.IP, Port: t.Port}
+	if err != nil || !ip.Is4() || t.Port < 1 || t.Port > 65535 {
+		return tv // shown, but nothing can reach it
 	}
-	host := customer + "-" + system + "-" + ip.String() + ".maint." + domain
-	tv := tunnelView{Application: t.Application, IP: t.IP, Port: t.Port, Host: host}
-	switch strings.ToUpper(t.Application) {
-	case "SSH", "SFTP":
-		tv.Commands = cc.sshCommands(id, host, t.Port)
-	case "RDP":
-		tv.Commands = cc.forwardCommands(id, host, t.Port, true)
-	case "HTTPS", "WEBCONTROL", "ONEXPORTAL", "WEBLM":
-		tv.URL = httpsURL(host, t.Port, "/")
+	customer, system, _ := strings.Cut(sysID, "/")
+	tv.Host = customer + "-" + system + "-" + ip.String() + ".maint." + in.cfg.Domain
+	switch app := strings.ToUpper(t.Application); {
+	case app == "SSH" || app == "SFTP":
+		tv.Commands = cc.sshCommands(id, tv.Host, t.Port)
+	case app == "HTTPS" || app == "WEBCONTROL" || app == "ONEXPORTAL" || app == "WEBLM":
+		tv.URL = httpsURL(tv.Host, t.Port, "/")
+	case app == "RDP" || t.Port == 3389:
+		tv.Commands = cc.forwardCommands(id, tv.Host, t.Port, local, true)
+		tv.local, tv.rdpName = local, rdpFileName(in.cfg, tv.Host, t.Port)
+		tv.RDPFile = in.rdpURL(sysID, tv.rdpName)
 	default:
-		tv.Commands = cc.forwardCommands(id, host, t.Port, false)
+		tv.Commands = cc.forwardCommands(id, tv.Host, t.Port, local, false)
+		tv.local = local
 	}
 	return tv
 }
 
+// rdpFileName names the .rdp file of the RDP target host:port: 12345-se1-192.168.1.20-3389.rdp.
+func rdpFileName(cfg *config.Broker, host string, port int) string {
+	return fmt.Sprintf("%s-%d.rdp", strings.TrimSuffix(host, ".maint."+cfg.Domain), port)
+}
+
+// rdpURL is the download address of an .rdp file of system sysID (customer/system); it
+// carries the technician's first local port, from which the file's port is counted.
+func (in viewInput) rdpURL(sysID, name string) string {
+	return webURL(in.cfg, accessPath+"/"+sysID+"/"+name) + in.params.query()
+}
+
+// findRDP returns the local port of the page's RDP forward whose .rdp file is name.
+func (v systemView) findRDP(name string) (local int, ok bool) {
+	if v.rdpName != "" && name == v.rdpName {
+		return v.rdpLocal, true
+	}
+	for _, t := range v.Tunnels {
+		if t.rdpName != "" && t.rdpName == name {
+			return t.local, true
+		}
+	}
+	return 0, false
+}
+
 // find returns the command with the given copy ID.
-func (v accessView) find(id string) (command, bool) {
-	for _, c := range v.Customers {
-		for _, s := range c.Systems {
-			sets := []commandSet{s.Commands, s.RDP}
-			for _, t := range s.Tunnels {
-				sets = append(sets, t.Commands)
-			}
-			for _, set := range sets {
-				for _, cmd := range set {
-					if cmd.ID == id {
-						return cmd, true
-					}
-				}
+func (v systemView) find(id string) (command, bool) {
+	sets := []commandSet{v.Commands, v.RDP}
+	for _, t := range v.Tunnels {
+		sets = append(sets, t.Commands)
+	}
+	for _, set := range sets {
+		for _, cmd := range set {
+			if cmd.ID == id {
+				return cmd, true
 			}
 		}
 	}
@@ -254,22 +401,4 @@ func webURL(cfg *config.Broker, path string) string {
 		return "https://" + cfg.WebHost() + ":" + p + path
 	}
 	return "https://" + cfg.WebHost() + path
-}
-
-func formatSince(t, now time.Time) string {
-	return t.UTC().Format("2006-01-02 15:04 MST") + " (" + humanDuration(now.Sub(t)) + ")"
-}
-
-// humanDuration renders d coarsely: "3 d 4 h", "2 h 5 min", "7 min", "less than a minute".
-func humanDuration(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return "less than a minute"
-	case d < time.Hour:
-		return fmt.Sprintf("%d min", int(d/time.Minute))
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%d h %d min", int(d/time.Hour), int(d%time.Hour/time.Minute))
-	default:
-		return fmt.Sprintf("%d d %d h", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
-	}
 }

@@ -6,6 +6,9 @@
 //	maint connect HOST:PORT                       stdio bridge (ssh ProxyCommand, PuTTY local proxy)
 //	maint forward [--listen ADDR] HOST:PORT       local port forward (RDP)
 //	maint -E -p PROXY -d HOST:PORT -P USER:PASS -C CA [-a PORT]   proxytunnel's flags
+//
+// Started as proxytunnel (proxytunnel.exe in the tool bundle), it is proxytunnel: its
+// command line only, quoting included (see proxytunnel.go).
 package main
 
 import (
@@ -31,6 +34,13 @@ import (
 var version = "dev"
 
 func main() {
+	if isProxytunnel(os.Args[0]) {
+		args := os.Args[1:]
+		if raw, ok := rawArgs(); ok {
+			args = raw // Windows: proxytunnel's own (Cygwin) reading of the command line
+		}
+		os.Exit(runProxytunnel(args, os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -45,7 +55,7 @@ const (
 type opts struct {
 	proxy, proxyAuth, caFile, dest, listen string
 	standalone                             int
-	quiet, encrypt                         bool
+	quiet, verbose, encrypt                bool
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -115,6 +125,12 @@ proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
 		Args:  usageArgs(cobra.NoArgs),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return status(ctx, o, stdout) },
 	})
+	return execute(root, args, stdin, stdout, stderr, "maint")
+}
+
+// execute runs root with args and turns its result into an exit code; errors are one line
+// on stderr, prefixed with the program's name.
+func execute(root *cobra.Command, args []string, stdin io.Reader, stdout, stderr io.Writer, name string) int {
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -125,10 +141,10 @@ proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
 	case err == nil, errors.Is(err, context.Canceled): // Ctrl-C is a normal end
 		return exitOK
 	case errors.As(err, new(usageError)):
-		fmt.Fprintln(stderr, "maint:", err)
+		fmt.Fprintln(stderr, name+":", err)
 		return exitUsage
 	default:
-		fmt.Fprintln(stderr, "maint:", err)
+		fmt.Fprintln(stderr, name+":", err)
 		return exitError
 	}
 }
@@ -221,8 +237,11 @@ func forward(ctx context.Context, o opts, listen, target string, _ io.Reader, st
 		return fmt.Errorf("listening on %s: %w", listen, err)
 	}
 	level := slog.LevelInfo
-	if o.quiet {
+	switch {
+	case o.quiet:
 		level = slog.LevelError
+	case o.verbose:
+		level = slog.LevelDebug
 	}
 	addr := ln.Addr().String()
 	fmt.Fprintf(stdout, "Forwarding %s to %s through %s.\nGive your client %s (RDP: mstsc /v:%s, xfreerdp /v:%s). Ctrl-C stops.\n",

@@ -119,6 +119,11 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 		return err
 	}
 	defer echoSrv.Close()
+	sshSrv, err := startDemoSSH(ctx, &wg, filepath.Join(dataDir, "demo-ssh"), []string{
+		demoCustomer + ".maint." + demoDomain, demoCustomer + "-se1.maint." + demoDomain, demoCustomer + "-se2.maint." + demoDomain})
+	if err != nil {
+		return err
+	}
 	_, coloPort, _ := net.SplitHostPort(colo)
 	port, _ := strconv.Atoi(coloPort)
 	for _, sys := range []string{"se1", "se2"} {
@@ -130,7 +135,7 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 			System:     sys,
 			Secret:     demoSecret,
 			RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{
-				"7071": panel, "443": panel, "7": echoSrv.Addr(), "22": "127.0.0.1:22",
+				"7071": panel, "443": panel, "7": echoSrv.Addr(), "22": sshSrv.addr,
 			}},
 			Colocated: config.Colocated{Enabled: sys == "se2", Tunnels: []config.Tunnel{{Application: "HTTPS", IP: demoColocatedIP, Port: port}}},
 		})
@@ -145,19 +150,44 @@ func runDemo(ctx context.Context, out io.Writer, logger *slog.Logger, dataDir, p
 		go func() { defer wg.Done(); agent.Run(ctx) }()
 	}
 	_, proxyPort, _ := net.SplitHostPort(b.ProxyAddr().String())
+	_, webPort, _ := net.SplitHostPort(b.WebAddr().String())
 	demoHelp.Execute(out, map[string]string{
-		"Proxy": "127.0.0.1:" + proxyPort, "Web": b.WebAddr().String(), "CA": caFile, "User": demoUser,
+		"Proxy": "127.0.0.1:" + proxyPort, "ProxyPort": proxyPort, "Web": "127.0.0.1:" + webPort, "CA": caFile, "User": demoUser,
 		"Password": demoPassword, "Domain": demoDomain, "Customer": demoCustomer, "ColoIP": demoColocatedIP, "ColoPort": coloPort,
+		"SSHUser": demoSSHUser, "SSHPassword": demoSSHPassword, "SSHKey": sshSrv.keyFile, "KnownHosts": sshSrv.knownHosts,
+		"Maint": siblingMaint(),
 	})
 	return b.Run(ctx)
+}
+
+// siblingMaint is the maint client built next to this binary (make build), or "".
+func siblingMaint() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(exe), "maint")
+	if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+		return ""
+	}
+	return p
 }
 
 var demoHelp = template.Must(template.New("demo").Parse(`
 maintproxy demo is running. Press Ctrl-C to stop.
   proxy      https://{{.Proxy}}   (the proxy, maint.{{.Domain}})
-  web        https://{{.Web}}     (PAC file, downloads, agents; admin.{{.Domain}})
+  web        https://{{.Web}}     (admin.{{.Domain}}: access pages, PAC file, downloads, agents)
   identity CA {{.CA}}
   account    {{.User}} / {{.Password}}   manages customer {{.Customer}} (systems SE1 primary, SE2)
+
+Web pages (log in as {{.User}} / {{.Password}}; trust the identity CA, or pass --cacert to curl):
+  access page  https://{{.Web}}/com/remoteproxy/access
+  PAC file     https://{{.Web}}/com/remoteproxy/proxy.pac
+  tool bundle  https://{{.Web}}/com/remoteproxy/tools.zip
+  extension    https://{{.Web}}/com/remoteproxy/chrome-extension.zip
+  curl --cacert {{.CA}} -u '{{.User}}:{{.Password}}' https://{{.Web}}/com/remoteproxy/access?format=json
+A browser with the PAC file (the names resolve to this machine only for it):
+  chromium --proxy-pac-url=https://{{.Web}}/com/remoteproxy/proxy.pac --host-resolver-rules="MAP maint.{{.Domain}} 127.0.0.1, MAP admin.{{.Domain}} 127.0.0.1"
 
 Web control panel of the primary server, through the proxy:
   curl --proxy https://{{.Proxy}} --proxy-user '{{.User}}:{{.Password}}' --proxy-cacert {{.CA}} --cacert {{.CA}} https://{{.Customer}}-SE1.maint.{{.Domain}}:7071/
@@ -168,8 +198,11 @@ Co-located server {{.ColoIP}} through the secondary server SE2 (a TCP tunnel ent
 TCP echo (port 7 on the primary server), with proxytunnel:
   proxytunnel -q -E -p {{.Proxy}} -d {{.Customer}}.maint.{{.Domain}}:7 -P '{{.User}}:{{.Password}}' -C {{.CA}}
 
-SSH to this machine's own sshd on 127.0.0.1:22, as if it were the customer's server:
-  ssh -o ProxyCommand="proxytunnel -q -E -p {{.Proxy}} -d %h:%p -P '{{.User}}:{{.Password}}' -C {{.CA}}" root@{{.Customer}}.maint.{{.Domain}}
+SSH to the primary server: the demo's own pretend SSH server on loopback (user {{.SSHUser}}, key below or password {{.SSHPassword}}; it answers hostname, whoami, echo, date and runs nothing):
+  ssh -i {{.SSHKey}} -o IdentitiesOnly=yes -o UserKnownHostsFile={{.KnownHosts}} -o ProxyCommand="proxytunnel -q -E -p {{.Proxy}} -d %h:%p -P '{{.User}}:{{.Password}}' -C {{.CA}}" {{.SSHUser}}@{{.Customer}}.maint.{{.Domain}}
+{{- if .Maint}}
+  ssh -i {{.SSHKey}} -o IdentitiesOnly=yes -o UserKnownHostsFile={{.KnownHosts}} -o ProxyCommand="{{.Maint}} -p {{.Proxy}} -d %h:%p -P '{{.User}}:{{.Password}}' -C {{.CA}}" {{.SSHUser}}@{{.Customer}}.maint.{{.Domain}}
+{{- end}}
 
 A refused request (no such customer for this account) shows the broker's answer:
   curl -v --proxy https://{{.Proxy}} --proxy-user '{{.User}}:{{.Password}}' --proxy-cacert {{.CA}} https://99999.maint.{{.Domain}}:443/

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -149,11 +150,19 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// toolsDir is where `make dist` puts the maint binaries, next to the executable or in the
-// working directory.
+// toolsDir is where the tool bundle's clients are: $MAINTPROXY_TOOLS_DIR, else clients/
+// next to the executable, where `make build` (bin/clients) and the release archives put
+// them. The web handler warns at start about any that are missing.
 func toolsDir() string {
 	if d := os.Getenv("MAINTPROXY_TOOLS_DIR"); d != "" {
 		return d
 	}
-	return "dist"
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	return filepath.Join(filepath.Dir(exe), "clients")
 }

@@ -5,12 +5,16 @@
 // Usage: node visit.js JOB.json      (HOME must hold an NSS db trusting the test CA)
 // JOB: {
 //   mode: "pac" | "extension", pacURL, extensionDir, profileDir, resolverRules,
-//   chromium: "/usr/bin/chromium", timeoutMs,
+//   extraArgs: [...] (e.g. a proxy already in force), chromium: "/usr/bin/chromium", timeoutMs,
 //   visits: [{ name, url, proxyAuth: {username, password}, serverAuth: {username, password},
-//              screenshot: "file.png", copy: ["copy-id", ...] }]
+//              screenshot: "file.png", measure: bool,
+//              actions: [{type: "fill"|"select", selector, value} | {type: "waitText", selector, text}
+//                        | {type: "count", selector, name}],
+//              copy: ["copy-id", ...], uninstallExtension: bool (extension mode: remove it first) }]
 // }
 // Result: { extension: {worker, setting}, visits: [{ name, status, text, error, url,
-//           challenges: [{source, scheme, realm}], copies: {id: text} }] }
+//           challenges: [{source, scheme, realm}], copies: {id: text}, counts: {name: n},
+//           textAfter, timing: {...} }] }
 'use strict';
 const fs = require('fs');
 const { chromium } = require('playwright-core');
@@ -69,6 +73,26 @@ async function copyButtons(ctx, page, visit, result) {
   }
 }
 
+// actions runs a visit's steps on the loaded page, as a user would (typing, choosing), and
+// records counts of visible elements and the time each step took to show.
+async function actions(page, v, result) {
+  result.counts = {};
+  for (const a of v.actions || []) {
+    const started = Date.now();
+    if (a.type === 'fill') await page.fill(a.selector, a.value, { timeout });
+    else if (a.type === 'select') await page.selectOption(a.selector, a.value, { timeout });
+    else if (a.type === 'waitText') {
+      await until('text ' + a.text + ' in ' + a.selector, async () =>
+        (await page.locator(a.selector).first().textContent()).includes(a.text), timeout);
+      result.counts['ms:' + a.text] = Date.now() - started;
+    } else if (a.type === 'count') {
+      result.counts[a.name] = await page.evaluate((sel) =>
+        Array.from(document.querySelectorAll(sel)).filter((el) => el.offsetParent !== null).length, a.selector);
+    }
+  }
+  result.textAfter = await page.evaluate(() => document.body ? document.body.innerText : '');
+}
+
 async function visit(ctx, page, v) {
   const result = { name: v.name, challenges: [] };
   await answerAuth(ctx, page, v, result.challenges);
@@ -77,7 +101,18 @@ async function visit(ctx, page, v) {
     result.status = resp ? resp.status() : 0;
     result.url = page.url();
     result.text = await page.evaluate(() => document.body ? document.body.innerText : '');
+    if (v.measure) {
+      // The browser's own account of the page: fetching, parsing, rendering.
+      result.timing = await page.evaluate(() => {
+        const n = performance.getEntriesByType('navigation')[0];
+        const t0 = performance.now();
+        document.body.getBoundingClientRect(); // a forced layout: the page is rendered
+        return { responseStart: n.responseStart, responseEnd: n.responseEnd, domInteractive: n.domInteractive, domContentLoaded: n.domContentLoadedEventEnd,
+          load: n.loadEventEnd, layout: performance.now() - t0, decodedBodySize: n.decodedBodySize, transferSize: n.transferSize };
+      });
+    }
     if (v.screenshot) await page.screenshot({ path: v.screenshot, fullPage: true });
+    if (v.actions) await actions(page, v, result);
     if (v.copy) await copyButtons(ctx, page, v, result);
   } catch (e) {
     result.error = String(e.message).split('\n')[0];
@@ -87,7 +122,7 @@ async function visit(ctx, page, v) {
 
 async function runPAC() {
   const browser = await chromium.launch({ executablePath: job.chromium, headless: true,
-    args: [...baseArgs(), '--proxy-pac-url=' + job.pacURL] });
+    args: [...baseArgs(), '--proxy-pac-url=' + job.pacURL, ...(job.extraArgs || [])] });
   const out = { visits: [] };
   try {
     for (const v of job.visits) {
@@ -106,7 +141,7 @@ async function runExtension() {
   const ext = job.extensionDir;
   const ctx = await chromium.launchPersistentContext(job.profileDir, { executablePath: job.chromium, headless: false,
     args: [...baseArgs(), '--headless=new', '--disable-features=DisableLoadExtensionCommandLineSwitch',
-      '--load-extension=' + ext, '--disable-extensions-except=' + ext],
+      '--load-extension=' + ext, '--disable-extensions-except=' + ext, ...(job.extraArgs || [])],
     ignoreDefaultArgs: ['--disable-extensions'], viewport: { width: 1366, height: 768 } });
   const out = { visits: [], extension: {} };
   try {
@@ -118,6 +153,7 @@ async function runExtension() {
       return s && s.levelOfControl === 'controlled_by_this_extension' && s.value.mode === 'pac_script' ? s : null;
     }, timeout);
     for (const v of job.visits) {
+      if (v.uninstallExtension) await uninstall(worker);
       const page = await ctx.newPage();
       out.visits.push(await visit(ctx, page, v));
       await page.close();
@@ -126,6 +162,14 @@ async function runExtension() {
     await ctx.close();
   }
   return out;
+}
+
+// uninstall removes the extension as a user would, from itself, and waits until its worker
+// has gone (the browser drops the extension's proxy setting with it).
+async function uninstall(worker) {
+  const closed = new Promise((r) => worker.once('close', r));
+  worker.evaluate(() => chrome.management.uninstallSelf({ showConfirmDialog: false })).catch(() => {});
+  await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('extension not removed')), timeout))]);
 }
 
 (job.mode === 'extension' ? runExtension() : runPAC())

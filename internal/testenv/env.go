@@ -59,6 +59,8 @@ type Options struct {
 	// Extra top-level configuration keys (e.g. "limits", "tls", "dns", "listen" entries
 	// other than proxy and web are merged into "listen").
 	Extra map[string]any
+	// Broker is the maintproxy binary to run (default: the one Bin builds).
+	Broker string
 }
 
 // Env is one running test broker. Its listeners are on 127.0.0.1:0 unless Options say
@@ -76,9 +78,10 @@ type Env struct {
 	Accounts   []Account
 	Customers  []Customer
 
-	t    testing.TB
-	conf map[string]any
-	proc *Proc
+	t      testing.TB
+	conf   map[string]any
+	proc   *Proc
+	broker string
 }
 
 // Secret is the agent secret the test broker expects for a system.
@@ -98,7 +101,7 @@ func Start(t testing.TB, o Options) *Env {
 	dir := t.TempDir()
 	e := &Env{
 		Dir: dir, ConfigPath: filepath.Join(dir, "maintproxy.yaml"), DataDir: filepath.Join(dir, "data"),
-		Domain: Domain, Accounts: o.Accounts, Customers: o.Customers, t: t,
+		Domain: Domain, Accounts: o.Accounts, Customers: o.Customers, t: t, broker: o.Broker,
 	}
 	e.CAFile = filepath.Join(e.DataDir, certs.CACertFile)
 	e.conf = map[string]any{
@@ -146,7 +149,11 @@ func (e *Env) WriteConfig(t testing.TB, edit func(conf map[string]any)) {
 // binds the same ports again, which agents and clients were given.
 func (e *Env) startProc(t testing.TB) {
 	t.Helper()
-	e.proc = StartProc(t, "broker", filepath.Join(Bin(t), "maintproxy"), "serve", "--config", e.ConfigPath)
+	bin := e.broker
+	if bin == "" {
+		bin = filepath.Join(Bin(t), "maintproxy")
+	}
+	e.proc = StartProc(t, "broker", bin, "serve", "--config", e.ConfigPath)
 	r := e.proc.WaitLog(t, 20*time.Second, func(r Record) bool { return r.Msg() == "broker started" })
 	e.ProxyAddr, e.WebAddr, e.HTTPAddr, e.DNSAddr = r.Str("proxy"), r.Str("web"), r.Str("http"), r.Str("dns")
 	if e.ProxyAddr == "" || e.WebAddr == "" {
