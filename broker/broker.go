@@ -79,9 +79,11 @@ func New(o Options) (_ *Broker, err error) {
 	if b.proxyLn, err = net.Listen("tcp", o.Config.Listen.Proxy); err != nil {
 		return nil, fmt.Errorf("listen.proxy: %w", err)
 	}
+	b.proxyLn = tunnel.Listener(b.proxyLn) // lets tunnel.BatchWrites batch the relay's writes
 	if b.webLn, err = net.Listen("tcp", o.Config.Listen.Web); err != nil {
 		return nil, fmt.Errorf("listen.web: %w", err)
 	}
+	b.webLn = tunnel.Listener(b.webLn) // agent links send each batch with one system call
 	if o.Config.Listen.HTTP != "" {
 		if b.plainLn, err = net.Listen("tcp", o.Config.Listen.HTTP); err != nil {
 			return nil, fmt.Errorf("listen.http: %w", err)

@@ -6,13 +6,13 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 
 	"maintproxy/config"
+	"maintproxy/internal/testclock"
 )
 
 const testDomain = "example.test"
@@ -31,19 +31,6 @@ func testConfig(t *testing.T, rate int) *config.Broker {
 	}
 	return cfg
 }
-
-// clock is an injectable time source.
-type clock struct{ t atomic.Pointer[time.Time] }
-
-func newClock(t time.Time) *clock {
-	c := &clock{}
-	c.set(t)
-	return c
-}
-
-func (c *clock) now() time.Time      { return *c.t.Load() }
-func (c *clock) set(t time.Time)     { c.t.Store(&t) }
-func (c *clock) add(d time.Duration) { c.set(c.now().Add(d)) }
 
 // startDNS runs a Server on 127.0.0.1 with the given rate limit and clock (nil: real time)
 // until the test ends.
@@ -231,8 +218,8 @@ func TestDNSNotQueryOpcodes(t *testing.T) {
 // bucket is full again. TCP and other client networks are not affected.
 func TestDNSRateLimit(t *testing.T) {
 	const rate, burst = 5, 60
-	clk := newClock(time.Unix(1_700_000_000, 0))
-	s := startDNS(t, rate, clk.now)
+	clk := testclock.New(time.Unix(1_700_000_000, 0))
+	s := startDNS(t, rate, clk.Now)
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +281,7 @@ func TestDNSRateLimit(t *testing.T) {
 	}
 
 	// One second later: rate tokens again, not more.
-	clk.add(time.Second)
+	clk.Add(time.Second)
 	send(conn, rate+1)
 	settled(burst - rate + 1)
 	if full, trunc := receive(conn, rate+1); full != rate || trunc != 1 {
@@ -321,8 +308,8 @@ func TestDNSRateLimit(t *testing.T) {
 
 // TestRateLimiter checks the bucket arithmetic and its memory bound at injected times.
 func TestRateLimiter(t *testing.T) {
-	clk := newClock(time.Unix(1_700_000_000, 0))
-	l := newRateLimiter(2, clk.now)
+	clk := testclock.New(time.Unix(1_700_000_000, 0))
+	l := newRateLimiter(2, clk.Now)
 	a := mustAddr("192.0.2.1")
 	want := []rateVerdict{rateAllow, rateAllow, rateSlip, rateDrop, rateSlip, rateDrop}
 	for i, w := range want {
@@ -330,14 +317,14 @@ func TestRateLimiter(t *testing.T) {
 			t.Fatalf("take %d: %v, want %v", i, got, w)
 		}
 	}
-	clk.add(500 * time.Millisecond) // one token back
+	clk.Add(500 * time.Millisecond) // one token back
 	if got := l.take(mustAddr("192.0.2.200")); got != rateAllow {
 		t.Errorf("same /24 after 0.5s: %v", got)
 	}
 	if got := l.take(a); got != rateSlip {
 		t.Errorf("bucket empty again: %v", got)
 	}
-	clk.add(time.Hour) // refills to the burst, not beyond
+	clk.Add(time.Hour) // refills to the burst, not beyond
 	for i, w := range []rateVerdict{rateAllow, rateAllow, rateSlip} {
 		if got := l.take(a); got != w {
 			t.Errorf("after an hour, take %d: %v, want %v", i, got, w)
@@ -357,16 +344,16 @@ func TestRateLimiter(t *testing.T) {
 		}
 	}
 	// No bucket has refilled: the table starts over rather than grow.
-	l = newRateLimiter(2, clk.now)
+	l = newRateLimiter(2, clk.Now)
 	fill()
 	l.take(a)
 	if n := len(l.buckets); n != 1 {
 		t.Errorf("a full table of busy buckets: %d left, want 1", n)
 	}
 	// A second later all have refilled but one that is busy again: only that one is kept.
-	l = newRateLimiter(2, clk.now)
+	l = newRateLimiter(2, clk.Now)
 	fill()
-	clk.add(time.Second)
+	clk.Add(time.Second)
 	busy := netip.AddrFrom4([4]byte{10, 0, 0, 1})
 	for range 3 {
 		l.take(busy)

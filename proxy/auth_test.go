@@ -13,6 +13,7 @@ import (
 
 	"maintproxy/config"
 	"maintproxy/internal/guard"
+	"maintproxy/internal/testclock"
 )
 
 func testBroker(t *testing.T, pass string) *config.Broker {
@@ -26,26 +27,6 @@ func testBroker(t *testing.T, pass string) *config.Broker {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// clock is a settable time for Auth.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 func TestAuthCacheFollowsAccountChanges(t *testing.T) {
@@ -83,7 +64,7 @@ func TestAuthLocksAccountForOneAddress(t *testing.T) {
 	if pol.Failures != 3 || pol.Window != 10*time.Minute || pol.Duration != 10*time.Minute {
 		t.Fatalf("defaults are not the manual's 3 in 10 minutes for 10 minutes: %+v", pol)
 	}
-	clk := newClock()
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	a := NewAuth(func() *config.Broker { return b }, clk.Now)
 	// A client retrying the same stale password is not guessing: that counts once.
 	for i := range 2 * pol.Failures {
@@ -122,7 +103,7 @@ func TestAuthLocksAccountForOneAddress(t *testing.T) {
 // TestAuthWindowForgetsOldFailures: failures spread wider than the window never lock.
 func TestAuthWindowForgetsOldFailures(t *testing.T) {
 	b := testBroker(t, "right")
-	clk := newClock()
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	a := NewAuth(func() *config.Broker { return b }, clk.Now)
 	for i := range 6 {
 		if _, err := a.Check("resa", fmt.Sprint("wrong", i), "10.0.0.1"); !errors.Is(err, ErrBadCredentials) {
@@ -139,7 +120,7 @@ func TestAuthWindowForgetsOldFailures(t *testing.T) {
 func TestAuthLocksAccountAcrossAddresses(t *testing.T) {
 	b := testBroker(t, "right")
 	pol := b.Limits.Lockout
-	clk := newClock()
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	a := NewAuth(func() *config.Broker { return b }, clk.Now)
 	addr := func(i int) string { return fmt.Sprintf("198.51.100.%d", i) }
 	n := 0

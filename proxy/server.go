@@ -326,6 +326,7 @@ func (s *Server) hijack(w http.ResponseWriter) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	conn = tunnel.BatchWrites(conn) // the relay's 64 KiB writes in one system call each
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 
 	"maintproxy/config"
@@ -47,7 +46,8 @@ type Agent struct {
 	cfg     *config.Agent
 	log     *slog.Logger
 	version string
-	url     string
+	url     string // wss://… for messages
+	httpURL string // the same as https://…, which the HTTP client dials
 	conns   []*brokerConn // one per cfg.Connections, each to a different broker
 	dialer  net.Dialer
 	// Tuning may be changed before Run.
@@ -68,16 +68,28 @@ func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, e
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	u.Scheme = "wss"
+	u.Scheme = "https"
 	u.Path = strings.TrimSuffix(u.Path, "/") + AgentPath
+	httpURL := u.String()
+	u.Scheme = "wss"
+	brokerDialer := &net.Dialer{Timeout: connectTimeout, Control: tuneLinkSocket}
 	a := &Agent{
 		cfg:     cfg,
 		log:     logger,
 		version: version,
 		url:     u.String(),
+		httpURL: httpURL,
 		dialer:  net.Dialer{Timeout: cfg.DialTimeout},
 	}
-	base := &http.Transport{TLSClientConfig: tlsCfg, TLSHandshakeTimeout: connectTimeout, Proxy: http.ProxyFromEnvironment}
+	base := &http.Transport{
+		DialContext: batchDial(brokerDialer),
+		// Every handshake dials afresh, so that the link gets its own batchConn (and goes
+		// where the broker picker says).
+		DisableKeepAlives:   true,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: connectTimeout,
+		Proxy:               http.ProxyFromEnvironment,
+	}
 	picker := newBrokerPicker(cfg.BrokerAddrs, u.Hostname(), cmp.Or(u.Port(), "443"))
 	for n := range max(cfg.Connections, 1) {
 		a.conns = append(a.conns, newBrokerConn(n, picker, base))
@@ -135,32 +147,18 @@ func (a *Agent) run(ctx context.Context, c *brokerConn) {
 
 // session runs one session of connection c and returns why it ended.
 func (a *Agent) session(ctx context.Context, c *brokerConn) error {
-	dialCtx, cancel := context.WithTimeout(ctx, connectTimeout)
-	cred := base64.StdEncoding.EncodeToString([]byte(a.cfg.Customer + "/" + a.cfg.System + ":" + a.cfg.Secret))
-	ws, resp, err := websocket.Dial(dialCtx, a.url, &websocket.DialOptions{
-		HTTPClient:      c.client,
-		HTTPHeader:      http.Header{"Authorization": {"Basic " + cred}},
-		CompressionMode: websocket.CompressionDisabled,
-	})
-	cancel()
+	ws, err := a.dial(ctx, c)
 	if err != nil {
-		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
-			return ErrAgentRejected
-		}
-		if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
-			return &busyError{wait: retryAfter(resp.Header.Get("Retry-After"))}
-		}
-		return fmt.Errorf("connecting to %s: %w", a.url, err)
-	}
-	sessCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	mux, err := yamux.Server(wsNetConn(sessCtx, ws), a.Tuning.muxConfig())
-	if err != nil {
-		ws.CloseNow()
 		return err
 	}
-	defer ws.CloseNow()
-	defer mux.Close()
+	link, err := newMuxLink(ws, false, a.Tuning)
+	if err != nil {
+		return err
+	}
+	defer link.close()
+	mux := link.mux
+	sessCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	if err := a.hello(mux); err != nil {
 		return fmt.Errorf("sending hello: %w", err)
 	}
@@ -178,10 +176,11 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 			}
 			return err
 		}
+		tracked := link.track(st)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.serveStream(sessCtx, st)
+			a.serveStream(sessCtx, tracked)
 		}()
 	}
 }
@@ -196,8 +195,50 @@ func (a *Agent) hello(mux *yamux.Session) error {
 	return json.NewEncoder(st).Encode(PolicyFromConfig(a.cfg, a.version))
 }
 
+// dial makes the websocket handshake with the broker through the HTTP client (and so
+// through a proxy from the environment, if one is set).
+func (a *Agent) dial(ctx context.Context, c *brokerConn) (*wsConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	slot := &dialSlot{}
+	ctx = context.WithValue(ctx, dialSlotKey{}, slot)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.httpURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	key := clientKey()
+	cred := base64.StdEncoding.EncodeToString([]byte(a.cfg.Customer + "/" + a.cfg.System + ":" + a.cfg.Secret))
+	req.Header = http.Header{
+		"Authorization":         {"Basic " + cred},
+		"Connection":            {"Upgrade"},
+		"Upgrade":               {"websocket"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {key},
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", a.url, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		resp.Body.Close()
+		return nil, ErrAgentRejected
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		resp.Body.Close()
+		return nil, &busyError{wait: retryAfter(resp.Header.Get("Retry-After"))}
+	}
+	rwc, err := checkUpgrade(resp, key)
+	if err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("connecting to %s: %w", a.url, err)
+	}
+	ws := newWSConn(rwc, rwc, nil, true)
+	ws.sock = slot.conn
+	return ws, nil
+}
+
 // serveStream answers one tunnel request and relays it.
-func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream) {
+func (a *Agent) serveStream(ctx context.Context, st *stream) {
 	defer st.Close()
 	st.SetReadDeadline(time.Now().Add(headerTimeout))
 	h, err := readHeader(st)
@@ -225,7 +266,7 @@ func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream) {
 		target.Close()
 		return
 	}
-	up, down, err := relay.Copy(halfCloseStream{st}, target)
+	up, down, err := relay.Copy(st, target)
 	a.log.Info("tunnel closed", "session", sid, "target", addr, "bytes_to_target", up, "bytes_from_target", down,
 		"duration", time.Since(start).Round(time.Millisecond).String(), "err", relay.ErrText(err))
 }
@@ -259,7 +300,3 @@ func retryAfter(v string) time.Duration {
 	return min(time.Duration(n)*time.Second, maxRetryAfter)
 }
 
-// halfCloseStream gives a yamux stream the CloseWrite that relay.Copy uses for half-close.
-type halfCloseStream struct{ *yamux.Stream }
-
-func (s halfCloseStream) CloseWrite() error { return s.Stream.Close() }

@@ -101,7 +101,8 @@ type brokerConn struct {
 	n      int
 	picker *brokerPicker
 	client *http.Client
-	dialer net.Dialer
+	// dialOne dials one address the way the base transport would (batched link socket).
+	dialOne func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu   sync.Mutex
 	addr string // held while a session to it runs
@@ -109,7 +110,11 @@ type brokerConn struct {
 
 // newBrokerConn builds connection n's client on a copy of base (TLS settings, proxy).
 func newBrokerConn(n int, p *brokerPicker, base *http.Transport) *brokerConn {
-	c := &brokerConn{n: n, picker: p, dialer: net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}}
+	c := &brokerConn{n: n, picker: p, dialOne: base.DialContext}
+	if c.dialOne == nil {
+		d := &net.Dialer{Timeout: connectTimeout}
+		c.dialOne = d.DialContext
+	}
 	tr := base.Clone()
 	tr.DialContext = c.dial
 	// A refused upgrade must not leave a pooled connection behind that the next attempt
@@ -123,7 +128,7 @@ func newBrokerConn(n int, p *brokerPicker, base *http.Transport) *brokerConn {
 // answers. A dial to anything else (an HTTP proxy from the environment) goes as asked.
 func (c *brokerConn) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if addr != c.picker.hostPort {
-		return c.dialer.DialContext(ctx, network, addr)
+		return c.dialOne(ctx, network, addr)
 	}
 	cands, err := c.picker.candidates(ctx, c.n)
 	if err != nil {
@@ -139,7 +144,7 @@ func (c *brokerConn) dial(ctx context.Context, network, addr string) (net.Conn, 
 		if dl, ok := ctx.Deadline(); ok && len(cands) > 1 {
 			dctx, cancel = context.WithTimeout(ctx, max(time.Until(dl)/2, 2*time.Second))
 		}
-		conn, err := c.dialer.DialContext(dctx, network, a)
+		conn, err := c.dialOne(dctx, network, a)
 		cancel()
 		if err == nil {
 			c.mu.Lock()

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 
 	"maintproxy/internal/guard"
@@ -55,11 +54,17 @@ func NewServer(reg *Registry, secretHash func(Identity) (string, bool), logger *
 	return s
 }
 
-// ServeHTTP authenticates one agent and serves its session until it ends. It stays in the
-// handler for the whole life of the session.
+// ServeHTTP authenticates one agent and starts its session. It returns once the session is
+// registered (an idle session then costs no handler goroutine); the session unregisters
+// itself when it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.sessions.Add(1)
-	defer s.sessions.Done()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.sessions.Done()
+		}
+	}()
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		http.Error(w, "this endpoint is for maintagent websocket connections only", http.StatusUpgradeRequired)
 		return
@@ -70,43 +75,38 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hash, _ := s.SecretHash(id)
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	ws, err := acceptWS(w, r)
 	if err != nil {
 		s.Logger.Warn("agent websocket upgrade failed", "remote", r.RemoteAddr, "identity", id.String(), "err", err)
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	mux, err := yamux.Client(wsNetConn(ctx, ws), s.Tuning.muxConfig())
+	link, err := newMuxLink(ws, true, s.Tuning)
 	if err != nil {
-		ws.CloseNow()
 		return
 	}
-	defer mux.Close()
-	defer ws.CloseNow()
-	policy, err := readHello(ctx, mux)
+	policy, err := readHello(r.Context(), link.mux)
 	if err != nil {
+		link.close()
 		s.Logger.Warn("agent sent no valid hello", "remote", r.RemoteAddr, "identity", id.String(), "err", err)
 		return
 	}
-	sess := &Session{id: id, mux: mux, ws: ws, policy: policy, since: time.Now(), remote: r.RemoteAddr, secretHash: hash}
+	sess := &Session{id: id, link: link, policy: policy, since: time.Now(), remote: r.RemoteAddr, secretHash: hash}
+	remote := r.RemoteAddr
+	handedOff = true
+	link.ws.onClose(func() {
+		s.Registry.unregister(sess, time.Now())
+		s.Logger.Info("agent disconnected", "identity", id.String(), "customer", id.Customer, "system", id.System,
+			"remote", remote, "connected_for", time.Since(sess.since).Round(time.Millisecond).String())
+		s.sessions.Done()
+	})
 	if old := s.Registry.register(sess); old != nil {
 		s.Logger.Info("agent reconnected; closing its older session", "identity", id.String(), "old_remote", old.remote)
 		old.Close()
 	}
 	s.Logger.Info("agent connected", "identity", id.String(), "customer", id.Customer, "system", id.System,
 		"remote", r.RemoteAddr, "remote_access", policy.RemoteAccess, "colocated", policy.Colocated, "agent_version", policy.AgentVersion)
-	// The agent has no reason to open streams after its hello; refuse any it opens.
-	for {
-		st, err := mux.AcceptStream()
-		if err != nil {
-			break
-		}
-		st.Close()
-	}
-	s.Registry.unregister(sess, time.Now())
-	s.Logger.Info("agent disconnected", "identity", id.String(), "customer", id.Customer, "system", id.System,
-		"remote", r.RemoteAddr, "connected_for", time.Since(sess.since).Round(time.Millisecond).String())
+	// The agent has no reason to open streams after its hello: nothing accepts them, and
+	// the broker's small accept backlog (newMuxLink) refuses all but one.
 }
 
 // readHello accepts the agent's first stream and decodes its policy.

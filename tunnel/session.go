@@ -4,16 +4,13 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 )
 
@@ -33,9 +30,8 @@ type Tuning struct {
 
 // Link timeouts.
 const (
-	// maxStreamWindow sets per-stream throughput to window/RTT (4 MiB at 100 ms: 40 MB/s)
-	// and bounds what one stalled stream can buffer.
-	maxStreamWindow = 4 << 20
+	defaultKeepAliveInterval = 20 * time.Second
+	defaultKeepAliveTimeout  = 30 * time.Second
 	// replyTimeout bounds the wait for the agent's answer to a header; it exceeds the
 	// agent's own dial timeout so that a dial timeout is reported as such.
 	replyTimeout = 20 * time.Second
@@ -44,8 +40,12 @@ const (
 
 func (t Tuning) muxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
-	c.KeepAliveInterval = cmp.Or(t.KeepAliveInterval, 20*time.Second)
-	c.ConnectionWriteTimeout = cmp.Or(t.KeepAliveTimeout, 30*time.Second)
+	// muxLink runs the keepalive itself, on a timer rather than a goroutine per session,
+	// and keeps the round trip it measures.
+	c.EnableKeepAlive = false
+	c.KeepAliveInterval = cmp.Or(t.KeepAliveInterval, defaultKeepAliveInterval)
+	c.ConnectionWriteTimeout = cmp.Or(t.KeepAliveTimeout, defaultKeepAliveTimeout)
+	// The credit shaper decides how much of this each stream really gets.
 	c.MaxStreamWindowSize = maxStreamWindow
 	// yamux would close the whole session when one stream's open goes unanswered; Open
 	// bounds each request by its own deadline instead.
@@ -57,54 +57,10 @@ func (t Tuning) muxConfig() *yamux.Config {
 	return c
 }
 
-// wsNetConn adapts a websocket to the net.Conn yamux runs over. NetConn lifts the 32 KiB
-// read limit, which matters because yamux frames are as large as its window.
-func wsNetConn(ctx context.Context, c *websocket.Conn) net.Conn {
-	return &frameConn{Conn: websocket.NetConn(ctx, c, websocket.MessageBinary)}
-}
-
-// frameConn sends a yamux data frame's header and body as one websocket message: yamux
-// writes them separately, which would double the messages (and their framing and masking
-// set-up) on the link.
-type frameConn struct {
-	net.Conn
-	mu  sync.Mutex
-	buf []byte
-}
-
-const (
-	yamuxHeaderLen = 12
-	yamuxTypeData  = 0
-)
-
-func (c *frameConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.buf) == 0 {
-		if len(b) == yamuxHeaderLen && b[1] == yamuxTypeData && binary.BigEndian.Uint32(b[8:12]) > 0 {
-			c.buf = append(c.buf, b...)
-			return len(b), nil
-		}
-		return c.Conn.Write(b)
-	}
-	c.buf = append(c.buf, b...)
-	_, err := c.Conn.Write(c.buf)
-	if cap(c.buf) > 1<<20 {
-		c.buf = nil // a one-off huge frame should not pin its buffer
-	} else {
-		c.buf = c.buf[:0]
-	}
-	if err != nil {
-		return 0, err
-	}
-	return len(b), nil
-}
-
 // Session is the broker's side of one agent connection.
 type Session struct {
 	id         Identity
-	mux        *yamux.Session
-	ws         *websocket.Conn
+	link       *muxLink
 	policy     Policy
 	since      time.Time
 	remote     string
@@ -127,10 +83,11 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 	if h.Session == ([16]byte{}) {
 		rand.Read(h.Session[:])
 	}
-	st, err := s.mux.OpenStream()
+	raw, err := s.link.mux.OpenStream()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSessionClosed, err)
 	}
+	st := s.link.track(raw)
 	deadline := time.Now().Add(replyTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -155,32 +112,26 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 	}
 	st.SetDeadline(time.Time{})
 	s.active.Add(1)
-	return &countedStream{Stream: st, s: s}, nil
+	return &countedStream{stream: st, s: s}, nil
 }
 
 // Close ends the session at once; its tunnels fail and the agent reconnects.
-func (s *Session) Close() {
-	s.mux.Close()
-	s.ws.CloseNow()
-}
+func (s *Session) Close() { s.link.close() }
 
 // Done is closed when the session has ended.
-func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
+func (s *Session) Done() <-chan struct{} { return s.link.mux.CloseChan() }
 
 // countedStream decrements the session's tunnel count once when fully closed.
 type countedStream struct {
-	*yamux.Stream
+	*stream
 	s    *Session
 	done atomic.Bool
 }
-
-// CloseWrite half-closes: yamux's Close sends FIN and keeps the read side open.
-func (c *countedStream) CloseWrite() error { return c.Stream.Close() }
 
 // Close closes both directions.
 func (c *countedStream) Close() error {
 	if c.done.CompareAndSwap(false, true) {
 		c.s.active.Add(-1)
 	}
-	return c.Stream.Close()
+	return c.stream.Close()
 }

@@ -19,6 +19,7 @@ import (
 var version = "dev"
 
 func main() {
+	tunnel.AgentRuntime()
 	var path string
 	cmd := &cobra.Command{
 		Use:           "maintagent --config FILE",

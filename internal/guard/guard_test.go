@@ -7,29 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
+
+	"maintproxy/internal/testclock"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
 
 func fixed(s Settings) func() Settings { return func() Settings { return s } }
 
@@ -38,7 +20,7 @@ func addr(s string) netip.Prefix { return AddrKey(s) }
 // TestAdmissionRatePerAddress: an address gets its burst, then one check per 1/Rate; other
 // addresses are not affected; the refusal says how long to wait.
 func TestAdmissionRatePerAddress(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	a := New(fixed(Settings{Rate: 0.5, Burst: 3, Concurrent: 100}), clk.Now)
 	for i := range 3 {
 		release, err := a.Admit(addr("192.0.2.1"))
@@ -145,7 +127,7 @@ func TestAdmissionQueueWaitIsBounded(t *testing.T) {
 // TestAdmissionTableIsBounded: the per-address table never exceeds MaxAddresses; idle
 // addresses are dropped without counting as evictions.
 func TestAdmissionTableIsBounded(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	a := New(fixed(Settings{Rate: 1, Burst: 2, Concurrent: 1, MaxAddresses: 50}), clk.Now)
 	for i := range 500 {
 		a.Charge(addr(fmt.Sprintf("10.1.%d.%d", i/250, i%250)))
@@ -167,7 +149,7 @@ func TestAdmissionTableIsBounded(t *testing.T) {
 // TestThrottledAndCharge: cheap checks only cost a token when they fail; an address out of
 // tokens is throttled until they come back.
 func TestThrottledAndCharge(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	a := New(fixed(Settings{Rate: 1, Burst: 2}), clk.Now)
 	me := addr("192.0.2.9")
 	for range 2 {
@@ -228,7 +210,7 @@ func TestCache(t *testing.T) {
 }
 
 func TestSampler(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	s := NewSampler(2, time.Minute, clk.Now)
 	n := 0
 	for range 100 {

@@ -1,0 +1,204 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/yamux"
+	"golang.org/x/crypto/bcrypt"
+
+	"maintproxy/config"
+)
+
+// Agents and brokers released before this link layer speak websocket through
+// github.com/coder/websocket; these tests pair each new end with such an old one.
+
+// oldMuxConfig is the yamux configuration earlier releases used on both ends.
+func oldMuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.MaxStreamWindowSize = 4 << 20
+	c.StreamOpenTimeout = 0
+	c.LogOutput = io.Discard
+	return c
+}
+
+// echoThrough sends size random bytes through st, half-closes, and checks that exactly
+// they come back.
+func echoThrough(st io.ReadWriteCloser, closeWrite func() error, size int) error {
+	data := make([]byte, size)
+	rand.Read(data)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := st.Write(data)
+		if err == nil {
+			err = closeWrite()
+		}
+		errc <- err
+	}()
+	got, err := io.ReadAll(st)
+	if err != nil || !bytes.Equal(got, data) {
+		return fmt.Errorf("echoed %d of %d bytes, intact %v, err %v", len(got), size, bytes.Equal(got, data), err)
+	}
+	return <-errc
+}
+
+// TestOldAgentNewBroker: an agent of an earlier release logs in, says hello, and carries a
+// tunnel of 8 MiB (websocket messages far above its library's 32 KiB default) both ways.
+func TestOldAgentNewBroker(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	reg := NewRegistry()
+	srv := httptest.NewTLSServer(NewServer(reg, func(Identity) (string, bool) { return string(hash), true }, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	cred := base64.StdEncoding.EncodeToString([]byte("12345/se1:s3cret"))
+	ws, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(srv.URL, "https")+AgentPath, &websocket.DialOptions{
+		HTTPClient: srv.Client(), HTTPHeader: http.Header{"Authorization": {"Basic " + cred}},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	mux, err := yamux.Server(websocket.NetConn(ctx, ws, websocket.MessageBinary), oldMuxConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mux.Close()
+	hello, err := mux.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewEncoder(hello).Encode(Policy{Version: Version, RemoteAccess: true, AgentVersion: "old"})
+	hello.Close()
+	go func() { // the old agent: every tunnel echoes
+		for {
+			st, err := mux.AcceptStream()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer st.Close()
+				if _, err := readHeader(st); err != nil {
+					return
+				}
+				writeReply(st, CodeOK, "")
+				io.Copy(st, st)
+			}()
+		}
+	}()
+
+	var sess *Session
+	for deadline := time.Now().Add(10 * time.Second); sess == nil; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("old agent not registered")
+		}
+		sess = reg.Get(Identity{"12345", "se1"})
+	}
+	if sess.Policy().AgentVersion != "old" {
+		t.Fatalf("policy %+v", sess.Policy())
+	}
+	st, err := sess.Open(ctx, Header{Port: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := echoThrough(st, st.(*countedStream).CloseWrite, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNewAgentOldBroker: the agent logs in to a broker of an earlier release, which opens
+// a tunnel through it, pings it, and closes the websocket with the close handshake.
+func TestNewAgentOldBroker(t *testing.T) {
+	echo := echoServer(t)
+	result := make(chan error, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+		if err != nil {
+			result <- err
+			return
+		}
+		defer ws.CloseNow()
+		mux, err := yamux.Client(websocket.NetConn(ctx, ws, websocket.MessageBinary), oldMuxConfig())
+		if err != nil {
+			result <- err
+			return
+		}
+		defer mux.Close()
+		if _, err := readHello(ctx, mux); err != nil {
+			result <- err
+			return
+		}
+		st, err := mux.OpenStream()
+		if err != nil {
+			result <- err
+			return
+		}
+		st.Write(Header{Port: 7}.marshal())
+		if err := readReply(st); err != nil {
+			result <- err
+			return
+		}
+		if err := echoThrough(st, st.Close, 8<<20); err != nil {
+			result <- err
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := ws.Ping(pctx); err != nil {
+			result <- err
+			return
+		}
+		start := time.Now()
+		err = ws.Close(websocket.StatusNormalClosure, "")
+		if err == nil && time.Since(start) > 2*time.Second {
+			err = io.ErrNoProgress
+		}
+		result <- err
+	}))
+	defer srv.Close()
+
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	cfg, err := config.NewAgent(config.Agent{
+		Broker: srv.URL, CAFile: caFile, ServerName: "example.com", Customer: "12345", System: "se1", Secret: "s3cret",
+		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": echo}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := NewAgent(cfg, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); agent.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old broker's test did not finish")
+	}
+}

@@ -1,0 +1,214 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"maintproxy/config"
+)
+
+// clientFrame is a masked frame as a client sends it.
+func clientFrame(fin bool, op byte, payload []byte) []byte {
+	f := appendFrame(nil, op, payload, true)
+	if !fin {
+		f[0] &^= 0x80
+	}
+	return f
+}
+
+// TestWSReadFraming feeds a server-side wsConn with what RFC 6455 allows a client to send
+// — a message in three fragments with a ping between them, an empty frame — and checks the
+// bytes come out whole and the ping is answered; then each violation in turn must fail.
+func TestWSReadFraming(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 10000)
+	var in bytes.Buffer
+	in.Write(clientFrame(false, opBinary, data[:70000]))
+	in.Write(clientFrame(true, opPing, []byte("are you there")))
+	in.Write(clientFrame(false, opContinuation, data[70000:70001]))
+	in.Write(clientFrame(true, opContinuation, data[70001:]))
+	in.Write(clientFrame(true, opBinary, nil))
+	in.Write(clientFrame(true, opClose, []byte{0x03, 0xe8}))
+	out := &syncBuffer{}
+	c := newWSConn(nopCloser{out}, &in, nil, false)
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d of %d bytes, err %v", len(got), len(data), err)
+	}
+	c.waitFlushed(5 * time.Second)
+	want := append(appendFrame(nil, opPong, []byte("are you there"), false), appendFrame(nil, opClose, []byte{0x03, 0xe8}, false)...)
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Fatalf("answered % x, want pong and close % x", out.Bytes(), want)
+	}
+
+	for name, frames := range map[string][]byte{
+		"unmasked":           appendFrame(nil, opBinary, []byte("x"), false),
+		"text":               clientFrame(true, opText, []byte("x")),
+		"reserved bit":       func() []byte { f := clientFrame(true, opBinary, []byte("x")); f[0] |= 0x40; return f }(),
+		"stray continuation": clientFrame(true, opContinuation, []byte("x")),
+		"unfinished message": append(clientFrame(false, opBinary, []byte("x")), clientFrame(true, opBinary, []byte("y"))...),
+		"fragmented ping":    clientFrame(false, opPing, nil),
+		"oversized ping":     clientFrame(true, opPing, make([]byte, 126)),
+	} {
+		c := newWSConn(nopCloser{&syncBuffer{}}, bytes.NewReader(frames), nil, false)
+		if _, err := io.ReadAll(c); !errors.Is(err, errProtocol) {
+			t.Errorf("%s: err %v, want a protocol error", name, err)
+		}
+	}
+}
+
+// TestWSWriteBatches checks what a client-side wsConn puts on the wire: each flush one
+// masked binary frame that unmasks to the yamux frames in order.
+func TestWSWriteBatches(t *testing.T) {
+	out := &syncBuffer{}
+	c := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, true)
+	var want []byte
+	for i := range 50 {
+		body := bytes.Repeat([]byte{byte(i)}, 1000*i+1)
+		hdr := []byte{0, yamuxTypeData, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+		hdr[8], hdr[9], hdr[10], hdr[11] = byte(len(body)>>24), byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
+		if _, err := c.Write(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(body); err != nil {
+			t.Fatal(err)
+		}
+		want = append(append(want, hdr...), body...)
+	}
+	c.waitFlushed(5 * time.Second)
+	// Read the frames back as the broker would.
+	r := newWSConn(nopCloser{&syncBuffer{}}, bytes.NewReader(out.Bytes()), nil, false)
+	got, err := io.ReadAll(r)
+	if !errors.Is(err, io.ErrUnexpectedEOF) && err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes, want %d", len(got), len(want))
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b.Bytes()...)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// TestSessionBudget: streams whose windows have grown (a long round trip, fast readers)
+// and whose readers then stop may hold no more than the session's budget plus each
+// stream's initial window; reading again lets them all move on.
+func TestSessionBudget(t *testing.T) {
+	source := sourceServer(t)
+	l := startLink(t, &config.Agent{RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": source}}}, Tuning{}, nil)
+	sess := l.waitSession(t, nil)
+	const budget = 4 << 20
+	cr := sess.link.credits
+	cr.mu.Lock()
+	cr.budget = budget
+	cr.mu.Unlock()
+	p := sess.link.probe
+	p.mu.Lock()
+	p.rtt, p.at = 50*time.Millisecond, time.Now().Add(time.Hour) // no remeasuring
+	p.mu.Unlock()
+
+	const streams = 3
+	var conns []net.Conn
+	for range streams {
+		st, err := sess.Open(context.Background(), Header{Port: 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		conns = append(conns, st)
+	}
+	readSome := func(n int64) {
+		t.Helper()
+		for i, st := range conns {
+			st.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.CopyN(io.Discard, st, n); err != nil {
+				t.Fatalf("stream %d: %v", i, err)
+			}
+		}
+	}
+	readSome(32 << 20) // fast readers: the windows grow up to the budget
+	maxTarget := int64(0)
+	cr.mu.Lock()
+	for _, s := range cr.streams {
+		maxTarget = max(maxTarget, s.target)
+	}
+	cr.mu.Unlock()
+	if maxTarget <= initialWindow {
+		t.Fatalf("windows did not grow (largest target %d)", maxTarget)
+	}
+	// The readers stop; wait until the peers have used all the credit they got.
+	var total int64
+	for deadline, stable := time.Now().Add(10*time.Second), 0; stable < 20; time.Sleep(10 * time.Millisecond) {
+		cr.mu.Lock()
+		now := cr.total
+		cr.mu.Unlock()
+		if now == total {
+			stable++
+		} else {
+			stable, total = 0, now
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	if limit := int64(budget + streams*initialWindow); total > limit || total < initialWindow {
+		t.Fatalf("granted and unread: %d bytes, want at most %d", total, limit)
+	}
+	readSome(8 << 20) // and every stream moves on
+}
+
+// sourceServer sends zeros on every connection until it is closed (at most 1 GiB).
+func sourceServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for range (1 << 30) / len(buf) {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
