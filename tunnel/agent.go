@@ -46,8 +46,8 @@ type Agent struct {
 	cfg     *config.Agent
 	log     *slog.Logger
 	version string
-	url     string // wss://… for messages
-	httpURL string // the same as https://…, which the HTTP client dials
+	url     string        // wss://… for messages
+	httpURL string        // the same as https://…, which the HTTP client dials
 	conns   []*brokerConn // one per cfg.Connections, each to a different broker
 	dialer  net.Dialer
 	// Tuning may be changed before Run.
@@ -299,4 +299,3 @@ func retryAfter(v string) time.Duration {
 	}
 	return min(time.Duration(n)*time.Second, maxRetryAfter)
 }
-
