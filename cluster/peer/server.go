@@ -159,7 +159,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	if !ok {
 		return
 	}
-	sess, err := yamux.Server(tc, s.Tuning.mux())
+	sess, err := yamux.Server(&frameConn{Conn: tc}, s.Tuning.mux())
 	if err != nil {
 		return
 	}
