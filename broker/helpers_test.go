@@ -402,10 +402,20 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func (b *logBuffer) contains(s string) bool {
+func (b *logBuffer) contains(s string) bool { return b.containsSince(0, s) }
+
+// mark is the log's length now, for containsSince.
+func (b *logBuffer) mark() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return bytes.Contains(b.buf.Bytes(), []byte(s))
+	return b.buf.Len()
+}
+
+// containsSince reports whether s was logged after mark.
+func (b *logBuffer) containsSince(mark int, s string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Contains(b.buf.Bytes()[mark:], []byte(s))
 }
 
 // testLogger logs at debug level to the test's output (shown when it fails or with -v).

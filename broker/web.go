@@ -24,6 +24,8 @@ func (b *Broker) webHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", b.readyz)
 	mux.HandleFunc("GET /metrics", b.metrics)
+	mux.HandleFunc("GET "+tunnel.AgentCAPath, b.agentCA)
+	mux.HandleFunc("GET /certs", b.certsJSON)
 	mux.Handle("/com/remoteproxy/", pac.New(pac.Options{
 		Config:       b.Config,
 		Status:       b.systemStatus,

@@ -1,8 +1,8 @@
 // Package certs provides the TLS identities of the broker's listeners.
 //
 // Certificates come from one of three sources (tls.mode): a self-signed identity CA
-// persisted in the data directory (default), an ACME CA through autocert, or certificate
-// files reloaded when they change. Every source serves the maint.<domain> certificate to
+// persisted in the data directory and rolled over before it expires (default), an ACME CA
+// through autocert, or certificate files (PEM or PKCS#12) reloaded when they change. Every source serves the maint.<domain> certificate to
 // handshakes without a server name, with an IP, or with an unknown name, because
 // proxytunnel and PAC files naming an IP send exactly that.
 package certs
@@ -29,7 +29,8 @@ type Options struct {
 	Config *config.Broker
 	Logger *slog.Logger
 	// Now returns the current time; tests inject it (default time.Now). It drives leaf
-	// renewal, expiry warnings and the daily warning log; timers still run on real time.
+	// renewal, the identity CA rollover, expiry warnings and the daily warning log; timers
+	// still run on real time.
 	Now func() time.Time
 	// CheckInterval is how often Run looks for renewals, changed files and expiry
 	// warnings (default 10s: the files mode notices a replaced certificate this quickly).
@@ -229,10 +230,11 @@ func (m *Manager) hostNames() []string {
 	return names
 }
 
-// RootPEM returns the PEM root certificate the served chains end in: what the tool bundle
-// ships and what technicians' clients must trust. The identity CA (selfsigned), the
-// tls.acme.root_file or embedded ISRG Root X1 (acme), tls.files.root or the chain's own
-// self-signed top (files); nil when the files mode cannot tell.
+// RootPEM returns the PEM root certificates the served chains end in: what the tool bundle
+// ships, what GET /agent/v1/ca serves and what technicians' clients must trust. The
+// identity CA (selfsigned; during a rollover also the next or the previous one, current
+// first), the tls.acme.root_file or embedded ISRG Root X1 (acme), tls.files.root or the
+// chain's own self-signed top (files); nil when the files mode cannot tell.
 func (m *Manager) RootPEM() []byte { return m.source.rootPEM() }
 
 // HTTPHandler is the handler for the plain-HTTP listener (listen.http). In acme mode it
@@ -249,8 +251,8 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 	return fallback
 }
 
-// Run keeps certificates fresh until ctx is done: it renews the self-signed leaf,
-// reloads changed files, obtains ACME certificates ahead of the first handshake, and
+// Run keeps certificates fresh until ctx is done: it renews the self-signed leaf, rolls
+// the identity CA over and picks up CA files changed in data_dir, reloads changed files, obtains ACME certificates ahead of the first handshake, and
 // logs Warning daily. It returns nil promptly when ctx is done. An ACME order already in
 // flight then finishes in the background (autocert bounds it to 5 minutes), and
 // autocert's own renewal timers live as long as the Manager.
@@ -291,11 +293,11 @@ func (m *Manager) check() {
 }
 
 // Warning is empty, or a one-line warning for operators (access-info page, log): the
-// identity CA expires within 90 days, a certificate file is about to expire or failed to
+// identity CA switches to its successor within 90 days (or expires without one), a certificate file is about to expire or failed to
 // reload, or ACME cannot obtain or renew a certificate.
 func (m *Manager) Warning() string { return m.source.warning(m.now()) }
 
-// CAExpiry is when the self-signed identity CA expires (the value of the gauge
+// CAExpiry is when the current self-signed identity CA expires (the value of the gauge
 // maintproxy_ca_expiry_seconds, as Unix seconds); zero in the acme and files modes,
 // where the CA is not ours.
 func (m *Manager) CAExpiry() time.Time { return m.source.caExpiry() }

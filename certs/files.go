@@ -21,7 +21,8 @@ import (
 // nothing renews it for them.
 const filesWarnBefore = 30 * 24 * time.Hour
 
-// filesSource serves tls.files.cert/key and reloads them when their content changes.
+// filesSource serves tls.files.cert/key (or tls.files.pkcs12) and reloads them when their
+// content changes.
 type filesSource struct {
 	m *Manager
 
@@ -46,60 +47,84 @@ func newFiles(m *Manager) (*filesSource, error) {
 	return &filesSource{m: m, cur: lf}, nil
 }
 
-// readFiles reads the configured files and a digest of their content.
-func readFiles(f config.Files) (cert, key, root []byte, sum [32]byte, err error) {
-	if cert, err = os.ReadFile(f.Cert); err != nil {
-		return nil, nil, nil, sum, fmt.Errorf("tls.files.cert: %w", err)
-	}
-	if key, err = os.ReadFile(f.Key); err != nil {
-		return nil, nil, nil, sum, fmt.Errorf("tls.files.key: %w", err)
-	}
-	if f.Root != "" {
-		if root, err = os.ReadFile(f.Root); err != nil {
-			return nil, nil, nil, sum, fmt.Errorf("tls.files.root: %w", err)
+// fileContents is one read of the configured files.
+type fileContents struct {
+	cert, key, p12, password, root []byte
+}
+
+// readFiles reads the configured files and a digest of their content (which covers the
+// PKCS#12 password too, so a changed password file is a change; the digest stays in memory).
+func readFiles(f config.Files) (fc fileContents, sum [32]byte, err error) {
+	for _, r := range []struct {
+		field, path string
+		into        *[]byte
+	}{
+		{"tls.files.cert", f.Cert, &fc.cert},
+		{"tls.files.key", f.Key, &fc.key},
+		{"tls.files.pkcs12", f.PKCS12, &fc.p12},
+		{"tls.files.pkcs12_password_file", f.PKCS12PasswordFile, &fc.password},
+		{"tls.files.root", f.Root, &fc.root},
+	} {
+		if r.path == "" {
+			continue
+		}
+		if *r.into, err = os.ReadFile(r.path); err != nil {
+			return fc, sum, fmt.Errorf("%s: %w", r.field, err)
 		}
 	}
 	h := sha256.New()
-	for _, b := range [][]byte{cert, key, root} {
+	for _, b := range [][]byte{fc.cert, fc.key, fc.p12, fc.password, fc.root} {
 		fmt.Fprintf(h, "%d:", len(b))
 		h.Write(b)
 	}
 	copy(sum[:], h.Sum(nil))
-	return cert, key, root, sum, nil
+	return fc, sum, nil
 }
 
-// loadFiles reads and checks the configured files: a parseable chain and matching key,
-// valid at now for maint.<domain> and admin.<domain>, ending in tls.files.root if given.
+// loadFiles reads and checks the configured files: a parseable chain and matching key
+// (PEM, or PKCS#12 opened with its password), valid at now for maint.<domain> and
+// admin.<domain>, ending in tls.files.root if given.
 func loadFiles(cfg *config.Broker, now time.Time) (*loadedFiles, error) {
-	certPEM, keyPEM, rootPEM, sum, err := readFiles(cfg.TLS.Files)
+	fc, sum, err := readFiles(cfg.TLS.Files)
 	if err != nil {
 		return nil, err
 	}
-	chain, err := parseCerts(certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("tls.files.cert: %s: %w", cfg.TLS.Files.Cert, err)
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("tls.files.key: %s does not hold the key of tls.files.cert: %w", cfg.TLS.Files.Key, err)
+	var (
+		chain []*x509.Certificate
+		pair  tls.Certificate
+		field = "tls.files.cert"
+	)
+	if cfg.TLS.Files.PKCS12 != "" {
+		field = "tls.files.pkcs12"
+		if chain, pair, err = decodePKCS12(cfg.TLS.Files, fc.p12, fc.password); err != nil {
+			return nil, err
+		}
+	} else {
+		if chain, err = parseCerts(fc.cert); err != nil {
+			return nil, fmt.Errorf("tls.files.cert: %s: %w", cfg.TLS.Files.Cert, err)
+		}
+		if pair, err = tls.X509KeyPair(fc.cert, fc.key); err != nil {
+			return nil, fmt.Errorf("tls.files.key: %s does not hold the key of tls.files.cert: %w", cfg.TLS.Files.Key, err)
+		}
 	}
 	leaf := chain[0]
 	for _, name := range []string{cfg.ProxyHost(), cfg.WebHost()} {
 		if err := leaf.VerifyHostname(name); err != nil {
-			return nil, fmt.Errorf("tls.files.cert: the certificate is not valid for %s (it names %s)",
-				name, strings.Join(leaf.DNSNames, ", "))
+			return nil, fmt.Errorf("%s: the certificate is not valid for %s (it names %s)",
+				field, name, strings.Join(leaf.DNSNames, ", "))
 		}
 	}
 	if !now.Before(leaf.NotAfter) {
-		return nil, fmt.Errorf("tls.files.cert: the certificate expired on %s", leaf.NotAfter.UTC().Format(time.DateOnly))
+		return nil, fmt.Errorf("%s: the certificate expired on %s", field, leaf.NotAfter.UTC().Format(time.DateOnly))
 	}
+	rootPEM := fc.root
 	if rootPEM != nil {
 		roots, err := parseCerts(rootPEM)
 		if err != nil {
 			return nil, fmt.Errorf("tls.files.root: %s: %w", cfg.TLS.Files.Root, err)
 		}
 		if err := verifyChain(chain, roots[0], cfg.ProxyHost(), now); err != nil {
-			return nil, fmt.Errorf("tls.files.root: the chain in tls.files.cert does not lead to this root: %w", err)
+			return nil, fmt.Errorf("tls.files.root: the chain in %s does not lead to this root: %w", field, err)
 		}
 		rootPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: roots[0].Raw})
 	} else if top := chain[len(chain)-1]; isSelfSigned(top) {
@@ -157,7 +182,7 @@ func (f *filesSource) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, er
 // new certificate next to the old key) keeps the previous certificate in service and is
 // retried once the content changes again.
 func (f *filesSource) check(now time.Time) {
-	_, _, _, sum, err := readFiles(f.m.cfg.TLS.Files)
+	_, sum, err := readFiles(f.m.cfg.TLS.Files)
 	f.mu.RLock()
 	same := err == nil && (sum == f.cur.sum || sum == f.failedSum)
 	f.mu.RUnlock()
@@ -178,7 +203,7 @@ func (f *filesSource) check(now time.Time) {
 		return
 	}
 	f.cur, f.lastErr, f.failedSum = lf, nil, [32]byte{}
-	f.m.log.Info("reloaded the certificate files", "cert", f.m.cfg.TLS.Files.Cert,
+	f.m.log.Info("reloaded the certificate files", "cert", f.m.cfg.TLS.Files.Cert+f.m.cfg.TLS.Files.PKCS12,
 		"expires", lf.cert.Leaf.NotAfter.UTC().Format(time.DateOnly))
 }
 
@@ -209,6 +234,10 @@ func (f *filesSource) warning(now time.Time) string {
 	if now.Before(exp.Add(-filesWarnBefore)) {
 		return ""
 	}
-	return fmt.Sprintf("the certificate in tls.files.cert %s: replace the files (they are reloaded without a restart)",
-		expiresIn(exp, now))
+	field := "tls.files.cert"
+	if f.m.cfg.TLS.Files.PKCS12 != "" {
+		field = "tls.files.pkcs12"
+	}
+	return fmt.Sprintf("the certificate in %s %s: replace the files (they are reloaded without a restart)",
+		field, expiresIn(exp, now))
 }

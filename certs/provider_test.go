@@ -48,7 +48,7 @@ func TestProvidedCA(t *testing.T) {
 		}
 		roots = append(roots, m.RootPEM())
 		leaf, err := m.getCertificate(&tls.ClientHelloInfo{})
-		if err != nil || !bytes.Equal(leaf.Certificate[1], m.source.(*selfSigned).ca.cert.Raw) {
+		if err != nil || !bytes.Equal(leaf.Certificate[1], m.source.(*selfSigned).current().cur.cert.Raw) {
 			t.Fatalf("leaf not signed by the provided CA: %v", err)
 		}
 		if _, err := os.Stat(filepath.Join(cfg.DataDir, CAKeyFile)); err == nil {

@@ -32,135 +32,94 @@ const (
 	caWarnBefore = 90 * 24 * time.Hour
 )
 
-// CA file names inside data_dir. The key file is written with mode 0600.
-const (
-	CACertFile = "ca.pem"
-	CAKeyFile  = "ca-key.pem"
-)
-
-var errNoCA = errors.New("no identity CA yet")
-
-// identityCA is the persisted self-signed CA.
+// identityCA is a self-signed identity CA; key is nil for a CA that is only published.
 type identityCA struct {
 	cert *x509.Certificate
 	key  crypto.Signer
 	pem  []byte
 }
 
-// selfSigned serves leaves signed by the identity CA in data_dir.
-type selfSigned struct {
-	m *Manager
+// caBackdate is how far before its creation a CA's validity starts (clock skew between
+// broker and clients); created undoes it.
+const caBackdate = time.Hour
 
-	renewMu sync.Mutex // serialises CA replacement and leaf issuance
+// created is when ca was made.
+func (ca *identityCA) created() time.Time { return ca.cert.NotBefore.Add(caBackdate) }
+
+// selfSigned serves leaves signed by the current identity CA of its store (data_dir), and
+// rolls the CA over before it expires (rollover.go).
+type selfSigned struct {
+	m              *Manager
+	store          caStore
+	rolloverBefore time.Duration
+
+	renewMu sync.Mutex // serialises store changes and leaf issuance
+	lastErr string     // the last store failure logged (under renewMu)
 
 	mu     sync.RWMutex
-	ca     *identityCA
+	set    *caSet
 	leaf   *tls.Certificate
-	leafCA *identityCA // the CA that signed leaf
+	leafCA *x509.Certificate // the CA that signed leaf
 }
 
 func newSelfSigned(m *Manager) (*selfSigned, error) {
-	s := &selfSigned{m: m}
-	now := m.now()
+	var store caStore = dirStore{m.cfg.DataDir}
 	if m.caFrom != nil {
-		ca, err := providedCA(m, now)
-		if err != nil {
-			return nil, err
-		}
-		s.ca = ca
-		return s, s.issueLeaf(now)
+		store = &providedStore{m: m}
 	}
-	ca, err := loadCA(m.cfg.DataDir)
-	switch {
-	case errors.Is(err, errNoCA):
-		ca, err = createCA(m.cfg.DataDir, m.cfg.Domain, now)
-		if err != nil {
+	s := &selfSigned{m: m, store: store, rolloverBefore: m.cfg.TLS.SelfSigned.RolloverBefore}
+	now := m.now()
+	set, err := s.store.load()
+	if errors.Is(err, errNoCA) {
+		if err := s.store.create(m.cfg.Domain, now); err != nil {
 			return nil, err
 		}
-		m.log.Info("created the self-signed identity CA", "file", filepath.Join(m.cfg.DataDir, CACertFile),
-			"expires", ca.cert.NotAfter.UTC().Format(time.DateOnly))
-	case err != nil:
+		if set, err = s.store.load(); err == nil {
+			m.log.Info("created the self-signed identity CA", "file", filepath.Join(m.cfg.DataDir, CACertFile),
+				"expires", set.cur.cert.NotAfter.UTC().Format(time.DateOnly), "sha256", fingerprint(set.cur.cert))
+		}
+	}
+	if err != nil {
 		return nil, err
-	case !now.Before(ca.cert.NotAfter):
-		if ca, err = s.replaceExpiredCA(ca, now); err != nil {
-			return nil, err
-		}
 	}
-	s.ca = ca
+	s.set = set
+	s.renewMu.Lock()
+	err = s.advance(now)
+	s.renewMu.Unlock()
+	if err != nil {
+		if !now.Before(s.current().cur.cert.NotAfter) {
+			return nil, fmt.Errorf("data_dir: the identity CA expired and no new one can be made: %w", err)
+		}
+		m.log.Error("identity CA rollover failed; retrying", "err", err.Error())
+	}
 	if err := s.issueLeaf(now); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// loadCA reads the identity CA from dir; errNoCA when there is none. It tightens the
-// key file's mode to 0600 if someone loosened it.
+// current returns the CAs in use.
+func (s *selfSigned) current() *caSet {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.set
+}
+
+// loadCA reads the current identity CA from dir; errNoCA when there is none.
 func loadCA(dir string) (*identityCA, error) {
-	certPath, keyPath := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
-	certPEM, err := os.ReadFile(certPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, errNoCA
-	}
-	if err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	keyPEM, err := os.ReadFile(keyPath)
-	if err != nil {
-		return nil, fmt.Errorf("data_dir: %s exists but its key cannot be read: %w", certPath, err)
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("data_dir: %s and %s: %w", certPath, keyPath, err)
-	}
-	if !pair.Leaf.IsCA {
-		return nil, fmt.Errorf("data_dir: %s is not a CA certificate", certPath)
-	}
-	if fi, err := os.Stat(keyPath); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		_ = os.Chmod(keyPath, 0o600) // best effort: a read-only data_dir still works
-	}
-	return &identityCA{cert: pair.Leaf, key: pair.PrivateKey.(crypto.Signer), pem: certPEM}, nil
-}
-
-// providedCA takes the identity CA from the Manager's provider, which creates it with
-// makeCA when it has none.
-func providedCA(m *Manager, now time.Time) (*identityCA, error) {
-	certPEM, keyPEM, err := m.caFrom(func() ([]byte, []byte, error) {
-		c, k, _, err := makeCA(m.cfg.Domain, now)
-		return c, k, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("identity CA: %w", err)
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("identity CA: %w", err)
-	}
-	if !pair.Leaf.IsCA {
-		return nil, errors.New("identity CA: the certificate provided is not a CA")
-	}
-	if !now.Before(pair.Leaf.NotAfter) {
-		return nil, fmt.Errorf("identity CA: the shared CA expired on %s; replace it in the store", pair.Leaf.NotAfter.UTC().Format(time.DateOnly))
-	}
-	return &identityCA{cert: pair.Leaf, key: pair.PrivateKey.(crypto.Signer), pem: certPEM}, nil
-}
-
-// createCA makes a new identity CA valid caLifetime from now and stores it in dir.
-func createCA(dir, domain string, now time.Time) (*identityCA, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	certPEM, keyPEM, ca, err := makeCA(domain, now)
+	set, err := dirStore{dir}.load()
 	if err != nil {
 		return nil, err
 	}
-	// The key goes first: a certificate without its key would block every later start.
-	if err := writeFileAtomic(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
+	return set.cur, nil
+}
+
+// createCA makes a new current identity CA valid caLifetime from now and stores it in dir.
+func createCA(dir, domain string, now time.Time) (*identityCA, error) {
+	if err := (dirStore{dir}).create(domain, now); err != nil {
+		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, CACertFile), certPEM, 0o644); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	return ca, nil
+	return loadCA(dir)
 }
 
 // makeCA makes a new identity CA valid caLifetime from now, in memory.
@@ -169,13 +128,15 @@ func makeCA(domain string, now time.Time) (certPEM, keyPEM []byte, _ *identityCA
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	sn := serial()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
+		SerialNumber: sn,
 		Subject: pkix.Name{
-			CommonName:   "maintproxy identity CA " + domain + " " + now.UTC().Format(time.DateOnly),
+			// The serial's start tells apart CAs made on one day (a rollover's pair).
+			CommonName:   fmt.Sprintf("maintproxy identity CA %s %s %s", domain, now.UTC().Format(time.DateOnly), shortSerial(sn)),
 			Organization: []string{"maintproxy"},
 		},
-		NotBefore:             now.Add(-time.Hour),
+		NotBefore:             now.Add(-caBackdate),
 		NotAfter:              now.Add(caLifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
@@ -199,39 +160,17 @@ func makeCA(domain string, now time.Time) (certPEM, keyPEM []byte, _ *identityCA
 	return certPEM, keyPEM, &identityCA{cert: cert, key: key, pem: certPEM}, nil
 }
 
-// replaceExpiredCA keeps the expired CA under a dated name and creates a new one: an
-// expired CA gives no valid TLS at all, and Warning told operators for 90 days.
-func (s *selfSigned) replaceExpiredCA(old *identityCA, now time.Time) (*identityCA, error) {
-	dir := s.m.cfg.DataDir
-	suffix := "-expired-" + old.cert.NotAfter.UTC().Format("20060102")
-	for _, f := range []string{CACertFile, CAKeyFile} {
-		p := filepath.Join(dir, f)
-		if err := os.Rename(p, strings.TrimSuffix(p, ".pem")+suffix+".pem"); err != nil {
-			return nil, fmt.Errorf("data_dir: keeping the expired identity CA: %w", err)
-		}
-	}
-	ca, err := createCA(dir, s.m.cfg.Domain, now)
-	if err != nil {
-		return nil, err
-	}
-	s.m.log.Error("the identity CA expired and was replaced: technicians must download the tool bundle again",
-		"expired", old.cert.NotAfter.UTC().Format(time.DateOnly), "new_expires", ca.cert.NotAfter.UTC().Format(time.DateOnly))
-	return ca, nil
-}
-
 // issueLeaf signs a new leaf for the broker's names, valid leafLifetime but never past
 // the CA's own expiry.
 func (s *selfSigned) issueLeaf(now time.Time) error {
-	s.mu.RLock()
-	ca := s.ca
-	s.mu.RUnlock()
+	ca := s.current().cur
 	dns, ips := s.m.leafNames()
 	leaf, err := signLeaf(ca, now, dns, ips)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.leaf, s.leafCA = leaf, ca
+	s.leaf, s.leafCA = leaf, ca.cert
 	s.mu.Unlock()
 	return nil
 }
@@ -303,79 +242,91 @@ func (s *selfSigned) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, err
 	return s.leaf, nil
 }
 
-// check replaces an expired CA, then renews the leaf if due.
+// check picks up CA files changed by another process, moves the rollover on, then renews
+// the leaf if due.
 func (s *selfSigned) check(now time.Time) {
 	s.renewMu.Lock()
-	s.mu.RLock()
-	ca := s.ca
-	s.mu.RUnlock()
-	if !now.Before(ca.cert.NotAfter) && s.m.caFrom == nil { // a provided CA is replaced where it lives
-		if nca, err := s.replaceExpiredCA(ca, now); err != nil {
-			s.m.log.Error("replacing the expired identity CA failed", "err", err)
-		} else {
-			s.mu.Lock()
-			s.ca = nca
-			s.mu.Unlock()
-		}
+	s.reload()
+	if err := s.advance(now); err != nil {
+		s.logOnce("identity CA rollover failed; retrying", err)
 	}
 	s.renewMu.Unlock()
 	s.renewLeaf(now)
 }
 
-// renewLeaf issues a new leaf when the CA changed or leafRenewBefore before the leaf's
-// expiry (unless it already lasts as long as the CA).
-func (s *selfSigned) renewLeaf(now time.Time) {
+// reload reads the store again when its content changed (`maintproxy certs regenerate`).
+// A store that cannot be loaded leaves the CAs in use in place. Called under renewMu.
+func (s *selfSigned) reload() {
+	if s.store.sum() == s.current().sum {
+		return
+	}
+	set, err := s.store.load()
+	if err != nil {
+		s.logOnce("the identity CA files changed but cannot be loaded; keeping the CAs in use", err)
+		return
+	}
+	s.lastErr = ""
+	s.mu.Lock()
+	s.set = set
+	s.mu.Unlock()
+	s.m.log.Info("reloaded the identity CAs", "store", s.store.where(), "current", fingerprint(set.cur.cert),
+		"next", optFingerprint(set.next), "previous", optFingerprint(set.prev))
+}
+
+// logOnce logs err unless it is the one logged last. Called under renewMu.
+func (s *selfSigned) logOnce(msg string, err error) {
+	if err.Error() == s.lastErr {
+		return
+	}
+	s.lastErr = err.Error()
+	s.m.log.Error(msg, "err", err.Error())
+}
+
+// leafDue reports whether the leaf must be replaced: the current CA changed, or the leaf
+// is within leafRenewBefore of its expiry (unless it already lasts as long as the CA).
+func (s *selfSigned) leafDue(now time.Time) bool {
 	s.mu.RLock()
-	due := s.leafCA != s.ca ||
-		now.After(s.leaf.Leaf.NotAfter.Add(-leafRenewBefore)) && s.leaf.Leaf.NotAfter.Before(s.ca.cert.NotAfter)
-	s.mu.RUnlock()
-	if !due {
+	defer s.mu.RUnlock()
+	ca := s.set.cur.cert
+	return !s.leafCA.Equal(ca) ||
+		now.After(s.leaf.Leaf.NotAfter.Add(-leafRenewBefore)) && s.leaf.Leaf.NotAfter.Before(ca.NotAfter)
+}
+
+// renewLeaf issues a new leaf when leafDue.
+func (s *selfSigned) renewLeaf(now time.Time) {
+	if !s.leafDue(now) {
 		return
 	}
 	s.renewMu.Lock()
 	defer s.renewMu.Unlock()
-	s.mu.RLock()
-	due = s.leafCA != s.ca || // re-checked: a concurrent handshake may have renewed it
-		now.After(s.leaf.Leaf.NotAfter.Add(-leafRenewBefore)) && s.leaf.Leaf.NotAfter.Before(s.ca.cert.NotAfter)
-	s.mu.RUnlock()
-	if !due {
+	if !s.leafDue(now) { // re-checked: a concurrent handshake may have renewed it
 		return
 	}
 	if err := s.issueLeaf(now); err != nil {
 		s.m.log.Error("renewing the self-signed leaf certificate failed", "err", err)
 		return
 	}
-	s.m.log.Info("renewed the self-signed leaf certificate", "expires", s.certExpiry().UTC().Format(time.DateOnly))
+	s.m.log.Info("renewed the self-signed leaf certificate", "expires", s.certExpiry().UTC().Format(time.DateOnly),
+		"ca", fingerprint(s.current().cur.cert))
 }
 
 func (s *selfSigned) run(context.Context) {}
 
+// rootPEM is every published CA: current, next, and previous until it expires.
 func (s *selfSigned) rootPEM() []byte {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.ca.pem
+	var out []byte
+	for _, ca := range s.current().published(s.m.now()) {
+		out = append(out, ca.pem...)
+	}
+	return out
 }
 
-func (s *selfSigned) caExpiry() time.Time {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.ca.cert.NotAfter
-}
+func (s *selfSigned) caExpiry() time.Time { return s.current().cur.cert.NotAfter }
 
 func (s *selfSigned) certExpiry() time.Time {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.leaf.Leaf.NotAfter
-}
-
-func (s *selfSigned) warning(now time.Time) string {
-	exp := s.caExpiry()
-	if now.Before(exp.Add(-caWarnBefore)) {
-		return ""
-	}
-	return fmt.Sprintf("the identity CA %s; the broker then creates a new one and technicians must download "+
-		"the tool bundle again (to switch earlier, remove %s and %s from data_dir and restart)",
-		expiresIn(exp, now), CACertFile, CAKeyFile)
 }
 
 // IssueFromDataDir signs a leaf certificate for names (DNS names, wildcards or IPs) with
@@ -403,6 +354,12 @@ func IssueFromDataDir(dataDir string, names ...string) (tls.Certificate, error) 
 		return tls.Certificate{}, err
 	}
 	return *leaf, nil
+}
+
+// shortSerial is the first 8 hex digits of a serial number.
+func shortSerial(n *big.Int) string {
+	h := fmt.Sprintf("%X", n)
+	return h[:min(8, len(h))]
 }
 
 func serial() *big.Int {

@@ -63,9 +63,10 @@ type Listen struct {
 
 // TLS selects where the listeners' certificates come from.
 type TLS struct {
-	Mode  string `mapstructure:"mode"`
-	ACME  ACME   `mapstructure:"acme"`
-	Files Files  `mapstructure:"files"`
+	Mode       string     `mapstructure:"mode"`
+	ACME       ACME       `mapstructure:"acme"`
+	Files      Files      `mapstructure:"files"`
+	SelfSigned SelfSigned `mapstructure:"selfsigned"`
 }
 
 // ACME configures certificates from an ACME CA (Let's Encrypt by default).
@@ -80,10 +81,16 @@ type ACME struct {
 	CAFile string `mapstructure:"ca_file"`
 }
 
-// Files names a certificate chain and key on disk, reloaded when they change.
+// Files names a certificate chain and key on disk, reloaded when they change: either PEM
+// Cert and Key, or a PKCS#12 file.
 type Files struct {
 	Cert string `mapstructure:"cert"`
 	Key  string `mapstructure:"key"`
+	// PKCS12 is a PKCS#12 (.p12/.pfx) file holding the key, the certificate and its chain,
+	// instead of Cert and Key.
+	PKCS12 string `mapstructure:"pkcs12"`
+	// PKCS12PasswordFile holds PKCS12's password (its first line; none: no password).
+	PKCS12PasswordFile string `mapstructure:"pkcs12_password_file"`
 	// Root is the PEM root the chain ends in, shipped in the tool bundle (optional).
 	Root string `mapstructure:"root"`
 }
@@ -225,6 +232,7 @@ func (b *Broker) applyDefaults() {
 	if b.TLS.ACME.DirectoryURL == "" {
 		b.TLS.ACME.DirectoryURL = LetsEncryptURL
 	}
+	b.TLS.SelfSigned.RolloverBefore = durationOr(b.TLS.SelfSigned.RolloverBefore, DefaultRolloverBefore)
 	if b.Limits.PerAccount == 0 {
 		b.Limits.PerAccount = DefaultPerAccount
 	}
@@ -341,6 +349,9 @@ func (l *Limits) validateAuth() error {
 }
 
 func (b *Broker) validateTLS() error {
+	if err := b.TLS.SelfSigned.validate(); err != nil {
+		return err
+	}
 	switch b.TLS.Mode {
 	case ModeSelfSigned:
 	case ModeACME:
@@ -358,11 +369,8 @@ func (b *Broker) validateTLS() error {
 			b.TLS.ACME.ExtraNames[i] = n
 		}
 	case ModeFiles:
-		if b.TLS.Files.Cert == "" {
-			return errors.New("tls.files.cert: required when tls.mode is files")
-		}
-		if b.TLS.Files.Key == "" {
-			return errors.New("tls.files.key: required when tls.mode is files")
+		if err := b.TLS.Files.validate(); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("tls.mode: %q is not one of selfsigned, acme, files", b.TLS.Mode)

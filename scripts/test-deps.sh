@@ -24,7 +24,7 @@ if [[ ! -x $staticcheck ]]; then
   mv "$tmp/staticcheck" "$staticcheck"
 fi
 
-packages=(openssh-server openssh-client proxytunnel putty-tools curl chromium libnss3-tools
+packages=(openssh-server openssh-client proxytunnel putty-tools curl chromium libnss3-tools openssl
   dnsutils xvfb freerdp2-x11 freerdp2-shadow-x11 winpr-utils etcd-server etcd-client)
 missing=()
 for p in "${packages[@]}"; do

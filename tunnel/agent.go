@@ -3,7 +3,6 @@ package tunnel
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -49,24 +48,22 @@ type Agent struct {
 	url     string        // wss://… for messages
 	httpURL string        // the same as https://…, which the HTTP client dials
 	conns   []*brokerConn // one per cfg.Connections, each to a different broker
+	http    *http.Client  // other requests to the broker (published roots)
 	dialer  net.Dialer
+	trust   *capool.Trust // nil without ca_file
 	// Tuning may be changed before Run.
 	Tuning Tuning
 }
 
 // NewAgent prepares an agent from a validated configuration.
 func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
-	if cfg.CAFile != "" {
-		pool, err := capool.Load(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		tlsCfg.RootCAs = pool
-	}
 	u, err := url.Parse(cfg.Broker)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
+	}
+	tlsCfg, trust, err := agentTLS(cfg, u.Hostname())
+	if err != nil {
+		return nil, err
 	}
 	u.Scheme = "https"
 	u.Path = strings.TrimSuffix(u.Path, "/") + AgentPath
@@ -80,6 +77,7 @@ func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, e
 		url:     u.String(),
 		httpURL: httpURL,
 		dialer:  net.Dialer{Timeout: cfg.DialTimeout},
+		trust:   trust,
 	}
 	base := &http.Transport{
 		DialContext: batchDial(brokerDialer),
@@ -91,6 +89,7 @@ func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, e
 		Proxy:               http.ProxyFromEnvironment,
 	}
 	picker := newBrokerPicker(cfg.BrokerAddrs, u.Hostname(), cmp.Or(u.Port(), "443"))
+	a.http = fetchClient(picker, base)
 	for n := range max(cfg.Connections, 1) {
 		a.conns = append(a.conns, newBrokerConn(n, picker, base))
 	}
@@ -168,6 +167,11 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 	context.AfterFunc(sessCtx, func() { mux.Close() })
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.keepTrustFresh(sessCtx, mux.CloseChan())
+	}()
 	for {
 		st, err := mux.AcceptStream()
 		if err != nil {

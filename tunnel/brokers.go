@@ -37,7 +37,8 @@ func newBrokerPicker(static []string, host, port string) *brokerPicker {
 		held: map[string]int{}, failed: map[string]time.Time{}}
 }
 
-// candidates lists the addresses connection conn may try now, in order.
+// candidates lists the addresses connection conn may try now, in order (conn -1: any
+// address, held or not).
 func (p *brokerPicker) candidates(ctx context.Context, conn int) ([]string, error) {
 	addrs := p.static
 	if len(addrs) == 0 {
@@ -56,7 +57,7 @@ func (p *brokerPicker) candidates(ctx context.Context, conn int) ([]string, erro
 	now := time.Now()
 	var fresh, failed []string
 	for _, a := range addrs {
-		if c, ok := p.held[a]; ok && c != conn {
+		if c, ok := p.held[a]; ok && c != conn && conn >= 0 {
 			continue
 		}
 		if t, ok := p.failed[a]; ok && now.Sub(t) < failedFor {
@@ -180,4 +181,39 @@ func (c *brokerConn) current() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.addr
+}
+
+// fetchClient is an HTTP client for the agent's other requests to the broker (the
+// published roots): it dials the broker addresses in the picker's order without holding
+// one, so the connections' choices stay as they are.
+func fetchClient(p *brokerPicker, base *http.Transport) *http.Client {
+	dialOne := base.DialContext
+	if dialOne == nil {
+		d := &net.Dialer{Timeout: connectTimeout}
+		dialOne = d.DialContext
+	}
+	tr := base.Clone()
+	tr.DisableKeepAlives = true
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr != p.hostPort {
+			return dialOne(ctx, network, addr)
+		}
+		cands, err := p.candidates(ctx, -1)
+		if err != nil {
+			return nil, err
+		}
+		var errs []error
+		for _, a := range cands {
+			conn, err := dialOne(ctx, network, a)
+			if err == nil {
+				return conn, nil
+			}
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		return nil, errors.Join(errs...)
+	}
+	return &http.Client{Transport: tr}
 }

@@ -130,6 +130,10 @@ func TestNewAgentOldBroker(t *testing.T) {
 	echo := echoServer(t)
 	result := make(chan error, 1)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != AgentPath { // e.g. the agent fetching the published roots
+			http.NotFound(w, r)
+			return
+		}
 		ctx := r.Context()
 		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 		if err != nil {

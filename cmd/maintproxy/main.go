@@ -1,6 +1,7 @@
 // Command maintproxy is the remote-support broker: `serve` runs it, `check` validates a
 // configuration, `passwd` hashes a password (bcrypt), `agent-secret` makes an agent secret
-// and its hmac-sha256 hash, `demo` runs a self-contained broker with demo agents and
+// and its hmac-sha256 hash, `certs show` and `certs regenerate` describe the certificates
+// and make a new identity CA, `demo` runs a self-contained broker with demo agents and
 // targets on loopback.
 package main
 
@@ -42,7 +43,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd(), configCmd(), clusterCmd())
+	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd(), certsCmd(), configCmd(), clusterCmd())
 	return root
 }
 
