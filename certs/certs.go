@@ -135,15 +135,7 @@ func Check(cfg *config.Broker) error {
 		}
 		return err
 	case config.ModeACME:
-		if cfg.TLS.ACME.Email == "" {
-			return errors.New("tls.acme.email: a contact email is required for ACME")
-		}
-		for i, n := range cfg.TLS.ACME.ExtraNames {
-			n = strings.ToLower(n)
-			if n != cfg.Domain && !strings.HasSuffix(n, "."+cfg.Domain) {
-				return fmt.Errorf("tls.acme.extra_names[%d]: %q is not a name inside %s", i, n, cfg.Domain)
-			}
-		}
+		// The contact email and the names were validated with the rest of the configuration.
 		if _, err := acmeRoot(cfg); err != nil {
 			return err
 		}

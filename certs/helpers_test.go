@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,19 +51,6 @@ func testConfig(t *testing.T, mode string, edits ...func(*config.Broker)) *confi
 	}
 	return ready(t, cfg)
 }
-
-// clock is an injectable time source.
-type clock struct{ t atomic.Pointer[time.Time] }
-
-func newClock(t time.Time) *clock {
-	c := &clock{}
-	c.set(t)
-	return c
-}
-
-func (c *clock) now() time.Time      { return *c.t.Load() }
-func (c *clock) set(t time.Time)     { c.t.Store(&t) }
-func (c *clock) add(d time.Duration) { c.set(c.now().Add(d)) }
 
 // logBuffer is a slog destination the test reads.
 type logBuffer struct {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/testclock"
 )
 
 // exportPKCS12 signs a leaf for the broker's names with ca and packs it, its key and ca
@@ -66,9 +67,9 @@ func TestPKCS12(t *testing.T) {
 			if err := Check(cfg); err != nil {
 				t.Fatal(err)
 			}
-			clk := newClock(time.Now())
+			clk := testclock.New(time.Now())
 			logs := &logBuffer{}
-			m, err := New(Options{Config: cfg, Now: clk.now, Logger: logs.logger()})
+			m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,17 +77,17 @@ func TestPKCS12(t *testing.T) {
 				t.Error("RootPEM is not the CA inside the PKCS#12 file")
 			}
 			proxy, web := serveTLS(t, m.ProxyTLSConfig()), serveTLS(t, m.WebTLSConfig())
-			if got := dialLeaf(t, proxy, "", "maint."+testDomain, ca.pem, clk.now()); !got.Equal(first) {
+			if got := dialLeaf(t, proxy, "", "maint."+testDomain, ca.pem, clk.Now()); !got.Equal(first) {
 				t.Fatalf("proxy serves serial %v, want %v", got.SerialNumber, first.SerialNumber)
 			}
-			if got := dialLeaf(t, web, "admin."+testDomain, "admin."+testDomain, ca.pem, clk.now()); !got.Equal(first) {
+			if got := dialLeaf(t, web, "admin."+testDomain, "admin."+testDomain, ca.pem, clk.Now()); !got.Equal(first) {
 				t.Fatalf("web serves serial %v, want %v", got.SerialNumber, first.SerialNumber)
 			}
 
 			// A replaced file is served after the next check.
 			second := exportPKCS12(t, ca, p12, pw, c.extra...)
 			m.check()
-			if got := dialLeaf(t, proxy, "maint."+testDomain, "maint."+testDomain, ca.pem, clk.now()); !got.Equal(second) {
+			if got := dialLeaf(t, proxy, "maint."+testDomain, "maint."+testDomain, ca.pem, clk.Now()); !got.Equal(second) {
 				t.Fatalf("after reload the proxy serves serial %v, want %v", got.SerialNumber, second.SerialNumber)
 			}
 
@@ -97,7 +98,7 @@ func TestPKCS12(t *testing.T) {
 			if w := m.Warning(); !strings.Contains(w, "tls.files.pkcs12_password_file") {
 				t.Errorf("warning %q does not name tls.files.pkcs12_password_file", w)
 			}
-			if got := dialLeaf(t, proxy, "", "maint."+testDomain, ca.pem, clk.now()); !got.Equal(second) {
+			if got := dialLeaf(t, proxy, "", "maint."+testDomain, ca.pem, clk.Now()); !got.Equal(second) {
 				t.Fatal("a file that cannot be opened replaced the served certificate")
 			}
 			err = Check(cfg)

@@ -14,6 +14,7 @@ import (
 
 	"maintproxy/config"
 	"maintproxy/internal/capool"
+	"maintproxy/internal/testclock"
 )
 
 const day = 24 * time.Hour
@@ -97,9 +98,9 @@ func issuerOf(t *testing.T, addr string, now time.Time, roots []byte) *x509.Cert
 // fetched is stranded), and after the old CA expired (dropped from the published roots).
 func TestRolloverWalkthrough(t *testing.T) {
 	cfg := testConfig(t, config.ModeSelfSigned)
-	clk := newClock(time.Now())
+	clk := testclock.New(time.Now())
 	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Now: clk.now, Logger: logs.logger()})
+	m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestRolloverWalkthrough(t *testing.T) {
 	fetcher, stale := newTestAgent(t, oldPEM), newTestAgent(t, oldPEM)
 
 	// Before: one root, leaves from it, the rollover scheduled a year before expiry.
-	clk.set(oldExp.Add(-366 * day))
+	clk.Set(oldExp.Add(-366 * day))
 	m.check()
 	if n := countCerts(t, m.RootPEM()); n != 1 {
 		t.Fatalf("before the rollover %d roots are published", n)
@@ -122,11 +123,11 @@ func TestRolloverWalkthrough(t *testing.T) {
 	if d.Rollover == nil || !d.Rollover.NextAt.Equal(oldExp.Add(-365*day).UTC()) || !d.Rollover.SwitchAt.IsZero() {
 		t.Fatalf("schedule before the rollover: %+v", d.Rollover)
 	}
-	fetcher.fetch(t, m, web, clk.now())
+	fetcher.fetch(t, m, web, clk.Now())
 
 	// Overlap: the next CA is made and published beside the old one; leaves still come
 	// from the old CA, so agents that know only it still connect.
-	clk.set(oldExp.Add(-365*day + time.Minute))
+	clk.Set(oldExp.Add(-365*day + time.Minute))
 	m.check()
 	if n := countCerts(t, m.RootPEM()); n != 2 || !bytes.HasPrefix(m.RootPEM(), oldPEM) {
 		t.Fatalf("during the overlap %d roots are published, want the old one and the next", n)
@@ -134,14 +135,14 @@ func TestRolloverWalkthrough(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, NextCACertFile)); err != nil {
 		t.Fatalf("next CA not in data_dir: %v", err)
 	}
-	if leaf := issuerOf(t, web, clk.now(), oldPEM); !bytes.Equal(leaf.RawIssuer, old.cert.RawSubject) {
+	if leaf := issuerOf(t, web, clk.Now(), oldPEM); !bytes.Equal(leaf.RawIssuer, old.cert.RawSubject) {
 		t.Fatal("the leaf changed CA at the start of the overlap")
 	}
-	if _, err := stale.dial(web, clk.now()); err != nil {
+	if _, err := stale.dial(web, clk.Now()); err != nil {
 		t.Fatalf("an agent knowing only the old CA fails during the overlap: %v", err)
 	}
 	d = m.Describe()
-	wantSwitch := clk.now().Add(182*day + 12*time.Hour)
+	wantSwitch := clk.Now().Add(182*day + 12*time.Hour)
 	if d.Rollover.SwitchAt.Sub(wantSwitch).Abs() > 2*time.Hour || len(d.Roots) != 2 {
 		t.Fatalf("overlap schedule %+v, roots %d; want the switch about %v", d.Rollover, len(d.Roots), wantSwitch)
 	}
@@ -150,16 +151,16 @@ func TestRolloverWalkthrough(t *testing.T) {
 		t.Errorf("warning half a year before the switch: %q", w)
 	}
 	// A broker restarted during the overlap keeps both.
-	if m2, err := New(Options{Config: cfg, Now: clk.now}); err != nil || !bytes.Equal(m2.RootPEM(), m.RootPEM()) {
+	if m2, err := New(Options{Config: cfg, Now: clk.Now}); err != nil || !bytes.Equal(m2.RootPEM(), m.RootPEM()) {
 		t.Fatalf("restart during the overlap: %v, same roots %v", err, err == nil && bytes.Equal(m2.RootPEM(), m.RootPEM()))
 	}
-	fetcher.fetch(t, m, web, clk.now())
+	fetcher.fetch(t, m, web, clk.Now())
 	if b, err := os.ReadFile(capool.NextPath(fetcher.caFile)); err != nil || !bytes.Equal(b, m.RootPEM()) {
 		t.Fatalf("the agent did not keep the published roots beside its ca_file: %v", err)
 	}
 
 	// 89 days before the switch operators are warned.
-	clk.set(switchAt.Add(-89 * day))
+	clk.Set(switchAt.Add(-89 * day))
 	m.check()
 	if w := m.Warning(); !strings.Contains(w, "changes on "+switchAt.Format(time.DateOnly)) {
 		t.Errorf("warning before the switch: %q", w)
@@ -167,7 +168,7 @@ func TestRolloverWalkthrough(t *testing.T) {
 
 	// After the switch: leaves from the new CA. The agent that fetched connects, also
 	// after a restart (its trust read from ca_file and ca_file.next); the stale one not.
-	clk.set(switchAt.Add(time.Minute))
+	clk.Set(switchAt.Add(time.Minute))
 	m.check()
 	next, err := loadCA(cfg.DataDir)
 	if err != nil {
@@ -176,18 +177,18 @@ func TestRolloverWalkthrough(t *testing.T) {
 	if next.cert.Equal(old.cert) {
 		t.Fatal("ca.pem still holds the old CA after the switch")
 	}
-	chain, err := fetcher.dial(web, clk.now())
+	chain, err := fetcher.dial(web, clk.Now())
 	if err != nil {
 		t.Fatalf("the agent that fetched during the overlap cannot connect after the switch: %v", err)
 	}
 	if !bytes.Equal(chain[0].RawIssuer, next.cert.RawSubject) {
 		t.Fatal("after the switch the leaf does not come from the new CA")
 	}
-	if _, err := fetcher.restarted(t).dial(web, clk.now()); err != nil {
+	if _, err := fetcher.restarted(t).dial(web, clk.Now()); err != nil {
 		t.Fatalf("after a restart the agent that fetched cannot connect: %v", err)
 	}
 	var unknown x509.UnknownAuthorityError
-	if _, err := stale.dial(web, clk.now()); !errors.As(err, &unknown) {
+	if _, err := stale.dial(web, clk.Now()); !errors.As(err, &unknown) {
 		t.Fatalf("an agent that never fetched: %v, want an unknown authority", err)
 	}
 	if n := countCerts(t, m.RootPEM()); n != 2 || !bytes.HasPrefix(m.RootPEM(), next.pem) {
@@ -199,10 +200,10 @@ func TestRolloverWalkthrough(t *testing.T) {
 	if w := m.Warning(); w != "" {
 		t.Errorf("warning after the switch: %q", w)
 	}
-	fetcher.fetch(t, m, web, clk.now())
+	fetcher.fetch(t, m, web, clk.Now())
 
 	// After the old CA expired: it leaves the published roots, its files are kept aside.
-	clk.set(oldExp.Add(time.Minute))
+	clk.Set(oldExp.Add(time.Minute))
 	m.check()
 	if !bytes.Equal(m.RootPEM(), next.pem) {
 		t.Fatalf("after the old CA expired the published roots are not just the new CA")
@@ -210,8 +211,8 @@ func TestRolloverWalkthrough(t *testing.T) {
 	if kept, _ := filepath.Glob(filepath.Join(cfg.DataDir, "ca-expired-*.pem")); len(kept) != 2 {
 		t.Errorf("old CA files not kept aside: %v", kept)
 	}
-	fetcher.fetch(t, m, web, clk.now())
-	if _, err := fetcher.restarted(t).dial(web, clk.now()); err != nil {
+	fetcher.fetch(t, m, web, clk.Now())
+	if _, err := fetcher.restarted(t).dial(web, clk.Now()); err != nil {
 		t.Fatalf("after the old CA expired the agent cannot connect: %v", err)
 	}
 	if strings.Contains(logs.String(), "level=ERROR") {
@@ -222,17 +223,17 @@ func TestRolloverWalkthrough(t *testing.T) {
 // TestRolloverWarningRepeatsDaily: the switch warning is logged at once, then daily.
 func TestRolloverWarningRepeatsDaily(t *testing.T) {
 	cfg := testConfig(t, config.ModeSelfSigned)
-	clk := newClock(time.Now())
-	m, err := New(Options{Config: cfg, Now: clk.now})
+	clk := testclock.New(time.Now())
+	m, err := New(Options{Config: cfg, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.set(m.CAExpiry().Add(-365*day + time.Minute))
+	clk.Set(m.CAExpiry().Add(-365*day + time.Minute))
 	m.check()
 	sw := m.Describe().Rollover.SwitchAt
-	clk.set(sw.Add(-44*day - time.Hour))
+	clk.Set(sw.Add(-44*day - time.Hour))
 	logs := &logBuffer{}
-	m, err = New(Options{Config: cfg, Now: clk.now, Logger: logs.logger()})
+	m, err = New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,12 +241,12 @@ func TestRolloverWarningRepeatsDaily(t *testing.T) {
 		t.Fatalf("warning logged %d times at start, want 1:\n%s", n, logs.String())
 	}
 	m.check()
-	clk.add(23 * time.Hour)
+	clk.Add(23 * time.Hour)
 	m.check()
 	if n := strings.Count(logs.String(), "the identity CA changes on"); n != 1 {
 		t.Fatalf("warning repeated within a day:\n%s", logs.String())
 	}
-	clk.add(2 * time.Hour)
+	clk.Add(2 * time.Hour)
 	m.check()
 	if n := strings.Count(logs.String(), "the identity CA changes on"); n != 2 {
 		t.Fatalf("warning not repeated the next day:\n%s", logs.String())
@@ -261,19 +262,19 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 		t.Fatal(err)
 	}
 	old, _ := loadCA(cfg.DataDir)
-	clk := newClock(old.cert.NotAfter.Add(400 * day))
+	clk := testclock.New(old.cert.NotAfter.Add(400 * day))
 	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Now: clk.now, Logger: logs.logger()})
+	m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "expired before its successor was published") {
 		t.Errorf("no loud log for a switch without overlap:\n%s", logs.String())
 	}
-	if bytes.Contains(m.RootPEM(), old.pem) || !m.CAExpiry().After(clk.now().Add(2*365*day)) {
+	if bytes.Contains(m.RootPEM(), old.pem) || !m.CAExpiry().After(clk.Now().Add(2*365*day)) {
 		t.Fatal("the expired CA is still published or no fresh CA serves")
 	}
-	dialLeaf(t, serveTLS(t, m.ProxyTLSConfig()), "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.now())
+	dialLeaf(t, serveTLS(t, m.ProxyTLSConfig()), "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.Now())
 	if kept, _ := filepath.Glob(filepath.Join(cfg.DataDir, "ca-expired-*.pem")); len(kept) != 2 {
 		t.Errorf("old CA not kept aside: %v", kept)
 	}
@@ -284,15 +285,15 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 
 	// The same while running: Run's check finds the CA expired.
 	cfg2 := testConfig(t, config.ModeSelfSigned)
-	clk2 := newClock(time.Now())
+	clk2 := testclock.New(time.Now())
 	logs2 := &logBuffer{}
-	m2, err := New(Options{Config: cfg2, Now: clk2.now, Logger: logs2.logger()})
+	m2, err := New(Options{Config: cfg2, Now: clk2.Now, Logger: logs2.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldRoot := m2.RootPEM()
 	// Without a check for over three years (a frozen Run): the CA has expired.
-	clk2.set(m2.CAExpiry().Add(time.Minute))
+	clk2.Set(m2.CAExpiry().Add(time.Minute))
 	if !strings.Contains(m2.Warning(), "expired on") {
 		t.Errorf("warning after expiry: %q", m2.Warning())
 	}
@@ -306,9 +307,9 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 // it up from data_dir, a second call without --now refuses, and --now switches at once.
 func TestRegenerate(t *testing.T) {
 	cfg := testConfig(t, config.ModeSelfSigned)
-	clk := newClock(time.Now())
+	clk := testclock.New(time.Now())
 	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Now: clk.now, Logger: logs.logger()})
+	m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,11 +317,11 @@ func TestRegenerate(t *testing.T) {
 	oldPEM := m.RootPEM()
 	agent := newTestAgent(t, oldPEM)
 
-	d, err := Regenerate(cfg, clk.now(), false)
+	d, err := Regenerate(cfg, clk.Now(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Roots) != 2 || d.Rollover.SwitchAt.Sub(clk.now()) < 182*day {
+	if len(d.Roots) != 2 || d.Rollover.SwitchAt.Sub(clk.Now()) < 182*day {
 		t.Fatalf("regenerate: %d roots, switch %v", len(d.Roots), d.Rollover.SwitchAt)
 	}
 	if countCerts(t, m.RootPEM()) != 1 {
@@ -330,28 +331,28 @@ func TestRegenerate(t *testing.T) {
 	if n := countCerts(t, m.RootPEM()); n != 2 || !strings.Contains(logs.String(), "reloaded the identity CAs") {
 		t.Fatalf("the running broker did not pick up the new CA: %d roots\n%s", n, logs.String())
 	}
-	if leaf := issuerOf(t, web, clk.now(), oldPEM); leaf == nil {
+	if leaf := issuerOf(t, web, clk.Now(), oldPEM); leaf == nil {
 		t.Fatal("no leaf")
 	}
-	agent.fetch(t, m, web, clk.now())
+	agent.fetch(t, m, web, clk.Now())
 
-	_, err = Regenerate(cfg, clk.now(), false)
+	_, err = Regenerate(cfg, clk.Now(), false)
 	if err == nil || !strings.Contains(err.Error(), "--now") {
 		t.Fatalf("second regenerate: %v, want a refusal pointing to --now", err)
 	}
 
 	// --now: the published next CA becomes current at once.
 	stale := newTestAgent(t, oldPEM)
-	if _, err := Regenerate(cfg, clk.now(), true); err != nil {
+	if _, err := Regenerate(cfg, clk.Now(), true); err != nil {
 		t.Fatal(err)
 	}
 	m.check()
 	cur, _ := loadCA(cfg.DataDir)
-	chain, err := agent.dial(web, clk.now())
+	chain, err := agent.dial(web, clk.Now())
 	if err != nil || !bytes.Equal(chain[0].RawIssuer, cur.cert.RawSubject) {
 		t.Fatalf("after --now: the agent that fetched: %v; leaf from the new CA: %v", err, err == nil && bytes.Equal(chain[0].RawIssuer, cur.cert.RawSubject))
 	}
-	if _, err := stale.dial(web, clk.now()); err == nil {
+	if _, err := stale.dial(web, clk.Now()); err == nil {
 		t.Fatal("an agent without the new CA still connects after --now")
 	}
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, PreviousCACertFile)); err != nil {
@@ -359,7 +360,7 @@ func TestRegenerate(t *testing.T) {
 	}
 	if _, err := Regenerate(testConfig(t, config.ModeFiles, func(b *config.Broker) {
 		b.TLS.Files = config.Files{Cert: "/c", Key: "/k"}
-	}), clk.now(), false); err == nil || !strings.HasPrefix(err.Error(), "tls.mode: ") {
+	}), clk.Now(), false); err == nil || !strings.HasPrefix(err.Error(), "tls.mode: ") {
 		t.Errorf("regenerate in files mode: %v", err)
 	}
 }

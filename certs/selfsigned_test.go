@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/testclock"
 )
 
 func TestSelfSignedCreateThenReuse(t *testing.T) {
@@ -106,35 +107,35 @@ func TestSelfSignedBrokenCAFailsNamingDataDir(t *testing.T) {
 
 func TestSelfSignedLeafRenewal(t *testing.T) {
 	cfg := testConfig(t, config.ModeSelfSigned)
-	clk := newClock(time.Now())
-	m, err := New(Options{Config: cfg, Now: clk.now})
+	clk := testclock.New(time.Now())
+	m, err := New(Options{Config: cfg, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := serveTLS(t, m.ProxyTLSConfig())
-	first := dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.now())
+	first := dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.Now())
 	if got := m.CertExpiry(); !got.Equal(first.NotAfter) {
 		t.Errorf("CertExpiry %v, served leaf expires %v", got, first.NotAfter)
 	}
 
 	// Well before the renewal point nothing changes.
-	clk.add(30 * 24 * time.Hour)
+	clk.Add(30 * 24 * time.Hour)
 	m.check()
-	if again := dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.now()); again.SerialNumber.Cmp(first.SerialNumber) != 0 {
+	if again := dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.Now()); again.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Fatal("leaf renewed 60 days before expiry")
 	}
 
 	// 25 days before expiry, Run's check renews it.
-	clk.set(first.NotAfter.Add(-25 * 24 * time.Hour))
+	clk.Set(first.NotAfter.Add(-25 * 24 * time.Hour))
 	m.check()
-	second := dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.now())
+	second := dialLeaf(t, addr, "maint."+testDomain, "maint."+testDomain, m.RootPEM(), clk.Now())
 	if second.SerialNumber.Cmp(first.SerialNumber) == 0 || !second.NotAfter.After(first.NotAfter) {
 		t.Fatalf("leaf not renewed: serial %v expires %v", second.SerialNumber, second.NotAfter)
 	}
 
 	// Without Run ticking, a handshake after the leaf expired still gets a fresh one.
-	clk.set(second.NotAfter.Add(time.Hour))
-	third := dialLeaf(t, addr, "", "maint."+testDomain, m.RootPEM(), clk.now())
+	clk.Set(second.NotAfter.Add(time.Hour))
+	third := dialLeaf(t, addr, "", "maint."+testDomain, m.RootPEM(), clk.Now())
 	if third.SerialNumber.Cmp(second.SerialNumber) == 0 {
 		t.Fatal("expired leaf served")
 	}
