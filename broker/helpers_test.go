@@ -110,6 +110,7 @@ func parse(t testing.TB, m map[string]any) *config.Broker {
 type rig struct {
 	*broker.Broker
 	dataDir string
+	ca      string // the root to trust, when not the identity CA in dataDir (cluster mode)
 	hashes  hashes
 	log     *logBuffer // everything the broker logged
 	run     chan error // Run's result once it returned
@@ -179,7 +180,12 @@ func (r *rig) conf(t testing.TB, systems ...system) map[string]any {
 	return r.hashes.conf(t, r.dataDir, systems...)
 }
 
-func (r *rig) caFile() string { return filepath.Join(r.dataDir, certs.CACertFile) }
+func (r *rig) caFile() string {
+	if r.ca != "" {
+		return r.ca
+	}
+	return filepath.Join(r.dataDir, certs.CACertFile)
+}
 
 func (r *rig) caPool(t testing.TB) *x509.CertPool {
 	t.Helper()
