@@ -23,7 +23,6 @@ import (
 	"maintproxy/config"
 	"maintproxy/internal/refusal"
 	"maintproxy/internal/testenv"
-	"maintproxy/tunnel"
 )
 
 // member is one broker of an in-process cluster.
@@ -121,16 +120,7 @@ func clusterAgent(t *testing.T, ca string, s system, addrs []string, connections
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{log: &logBuffer{}, done: make(chan struct{})}
-	ag, err := tunnel.NewAgent(cfg, slog.New(slog.NewTextHandler(io.MultiWriter(a.log, testOutput(t, s.id().String())), nil)), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	go func() { defer close(a.done); ag.Run(ctx) }()
-	t.Cleanup(a.stop)
-	return a
+	return runAgent(t, s, cfg)
 }
 
 // holders waits until the cluster's presence, as m sees it, shows s held by exactly nodes.
