@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"maintproxy/certs"
+	"maintproxy/cluster/peer"
 	"maintproxy/config"
 	"maintproxy/dns"
 	"maintproxy/internal/gate"
@@ -58,7 +59,13 @@ type Broker struct {
 	// metricsSrv serves /metrics on listen.metrics (nil when it is off).
 	metricsSrv *http.Server
 
+	cluster *clustered // nil for a single broker
+
 	proxyLn, webLn, plainLn, metricsLn net.Listener
+
+	listening, draining atomic.Bool
+	readyMu             sync.Mutex
+	lastReady           bool
 }
 
 // New prepares a broker: it binds the listeners and creates or loads certificates, so
@@ -105,8 +112,21 @@ func New(o Options) (_ *Broker, err error) {
 		}
 	}
 	b.pinPorts(o.Config)
-	b.cfg.Store(o.Config)
-	b.certs, err = certs.New(certs.Options{Config: o.Config, Logger: o.Logger})
+	inForce := o.Config
+	if o.Config.Cluster.Enabled() {
+		if err = b.joinCluster(o.Config); err != nil {
+			return nil, err
+		}
+		if inForce, err = b.withoutShared(o.Config); err != nil {
+			return nil, err
+		}
+	}
+	b.cfg.Store(inForce)
+	co := certs.Options{Config: o.Config, Logger: o.Logger}
+	if b.cluster != nil {
+		b.cluster.certOptions(o.Config, &co)
+	}
+	b.certs, err = certs.New(co)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +145,7 @@ func New(o Options) (_ *Broker, err error) {
 			}
 			return at.Add(timeouts.AgentLogin)
 		}))
-	b.proxy = proxy.New(proxy.Options{
+	po := proxy.Options{
 		Config:            b.Config,
 		Auth:              b.auth,
 		Registry:          b.registry,
@@ -136,7 +156,11 @@ func New(o Options) (_ *Broker, err error) {
 		ReadHeaderTimeout: timeouts.RequestHeaders,
 		IdleTimeout:       timeouts.Idle,
 		Observer:          proxyObserver{b.metrics},
-	})
+	}
+	if b.cluster != nil {
+		b.wireCluster(&po)
+	}
+	b.proxy = proxy.New(po)
 	b.web = &http.Server{
 		Handler:           b.webHandler(),
 		TLSConfig:         b.certs.WebTLSConfig(),
@@ -181,6 +205,9 @@ func (b *Broker) Close() error {
 	}
 	if b.dns != nil {
 		keep(b.dns.Close())
+	}
+	if b.cluster != nil {
+		keep(b.cluster.close())
 	}
 	return errors.Join(errs...)
 }
@@ -288,7 +315,19 @@ func (b *Broker) Run(ctx context.Context) error {
 	if b.dns != nil {
 		goFn(func() error { return b.dns.Serve(ctx) })
 	}
-	if b.opts.ConfigPath != "" {
+	if k := b.cluster; k != nil {
+		goFn(func() error {
+			if err := k.server.Serve(k.peerLn); !errors.Is(err, peer.ErrClosed) {
+				return fmt.Errorf("cluster.peer.listen: %w", err)
+			}
+			return nil
+		})
+		if b.opts.Config.SharedOnly() {
+			k.store.WatchConfig(b.applyShared)
+		}
+	}
+	// With cluster.config: store the file holds only what needs a restart to change.
+	if b.opts.ConfigPath != "" && !b.opts.Config.SharedOnly() {
 		goFn(func() error {
 			config.WatchBroker(ctx, b.opts.ConfigPath, b.opts.ReloadInterval, b.Apply, func(err error) {
 				b.log.Error("configuration change rejected; keeping the previous one", "err", err.Error())
@@ -307,10 +346,24 @@ func (b *Broker) Run(ctx context.Context) error {
 	if b.dns != nil {
 		started = append(started, "dns", b.dns.Addr().String())
 	}
+	if b.cluster != nil {
+		started = append(started, "peer", b.cluster.peerLn.Addr().String(), "node", b.cluster.store.Node())
+	}
+	b.listening.Store(true)
 	b.log.Info("broker started", append(started, "domain", b.Config().Domain, "tls", b.Config().TLS.Mode)...)
+	b.readyChanged()
 	<-ctx.Done()
 
+	b.draining.Store(true)
+	b.readyChanged()
+	if b.cluster != nil {
+		b.handOffAgents()
+	}
 	errs := b.shutdown()
+	if k := b.cluster; k != nil {
+		// The store goes last: revoking the lease withdraws this broker's presence at once.
+		errs = append(errs, k.server.Close(), k.dialer.Close(), k.store.Close())
+	}
 	wg.Wait()
 	close(errc)
 	for err := range errc {

@@ -2,11 +2,8 @@ package broker_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,7 +12,6 @@ import (
 	"time"
 
 	"maintproxy/certs"
-	"maintproxy/config"
 	"maintproxy/internal/capool"
 	"maintproxy/tunnel"
 )
@@ -29,25 +25,7 @@ func (r *rig) startAgentCA(t *testing.T, s system, target, caFile string) *agent
 		"remote_access": map[string]any{"enabled": true, "services": map[string]string{"7": target}},
 		"max_backoff":   "1s", "dial_timeout": "3s",
 	}
-	data, _ := json.Marshal(m)
-	path := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadAgent(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &agent{log: &logBuffer{}, done: make(chan struct{})}
-	ag, err := tunnel.NewAgent(cfg, slog.New(slog.NewTextHandler(io.MultiWriter(a.log, testOutput(t, s.id().String())), nil)), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	go func() { defer close(a.done); ag.Run(ctx) }()
-	t.Cleanup(a.stop)
-	return a
+	return runAgent(t, s, loadAgent(t, m))
 }
 
 func pemCount(b []byte) int {

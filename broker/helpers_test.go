@@ -110,6 +110,7 @@ func parse(t testing.TB, m map[string]any) *config.Broker {
 type rig struct {
 	*broker.Broker
 	dataDir string
+	ca      string // the root to trust, when not the identity CA in dataDir (cluster mode)
 	hashes  hashes
 	log     *logBuffer // everything the broker logged
 	run     chan error // Run's result once it returned
@@ -179,7 +180,12 @@ func (r *rig) conf(t testing.TB, systems ...system) map[string]any {
 	return r.hashes.conf(t, r.dataDir, systems...)
 }
 
-func (r *rig) caFile() string { return filepath.Join(r.dataDir, certs.CACertFile) }
+func (r *rig) caFile() string {
+	if r.ca != "" {
+		return r.ca
+	}
+	return filepath.Join(r.dataDir, certs.CACertFile)
+}
 
 func (r *rig) caPool(t testing.TB) *x509.CertPool {
 	t.Helper()
@@ -220,6 +226,12 @@ func (r *rig) startAgentWith(t *testing.T, s system, target string, edit func(ma
 	if edit != nil {
 		edit(m)
 	}
+	return runAgent(t, s, loadAgent(t, m))
+}
+
+// loadAgent writes m as an agent's configuration file and loads it, as maintagent does.
+func loadAgent(t *testing.T, m map[string]any) *config.Agent {
+	t.Helper()
 	data, _ := json.Marshal(m)
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -229,6 +241,12 @@ func (r *rig) startAgentWith(t *testing.T, s system, target string, edit func(ma
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// runAgent runs an in-process agent for s until the test ends; its log is kept to assert on.
+func runAgent(t *testing.T, s system, cfg *config.Agent) *agent {
+	t.Helper()
 	a := &agent{log: &logBuffer{}, done: make(chan struct{})}
 	ag, err := tunnel.NewAgent(cfg, slog.New(slog.NewTextHandler(io.MultiWriter(a.log, testOutput(t, s.id().String())), nil)), "test")
 	if err != nil {

@@ -98,7 +98,14 @@ var (
 	descActive    = gaugeDesc("maintproxy_tunnels_active", "Tunnels open now.")
 	descBytesUp   = counterDesc("maintproxy_bytes_up_total", "Bytes from technicians to targets.")
 	descBytesDown = counterDesc("maintproxy_bytes_down_total", "Bytes from targets to technicians.")
-	descAgents    = gaugeDesc("maintproxy_agents_online", "Agent sessions online.")
+	descAgents    = gaugeDesc("maintproxy_agents_online", "Systems whose agent is online (in cluster mode: at any broker).")
+	descLocal     = gaugeDesc("maintproxy_agents_local", "Agent sessions this broker holds.")
+	descReady     = gaugeDesc("maintproxy_ready", "1 while the broker takes agents and tunnels (/readyz).")
+
+	descPeerActive = gaugeDesc("maintproxy_peer_tunnels_active", "Tunnels other brokers forward through this broker's agents.")
+	descBrokers    = gaugeDesc("maintproxy_cluster_brokers", "Live brokers in the cluster directory.")
+	descStoreReady = gaugeDesc("maintproxy_cluster_store_ready", "1 while the etcd store is reachable and this broker's lease current.")
+	descConfigRev  = gaugeDesc("maintproxy_cluster_config_revision", "Revision of the shared configuration in force (0: file or none).")
 
 	descChecks     = counterDesc("maintproxy_password_checks_total", "Password checks run (bcrypt), proxy and web.")
 	descCacheHits  = counterDesc("maintproxy_password_cache_hits_total", "Passwords accepted from the verified-credential cache.")
@@ -142,7 +149,7 @@ type statsCollector struct{ m *metrics }
 
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRefusals, descOpened, descRefused, descAbandoned, descActive, descBytesUp, descBytesDown,
-		descAgents, descChecks, descCacheHits, descAuthFailed, descLockedOut, descLockouts, descUnrecorded, descAdmission,
+		descAgents, descLocal, descReady, descPeerActive, descBrokers, descStoreReady, descConfigRev, descChecks, descCacheHits, descAuthFailed, descLockedOut, descLockouts, descUnrecorded, descAdmission,
 		descAdmRunning, descAdmWaiting, descLogins, descConnAccepted, descConnRefused, descConnOpen, descHandshake, descAcceptErr,
 		descCAExpiry, descCertExpiry, descCertWarn, descDNSQueries, descDNSRefused, descDNSLimited} {
 		ch <- d
@@ -165,7 +172,15 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descActive, p.Active)
 	counter(descBytesUp, p.BytesUp)
 	counter(descBytesDown, p.BytesDown)
-	gauge(descAgents, int64(b.registry.Len()))
+	gauge(descAgents, b.systemsOnline())
+	gauge(descLocal, int64(b.registry.Len()))
+	gauge(descReady, boolInt(b.Ready()))
+	if k := b.cluster; k != nil {
+		gauge(descPeerActive, p.PeerActive)
+		gauge(descBrokers, int64(len(k.store.Directory().Brokers())))
+		gauge(descStoreReady, boolInt(k.store.Ready()))
+		gauge(descConfigRev, k.configRev.Load())
+	}
 
 	a := b.auth.Stats()
 	counter(descChecks, a.Checks)

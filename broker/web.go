@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
@@ -17,11 +18,12 @@ import (
 // webHandler routes the web listener (admin.<domain>).
 func (b *Broker) webHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(tunnel.AgentPath, b.agents)
+	mux.Handle(tunnel.AgentPath, b.agentEndpoint())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET /readyz", b.readyz)
 	mux.HandleFunc("GET "+tunnel.AgentCAPath, b.agentCA)
 	mux.HandleFunc("GET /certs", b.certsJSON)
 	mux.Handle("/com/remoteproxy/", pac.New(pac.Options{
@@ -48,10 +50,21 @@ func (b *Broker) webAuth(username, password, clientIP string) (*config.Account, 
 }
 
 // systemStatus tells the access pages what the registry knows of one system's agent;
-// pac.Indicate turns it into the light. Refused agent logins (LoginFailed, LoginFailure)
-// and secondaries reached through their primary (Via) are not known to the registry yet.
+// pac.Indicate turns it into the light. In cluster mode a system this broker does not hold
+// is online if another broker holds it, with the switches its agent reported there.
+// Refused agent logins (LoginFailed, LoginFailure) and secondaries reached through their
+// primary (Via) are not known to the registry yet.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 	st := b.registry.Status(tunnel.NewIdentity(customer, system))
+	if k := b.cluster; k != nil && !st.Online {
+		if hs := k.store.Presence().Holders(customer, system); len(hs) > 0 {
+			var p tunnel.Policy
+			if json.Unmarshal(hs[0].Switches, &p) == nil {
+				st.Policy = p
+			}
+			st.Online, st.Since = true, hs[0].Since
+		}
+	}
 	p := st.Policy
 	s := pac.SystemStatus{
 		Online: st.Online, Since: st.Since,
@@ -63,6 +76,24 @@ func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 		s.Tunnels = append(s.Tunnels, pac.TunnelEntry{Application: t.Application, IP: t.IP, Port: t.Port})
 	}
 	return s
+}
+
+// systemsOnline counts the configured systems whose agent is online, here or, in cluster
+// mode, at any broker.
+func (b *Broker) systemsOnline() int64 {
+	if b.cluster == nil {
+		return int64(b.registry.Len())
+	}
+	n := int64(0)
+	p := b.cluster.store.Presence()
+	for _, c := range b.Config().Customers {
+		for _, s := range c.Systems {
+			if b.registry.Get(tunnel.NewIdentity(c.ID, s.Name)) != nil || p.Online(c.ID, s.Name) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // secretHash looks an agent's secret hash up in the configuration in force.

@@ -63,14 +63,18 @@ func newACME(m *Manager) (*acmeSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := acmeCacheDir(m.cfg)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
+	cache := m.acmeFrom
+	if cache == nil {
+		dir := acmeCacheDir(m.cfg)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("data_dir: %w", err)
+		}
+		cache = autocert.DirCache(dir)
 	}
 	a := &acmeSource{m: m, root: root, names: m.hostNames()}
 	a.am = &autocert.Manager{
 		Prompt:     autocert.AcceptTOS,
-		Cache:      autocert.DirCache(dir),
+		Cache:      cache,
 		HostPolicy: a.hostPolicy,
 		Email:      m.cfg.TLS.ACME.Email,
 		Client: &acme.Client{

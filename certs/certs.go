@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
 
 	"maintproxy/config"
 )
@@ -34,6 +35,13 @@ type Options struct {
 	// CheckInterval is how often Run looks for renewals, changed files and expiry
 	// warnings (default 10s: the files mode notices a replaced certificate this quickly).
 	CheckInterval time.Duration
+	// CA, when set, supplies the self-signed identity CA instead of data_dir (cluster mode:
+	// the store, so every broker serves leaves of one CA). It returns the CA it has, or the
+	// one create makes when it has none; it does not replace an expired CA.
+	CA func(create func() (certPEM, keyPEM []byte, err error)) (certPEM, keyPEM []byte, err error)
+	// ACMECache, when set, replaces the ACME cache in data_dir (cluster mode: the store, so
+	// brokers share one ACME account and order each certificate once).
+	ACMECache autocert.Cache
 }
 
 // DefaultCheckInterval is Options.CheckInterval's default.
@@ -50,6 +58,8 @@ type Manager struct {
 	now      func() time.Time
 	interval time.Duration
 	source   source
+	caFrom   func(create func() (certPEM, keyPEM []byte, err error)) (certPEM, keyPEM []byte, err error)
+	acmeFrom autocert.Cache
 
 	mu         sync.Mutex
 	lastWarned time.Time // when Run last logged Warning (injected clock)
@@ -89,7 +99,8 @@ func New(opts Options) (*Manager, error) {
 	if err := Check(opts.Config); err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: opts.Config, log: opts.Logger, now: opts.Now, interval: opts.CheckInterval}
+	m := &Manager{cfg: opts.Config, log: opts.Logger, now: opts.Now, interval: opts.CheckInterval,
+		caFrom: opts.CA, acmeFrom: opts.ACMECache}
 	var err error
 	switch opts.Config.TLS.Mode {
 	case config.ModeSelfSigned:

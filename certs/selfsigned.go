@@ -63,7 +63,11 @@ type selfSigned struct {
 }
 
 func newSelfSigned(m *Manager) (*selfSigned, error) {
-	s := &selfSigned{m: m, store: dirStore{m.cfg.DataDir}, rolloverBefore: m.cfg.TLS.SelfSigned.RolloverBefore}
+	var store caStore = dirStore{m.cfg.DataDir}
+	if m.caFrom != nil {
+		store = &providedStore{m: m}
+	}
+	s := &selfSigned{m: m, store: store, rolloverBefore: m.cfg.TLS.SelfSigned.RolloverBefore}
 	now := m.now()
 	set, err := s.store.load()
 	if errors.Is(err, errNoCA) {

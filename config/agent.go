@@ -22,6 +22,13 @@ import (
 type Agent struct {
 	// Broker is the base URL of the broker's web listener, e.g. https://admin.example.com.
 	Broker string `mapstructure:"broker"`
+	// BrokerAddrs, when set, are the HOST:PORT addresses dialled instead of resolving the
+	// URL's host (TLS still verifies server_name or the URL's name): the brokers of a
+	// cluster. They are tried shuffled, the one that failed last tried last.
+	BrokerAddrs []string `mapstructure:"broker_addrs"`
+	// Connections is how many sessions the agent keeps, each to a different broker
+	// (default 1; 2 in cluster mode, so losing a broker loses no new tunnel).
+	Connections int `mapstructure:"connections"`
 	// CAFile is a PEM file of roots to verify the broker with (default: the system roots).
 	CAFile string `mapstructure:"ca_file"`
 	// ServerName overrides the TLS name checked on the broker's certificate.
@@ -90,6 +97,7 @@ func applicationPort(app string) int {
 // and every field validated. The error names the first bad field. a itself is left as it
 // was.
 func NewAgent(a Agent) (*Agent, error) {
+	a.BrokerAddrs = slices.Clone(a.BrokerAddrs)
 	a.Colocated.Tunnels = slices.Clone(a.Colocated.Tunnels)
 	a.RemoteAccess.Services = maps.Clone(a.RemoteAccess.Services)
 	a.applyDefaults()
@@ -98,6 +106,9 @@ func NewAgent(a Agent) (*Agent, error) {
 	}
 	return &a, nil
 }
+
+// MaxAgentConnections bounds connections: each is a session to a different broker.
+const MaxAgentConnections = 8
 
 // applyDefaults fills every empty field that has a default.
 func (a *Agent) applyDefaults() {
@@ -115,6 +126,9 @@ func (a *Agent) applyDefaults() {
 			t.Port = applicationPort(t.Application)
 		}
 	}
+	if a.Connections == 0 {
+		a.Connections = 1
+	}
 	a.DialTimeout = durationOr(a.DialTimeout, 10*time.Second)
 	a.MaxBackoff = durationOr(a.MaxBackoff, 30*time.Second)
 	if a.Log.Level == "" {
@@ -130,6 +144,16 @@ func (a *Agent) validate() error {
 	}
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return fmt.Errorf("broker: %q must be an https:// URL", a.Broker)
+	}
+	for i, addr := range a.BrokerAddrs {
+		host, port, err := net.SplitHostPort(strings.TrimSpace(addr))
+		if err != nil || host == "" || port == "" {
+			return fmt.Errorf("broker_addrs[%d]: %q must be HOST:PORT", i, addr)
+		}
+		a.BrokerAddrs[i] = strings.TrimSpace(addr)
+	}
+	if a.Connections < 1 || a.Connections > MaxAgentConnections {
+		return fmt.Errorf("connections: %d is outside 1-%d", a.Connections, MaxAgentConnections)
 	}
 	if a.CAFile != "" {
 		if _, err := os.Stat(a.CAFile); err != nil {

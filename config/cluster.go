@@ -25,6 +25,9 @@ type Cluster struct {
 	// broker). It encrypts what the cluster keeps in etcd that must not be readable by
 	// whoever can read etcd or its backups: the identity CA key and the ACME cache.
 	SecretFile string `mapstructure:"secret_file"`
+	// DrainTimeout bounds a shutdown (SIGTERM): the broker hands its agents to the others
+	// and waits this long at most for its open tunnels to end.
+	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 }
 
 // ClusterEtcd locates the etcd cluster.
@@ -55,6 +58,7 @@ const (
 	DefaultClusterPrefix   = "/maintproxy/"
 	DefaultPeerListen      = ":6444"
 	DefaultLeaseTTL        = 10 * time.Second
+	DefaultDrainTimeout    = 30 * time.Second
 	ClusterConfigFile      = "file"
 	ClusterConfigStore     = "store"
 	MinClusterSecretLength = 32
@@ -71,7 +75,7 @@ const (
 func (c *Cluster) Enabled() bool {
 	e := c.Etcd
 	return c.Node != "" || len(e.Endpoints) > 0 || e.Prefix != "" || e.TLS != (ClusterTLS{}) ||
-		c.Peer != (ClusterPeer{}) || c.LeaseTTL != 0 || c.Config != "" || c.SecretFile != ""
+		c.Peer != (ClusterPeer{}) || c.LeaseTTL != 0 || c.Config != "" || c.SecretFile != "" || c.DrainTimeout != 0
 }
 
 // Check fills the defaults and validates the section when cluster mode is enabled; without
@@ -96,6 +100,9 @@ func (c *Cluster) applyDefaults() {
 	}
 	if c.Config == "" {
 		c.Config = ClusterConfigFile
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 }
 
@@ -145,6 +152,9 @@ func (c *Cluster) validate() error {
 	case ClusterConfigFile, ClusterConfigStore:
 	default:
 		return fmt.Errorf("cluster.config: %q is not one of file, store", c.Config)
+	}
+	if c.DrainTimeout < 0 || c.DrainTimeout > time.Hour {
+		return fmt.Errorf("cluster.drain_timeout: %s is outside 0s..1h", c.DrainTimeout)
 	}
 	if c.SecretFile == "" {
 		return fmt.Errorf("cluster.secret_file: required in cluster mode (a file of at least %d random bytes, the same on every broker; it encrypts the identity CA key and the ACME cache in etcd)", MinClusterSecretLength)

@@ -144,6 +144,9 @@ func TestExamplesAreValid(t *testing.T) {
 	if _, err := LoadBroker("../examples/maintproxy.yaml"); err != nil {
 		t.Errorf("examples/maintproxy.yaml: %v", err)
 	}
+	if c, err := LoadBroker("../examples/maintproxy-cluster.yaml"); err != nil || !c.SharedOnly() {
+		t.Errorf("examples/maintproxy-cluster.yaml: %v", err)
+	}
 	t.Setenv("MAINTAGENT_SECRET_FILE", "")
 	t.Setenv("MAINTAGENT_SECRET", "from-env")
 	data, _ := os.ReadFile("../examples/maintagent.yaml")

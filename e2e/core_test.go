@@ -120,63 +120,7 @@ func TestFailureTable(t *testing.T) {
 	trap := testenv.StartTCP(t, "127.0.0.1:0", func(net.Conn) { dialled.Add(1) })
 	timeoutTarget := unansweredAddr(t)
 	d := env.Domain
-	rows := []struct {
-		name, user, pass, method, target string
-		status                           int
-		body                             string
-	}{
-		{"no credentials", "", "", "CONNECT", "12345.maint." + d + ":7", 407, "proxy authentication required"},
-		{"wrong password", "resa", "nope", "CONNECT", "12345.maint." + d + ":7", 407, "wrong proxy username or password"},
-		{"unknown user", "mallory", "pass-a", "CONNECT", "12345.maint." + d + ":7", 407, "wrong proxy username or password"},
-		{"no credentials, raw IP", "", "", "CONNECT", trap, 407, "proxy authentication required"},
-		{"no credentials, plain HTTP", "", "", "GET", "http://12345.maint." + d + "/", 407, "proxy authentication required"},
-		{"no credentials, malformed", "", "", "CONNECT", "12345-.maint." + d + ":22", 407, "proxy authentication required"},
-		{"plain HTTP proxying", "resa", "pass-a", "GET", "http://12345.maint." + d + "/", 405, "only CONNECT tunnels are supported"},
-		{"raw loopback IP", "resa", "pass-a", "CONNECT", trap, 403, "not an open proxy"},
-		{"raw IP port 22", "resa", "pass-a", "CONNECT", "127.0.0.1:22", 403, "not an open proxy"},
-		{"other domain", "resa", "pass-a", "CONNECT", "www.example.org:443", 403, "not an open proxy"},
-		{"look-alike domain", "resa", "pass-a", "CONNECT", "12345.maint." + d + ".evil.com:443", 403, "not an open proxy"},
-		{"malformed name", "resa", "pass-a", "CONNECT", "12345-.maint." + d + ":22", 400, "<customer-id>[-<system-name>][-<co-located-server-ipv4>].maint." + d},
-		{"bad IPv4", "resa", "pass-a", "CONNECT", "12345-10.0.0.256.maint." + d + ":22", 400, "not an IPv4 address"},
-		{"co-located address names no server", "resa", "pass-a", "CONNECT", "12345-0.0.0.0.maint." + d + ":22", 400, "co-located address 0.0.0.0 names no server"},
-		{"port out of range", "resa", "pass-a", "CONNECT", "12345.maint." + d + ":70000", 400, "port"},
-		{"other reseller's customer", "resb", "pass-b", "CONNECT", "12345.maint." + d + ":7", 403, "customer not found for this proxy account"},
-		{"unknown customer", "resa", "pass-a", "CONNECT", "99999.maint." + d + ":7", 403, "customer not found for this proxy account"},
-		{"unknown system", "resa", "pass-a", "CONNECT", "12345-se9.maint." + d + ":7", 403, "no system"},
-		{"system never connected", "resa", "pass-a", "CONNECT", "67890.maint." + d + ":7", 503, "has not connected"},
-		{"remote access off", "resb", "pass-b", "CONNECT", "55555.maint." + d + ":22", 403, "remote access is disabled"},
-		{"port not offered", "resa", "pass-a", "CONNECT", "12345.maint." + d + ":3389", 403, "not offered"},
-		{"co-located off", "resa", "pass-a", "CONNECT", "12345-se1-127.0.0.9.maint." + d + fmt.Sprintf(":%d", tg.coloPort), 403, "co-located server access is disabled"},
-		{"no tunnel entry", "resa", "pass-a", "CONNECT", "12345-se2-127.0.0.10.maint." + d + ":22", 403, "no TCP tunnel entry"},
-		{"target refused", "resa", "pass-a", "CONNECT", "12345.maint." + d + ":23", 502, "refused the connection"},
-	}
-	// The machine-readable reason each row carries (README's failure table).
-	reasons := map[string]refusal.Reason{
-		"no credentials":                     refusal.NoCredentials,
-		"no credentials, raw IP":             refusal.NoCredentials,
-		"no credentials, plain HTTP":         refusal.NoCredentials,
-		"no credentials, malformed":          refusal.NoCredentials,
-		"wrong password":                     refusal.BadCredentials,
-		"unknown user":                       refusal.BadCredentials,
-		"plain HTTP proxying":                refusal.NotConnect,
-		"raw loopback IP":                    refusal.NotMaintenance,
-		"raw IP port 22":                     refusal.NotMaintenance,
-		"other domain":                       refusal.NotMaintenance,
-		"look-alike domain":                  refusal.NotMaintenance,
-		"malformed name":                     refusal.Malformed,
-		"bad IPv4":                           refusal.Malformed,
-		"port out of range":                  refusal.Malformed,
-		"co-located address names no server": refusal.Malformed,
-		"other reseller's customer":          refusal.UnknownCustomer,
-		"unknown customer":                   refusal.UnknownCustomer,
-		"unknown system":                     refusal.UnknownSystem,
-		"system never connected":             refusal.Offline,
-		"remote access off":                  refusal.CustomerSettings,
-		"port not offered":                   refusal.CustomerSettings,
-		"co-located off":                     refusal.CustomerSettings,
-		"no tunnel entry":                    refusal.CustomerSettings,
-		"target refused":                     refusal.TargetFailed,
-	}
+	rows, reasons := failureRows(d, trap, tg.coloPort)
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			r := env.Request(t, row.user, row.pass, row.method, row.target)
@@ -450,4 +394,71 @@ func TestAccountEditAppliesWithoutRestart(t *testing.T) {
 	if r := env.Connect(t, "resa", "changed", target); r.Status != 403 {
 		t.Errorf("customer removed from the account: %d %s", r.Status, r.Body)
 	}
+}
+
+// failureRow is one row of the failure table: a request and what the technician sees.
+type failureRow struct {
+	name, user, pass, method, target string
+	status                           int
+	body                             string
+}
+
+// failureRows is the failure table for domain d, with trap a raw address that must never
+// be dialled and coloPort the co-located echo's port, and the reason each row carries.
+// The cluster tests run it through a second broker.
+func failureRows(d, trap string, coloPort int) ([]failureRow, map[string]refusal.Reason) {
+	rows := []failureRow{
+		{"no credentials", "", "", "CONNECT", "12345.maint." + d + ":7", 407, "proxy authentication required"},
+		{"wrong password", "resa", "nope", "CONNECT", "12345.maint." + d + ":7", 407, "wrong proxy username or password"},
+		{"unknown user", "mallory", "pass-a", "CONNECT", "12345.maint." + d + ":7", 407, "wrong proxy username or password"},
+		{"no credentials, raw IP", "", "", "CONNECT", trap, 407, "proxy authentication required"},
+		{"no credentials, plain HTTP", "", "", "GET", "http://12345.maint." + d + "/", 407, "proxy authentication required"},
+		{"no credentials, malformed", "", "", "CONNECT", "12345-.maint." + d + ":22", 407, "proxy authentication required"},
+		{"plain HTTP proxying", "resa", "pass-a", "GET", "http://12345.maint." + d + "/", 405, "only CONNECT tunnels are supported"},
+		{"raw loopback IP", "resa", "pass-a", "CONNECT", trap, 403, "not an open proxy"},
+		{"raw IP port 22", "resa", "pass-a", "CONNECT", "127.0.0.1:22", 403, "not an open proxy"},
+		{"other domain", "resa", "pass-a", "CONNECT", "www.example.org:443", 403, "not an open proxy"},
+		{"look-alike domain", "resa", "pass-a", "CONNECT", "12345.maint." + d + ".evil.com:443", 403, "not an open proxy"},
+		{"malformed name", "resa", "pass-a", "CONNECT", "12345-.maint." + d + ":22", 400, "<customer-id>[-<system-name>][-<co-located-server-ipv4>].maint." + d},
+		{"bad IPv4", "resa", "pass-a", "CONNECT", "12345-10.0.0.256.maint." + d + ":22", 400, "not an IPv4 address"},
+		{"co-located address names no server", "resa", "pass-a", "CONNECT", "12345-0.0.0.0.maint." + d + ":22", 400, "co-located address 0.0.0.0 names no server"},
+		{"port out of range", "resa", "pass-a", "CONNECT", "12345.maint." + d + ":70000", 400, "port"},
+		{"other reseller's customer", "resb", "pass-b", "CONNECT", "12345.maint." + d + ":7", 403, "customer not found for this proxy account"},
+		{"unknown customer", "resa", "pass-a", "CONNECT", "99999.maint." + d + ":7", 403, "customer not found for this proxy account"},
+		{"unknown system", "resa", "pass-a", "CONNECT", "12345-se9.maint." + d + ":7", 403, "no system"},
+		{"system never connected", "resa", "pass-a", "CONNECT", "67890.maint." + d + ":7", 503, "has not connected"},
+		{"remote access off", "resb", "pass-b", "CONNECT", "55555.maint." + d + ":22", 403, "remote access is disabled"},
+		{"port not offered", "resa", "pass-a", "CONNECT", "12345.maint." + d + ":3389", 403, "not offered"},
+		{"co-located off", "resa", "pass-a", "CONNECT", "12345-se1-127.0.0.9.maint." + d + fmt.Sprintf(":%d", coloPort), 403, "co-located server access is disabled"},
+		{"no tunnel entry", "resa", "pass-a", "CONNECT", "12345-se2-127.0.0.10.maint." + d + ":22", 403, "no TCP tunnel entry"},
+		{"target refused", "resa", "pass-a", "CONNECT", "12345.maint." + d + ":23", 502, "refused the connection"},
+	}
+	// The machine-readable reason each row carries (README's failure table).
+	reasons := map[string]refusal.Reason{
+		"no credentials":                     refusal.NoCredentials,
+		"no credentials, raw IP":             refusal.NoCredentials,
+		"no credentials, plain HTTP":         refusal.NoCredentials,
+		"no credentials, malformed":          refusal.NoCredentials,
+		"wrong password":                     refusal.BadCredentials,
+		"unknown user":                       refusal.BadCredentials,
+		"plain HTTP proxying":                refusal.NotConnect,
+		"raw loopback IP":                    refusal.NotMaintenance,
+		"raw IP port 22":                     refusal.NotMaintenance,
+		"other domain":                       refusal.NotMaintenance,
+		"look-alike domain":                  refusal.NotMaintenance,
+		"malformed name":                     refusal.Malformed,
+		"bad IPv4":                           refusal.Malformed,
+		"port out of range":                  refusal.Malformed,
+		"co-located address names no server": refusal.Malformed,
+		"other reseller's customer":          refusal.UnknownCustomer,
+		"unknown customer":                   refusal.UnknownCustomer,
+		"unknown system":                     refusal.UnknownSystem,
+		"system never connected":             refusal.Offline,
+		"remote access off":                  refusal.CustomerSettings,
+		"port not offered":                   refusal.CustomerSettings,
+		"co-located off":                     refusal.CustomerSettings,
+		"no tunnel entry":                    refusal.CustomerSettings,
+		"target refused":                     refusal.TargetFailed,
+	}
+	return rows, reasons
 }

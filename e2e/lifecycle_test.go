@@ -135,7 +135,7 @@ func TestSigtermDrains(t *testing.T) {
 	case <-time.After(testenv.Scale(10 * time.Second)):
 		t.Fatal("broker did not exit after the drain")
 	}
-	if err := env.Proc().ExitErr(); err != nil {
+	if err := env.Proc().Err(); err != nil {
 		t.Errorf("broker exit: %v", err)
 	}
 	ends := map[string]int{}

@@ -42,6 +42,35 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, cfg *conf
 	return nil, ""
 }
 
+// signedIn authenticates the request and gathers the view input for its account. Commands
+// show the password masked unless withPassword (the copy endpoint). On false the answer
+// (401, 429 or 400) has been written.
+func (h *handler) signedIn(w http.ResponseWriter, r *http.Request, withPassword bool) (viewInput, bool) {
+	cfg := h.o.Config()
+	acct, pass := h.authenticate(w, r, cfg)
+	if acct == nil {
+		return viewInput{}, false
+	}
+	if !withPassword {
+		pass = passwordMask
+	}
+	return h.input(w, r, cfg, acct, pass)
+}
+
+// pathSystem is signedIn plus the page of the system the path names (404 if the account
+// has no such system).
+func (h *handler) pathSystem(w http.ResponseWriter, r *http.Request) (systemPage, bool) {
+	in, ok := h.signedIn(w, r, false)
+	if !ok {
+		return systemPage{}, false
+	}
+	page, ok := buildSystemPage(in, r.PathValue("customer"), r.PathValue("system"))
+	if !ok {
+		h.notFound(w, r)
+	}
+	return page, ok
+}
+
 // input gathers what the view builders need for one request; secret stands for the
 // password. A bad query value is answered with 400 (false).
 func (h *handler) input(w http.ResponseWriter, r *http.Request, cfg *config.Broker, acct *config.Account, secret string) (viewInput, bool) {
@@ -81,12 +110,7 @@ func (h *handler) badRequest(w http.ResponseWriter, r *http.Request, err error) 
 // serveOverview renders the account's customers and systems with their lights, or the
 // JSON variant.
 func (h *handler) serveOverview(w http.ResponseWriter, r *http.Request) {
-	cfg := h.o.Config()
-	acct, _ := h.authenticate(w, r, cfg)
-	if acct == nil {
-		return
-	}
-	in, ok := h.input(w, r, cfg, acct, passwordMask)
+	in, ok := h.signedIn(w, r, false)
 	if !ok {
 		return
 	}
@@ -95,18 +119,8 @@ func (h *handler) serveOverview(w http.ResponseWriter, r *http.Request) {
 
 // serveSystem renders one system's page (links, commands, tunnel entries), or its JSON.
 func (h *handler) serveSystem(w http.ResponseWriter, r *http.Request) {
-	cfg := h.o.Config()
-	acct, _ := h.authenticate(w, r, cfg)
-	if acct == nil {
-		return
-	}
-	in, ok := h.input(w, r, cfg, acct, passwordMask)
+	page, ok := h.pathSystem(w, r)
 	if !ok {
-		return
-	}
-	page, ok := buildSystemPage(in, r.PathValue("customer"), r.PathValue("system"))
-	if !ok {
-		h.notFound(w, r)
 		return
 	}
 	h.render(w, r, "system.html", page)
@@ -150,12 +164,7 @@ func writeJSON(w http.ResponseWriter, status int, v any, h *handler) {
 // the password never appears in the pages themselves. The ID names its system
 // (customer/system/…), so only that system is built.
 func (h *handler) serveCopy(w http.ResponseWriter, r *http.Request) {
-	cfg := h.o.Config()
-	acct, pass := h.authenticate(w, r, cfg)
-	if acct == nil {
-		return
-	}
-	in, ok := h.input(w, r, cfg, acct, pass)
+	in, ok := h.signedIn(w, r, true)
 	if !ok {
 		return
 	}
@@ -178,18 +187,8 @@ func (h *handler) serveCopy(w http.ResponseWriter, r *http.Request) {
 // serveRDP returns the .rdp file of one RDP target: the RDP client opens the local
 // forward of the page's command (127.0.0.1:<port>) and asks for the Windows credentials.
 func (h *handler) serveRDP(w http.ResponseWriter, r *http.Request) {
-	cfg := h.o.Config()
-	acct, _ := h.authenticate(w, r, cfg)
-	if acct == nil {
-		return
-	}
-	in, ok := h.input(w, r, cfg, acct, passwordMask)
+	page, ok := h.pathSystem(w, r)
 	if !ok {
-		return
-	}
-	page, ok := buildSystemPage(in, r.PathValue("customer"), r.PathValue("system"))
-	if !ok {
-		h.notFound(w, r)
 		return
 	}
 	name := r.PathValue("file")
@@ -217,12 +216,7 @@ func rdpFile(local int) string {
 
 // serveSSHConfig returns an ssh_config snippet for the account's systems that offer SSH.
 func (h *handler) serveSSHConfig(w http.ResponseWriter, r *http.Request) {
-	cfg := h.o.Config()
-	acct, _ := h.authenticate(w, r, cfg)
-	if acct == nil {
-		return
-	}
-	in, ok := h.input(w, r, cfg, acct, passwordMask)
+	in, ok := h.signedIn(w, r, false)
 	if !ok {
 		return
 	}

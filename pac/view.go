@@ -43,7 +43,8 @@ type customerSummary struct {
 	Systems []systemSummary `json:"systems"`
 }
 
-type systemSummary struct {
+// systemState is what the overview and a system's page both say of a system.
+type systemState struct {
 	Name         string     `json:"name"`
 	Primary      bool       `json:"primary"`
 	Host         string     `json:"host"`
@@ -55,9 +56,20 @@ type systemSummary struct {
 	Reported     bool       `json:"policy_reported"`
 	RemoteAccess bool       `json:"remote_access"`
 	Colocated    bool       `json:"colocated"`
-	URL          string     `json:"url"` // the system's page
-	Path         string     `json:"-"`   // the same, as a path (HTML links)
-	Search       string     `json:"-"`   // what the filter box matches (lower case)
+}
+
+func stateOf(in viewInput, c *config.Customer, s config.System, st SystemStatus) systemState {
+	ind := Indicate(st, in.now)
+	return systemState{Name: s.Name, Primary: s.Primary, Host: systemHost(in.cfg, c.ID, s.Name),
+		Light: ind.Light, Message: ind.Message, Online: st.Online, Since: sinceOf(st.Since), Via: st.Via,
+		Reported: st.Reported, RemoteAccess: st.RemoteAccess, Colocated: st.Colocated}
+}
+
+type systemSummary struct {
+	systemState
+	URL    string `json:"url"` // the system's page
+	Path   string `json:"-"`   // the same, as a path (HTML links)
+	Search string `json:"-"`   // what the filter box matches (lower case)
 }
 
 // setupView is the browser and tools section of the overview.
@@ -81,26 +93,16 @@ type systemPage struct {
 }
 
 type systemView struct {
-	ID           string        `json:"id"` // customer/system: the prefix of its copy IDs
-	Name         string        `json:"name"`
-	Primary      bool          `json:"primary"`
-	Host         string        `json:"host"`
-	Light        Light         `json:"light"`
-	Message      string        `json:"message"`
-	Online       bool          `json:"online"`
-	Since        *time.Time    `json:"since,omitempty"`
-	Via          string        `json:"via,omitempty"`
-	Reported     bool          `json:"policy_reported"`
-	RemoteAccess bool          `json:"remote_access"`
-	Colocated    bool          `json:"colocated"`
-	Disabled     bool          `json:"remote_access_disabled"` // the customer switched remote access off: nothing works
-	Services     []serviceView `json:"services"`
-	Commands     commandSet    `json:"commands,omitempty"`
-	RDP          commandSet    `json:"rdp_commands,omitempty"`
-	RDPFile      string        `json:"rdp_file,omitempty"` // URL of the .rdp file for the RDP forward
-	Tunnels      []tunnelView  `json:"tunnels"`
-	rdpName      string
-	rdpLocal     int
+	ID string `json:"id"` // customer/system: the prefix of its copy IDs
+	systemState
+	Disabled bool          `json:"remote_access_disabled"` // the customer switched remote access off: nothing works
+	Services []serviceView `json:"services"`
+	Commands commandSet    `json:"commands,omitempty"`
+	RDP      commandSet    `json:"rdp_commands,omitempty"`
+	RDPFile  string        `json:"rdp_file,omitempty"` // URL of the .rdp file for the RDP forward
+	Tunnels  []tunnelView  `json:"tunnels"`
+	rdpName  string
+	rdpLocal int
 }
 
 type tunnelView struct {
@@ -211,16 +213,12 @@ func buildOverview(in viewInput) overviewView {
 		cs := customerSummary{ID: c.ID, Name: c.Name, Systems: make([]systemSummary, 0, len(c.Systems))}
 		named := make([]namedIndication, 0, len(c.Systems))
 		for _, s := range c.Systems {
-			st := in.status(c.ID, s.Name)
-			ind := Indicate(st, in.now)
-			named = append(named, namedIndication{s.Name, ind})
+			state := stateOf(in, c, s, in.status(c.ID, s.Name))
+			named = append(named, namedIndication{s.Name, Indication{Light: state.Light, Message: state.Message}})
 			path := c.ID + "/" + s.Name
-			cs.Systems = append(cs.Systems, systemSummary{
-				Name: s.Name, Primary: s.Primary, Host: systemHost(in.cfg, c.ID, s.Name),
-				Light: ind.Light, Message: ind.Message, Online: st.Online, Since: sinceOf(st.Since), Via: st.Via,
-				Reported: st.Reported, RemoteAccess: st.RemoteAccess, Colocated: st.Colocated,
+			cs.Systems = append(cs.Systems, systemSummary{systemState: state,
 				URL: webURL(in.cfg, accessPath+"/"+path), Path: "access/" + path,
-				Search: strings.ToLower(c.ID + " " + c.Name + " " + s.Name + " " + ind.Message),
+				Search: strings.ToLower(c.ID + " " + c.Name + " " + s.Name + " " + state.Message),
 			})
 		}
 		ni := networkIndication(named)
@@ -266,13 +264,7 @@ func buildSystem(in viewInput, c *config.Customer, s config.System, st SystemSta
 	cc := in.cmdContext()
 	host := systemHost(in.cfg, c.ID, s.Name)
 	id := c.ID + "/" + s.Name
-	ind := Indicate(st, in.now)
-	sv := systemView{
-		ID: id, Name: s.Name, Primary: s.Primary, Host: host, Light: ind.Light, Message: ind.Message,
-		Online: st.Online, Since: sinceOf(st.Since), Via: st.Via, Reported: st.Reported,
-		RemoteAccess: st.RemoteAccess, Colocated: st.Colocated,
-		Services: []serviceView{}, Tunnels: []tunnelView{},
-	}
+	sv := systemView{ID: id, systemState: stateOf(in, c, s, st), Services: []serviceView{}, Tunnels: []tunnelView{}}
 	if st.Reported && !st.RemoteAccess {
 		sv.Disabled = true // remote access governs co-located servers too
 		return sv

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"maintproxy/internal/guard"
@@ -63,3 +64,75 @@ func statusFor(err error, domain string) (int, refusal.Reason, string) {
 		return http.StatusBadGateway, refusal.TunnelFailed, "tunnel failed; try again"
 	}
 }
+
+// PeerCode is the answer of the broker holding an agent to a forwarded tunnel. PeerOK
+// means the tunnel is open. The agent's own codes (tunnel.Code, 1-31) pass through as they
+// are; the proxy's refusals use 32 and up. The peer link keeps 240-255 for itself.
+type PeerCode uint8
+
+// Peer codes. peerCode and peerErr map them to the refusals and back, so that a technician
+// sees through another broker exactly the status, reason and text a local tunnel gives.
+const (
+	PeerOK         PeerCode = 0
+	peerNotManaged PeerCode = 32 + iota
+	peerNoSystem
+	peerOffline
+	peerLimit
+	peerFailed
+)
+
+// peerCode is the holder's answer for err (nil: PeerOK): a code and the text to show.
+func peerCode(err error) (PeerCode, string) {
+	var re *tunnel.RefusedError
+	switch {
+	case err == nil:
+		return PeerOK, ""
+	case errors.As(err, &re) && re.Code > 0 && re.Code < 32:
+		return PeerCode(re.Code), re.Msg
+	case errors.Is(err, tunnel.ErrTimeout):
+		return PeerCode(tunnel.CodeTimeout), err.Error()
+	case errors.Is(err, ErrNotManaged):
+		return peerNotManaged, ""
+	case errors.Is(err, ErrNoSystem):
+		return peerNoSystem, err.Error()
+	case errors.Is(err, tunnel.ErrSessionClosed):
+		// Only what statusFor shows: what broke underneath stays in the holder's audit.
+		return peerOffline, tunnel.ErrSessionClosed.Error()
+	case errors.Is(err, ErrOffline):
+		return peerOffline, err.Error()
+	case errors.Is(err, ErrLimit):
+		return peerLimit, err.Error()
+	default:
+		return peerFailed, err.Error()
+	}
+}
+
+// peerErr turns a holder's answer back into the error a local tunnel would have given.
+func peerErr(code PeerCode, msg string) error {
+	switch {
+	case code > 0 && code < 32:
+		return &tunnel.RefusedError{Code: tunnel.Code(code), Msg: msg}
+	case code == peerNotManaged:
+		return ErrNotManaged
+	case code == peerNoSystem:
+		return &heldError{ErrNoSystem, msg}
+	case code == peerOffline:
+		return &heldError{ErrOffline, msg}
+	case code == peerLimit:
+		return &heldError{ErrLimit, msg}
+	case code == peerFailed:
+		return &heldError{nil, msg}
+	default: // the peer link's own codes: the holder did not get to answer
+		return &heldError{nil, fmt.Sprintf("the broker holding the agent failed (code %d): %s", code, msg)}
+	}
+}
+
+// heldError is a refusal decided by the broker holding the agent: its text, with the
+// meaning of the sentinel it wraps.
+type heldError struct {
+	err error
+	msg string
+}
+
+func (e *heldError) Error() string { return e.msg }
+func (e *heldError) Unwrap() error { return e.err }

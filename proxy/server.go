@@ -54,6 +54,12 @@ type Options struct {
 	Config   func() *config.Broker // current configuration (hot-reloaded)
 	Auth     *Auth
 	Registry *tunnel.Registry
+	// Peers reaches agents held by other brokers (cluster mode); nil for a single broker.
+	Peers Peers
+	// SharedLimits counts per-account tunnels across brokers (cluster mode); nil: local only.
+	SharedLimits SharedLimits
+	// SharedLocks shares lockouts across brokers (cluster mode); nil: local only.
+	SharedLocks SharedLocks
 	TLS      *tls.Config
 	Logger   *slog.Logger // operational log
 	Audit    *slog.Logger // one record per tunnel
@@ -97,6 +103,7 @@ type Server struct {
 
 type counters struct {
 	opened, refused, active, abandoned atomic.Int64
+	peerActive                         atomic.Int64
 	bytesUp, bytesDown                 atomic.Int64
 }
 
@@ -188,12 +195,14 @@ type Stats struct {
 	Opened, Refused, Active, BytesUp, BytesDown int64
 	// Abandoned counts CONNECTs whose client hung up before the tunnel was up.
 	Abandoned int64
+	// PeerActive is the number of tunnels other brokers forward through this one's agents.
+	PeerActive int64
 }
 
 // Stats returns the counters since start.
 func (s *Server) Stats() Stats {
 	return Stats{s.count.opened.Load(), s.count.refused.Load(), s.count.active.Load(), s.count.bytesUp.Load(), s.count.bytesDown.Load(),
-		s.count.abandoned.Load()}
+		s.count.abandoned.Load(), s.count.peerActive.Load()}
 }
 
 // ServeHTTP handles one proxy request. Every request, whatever its method, passes the same
@@ -219,25 +228,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, cfg, acct, authority, err)
 		return
 	}
-	sess, id, err := s.route(cfg, acct, t)
+	id, err := s.route(cfg, acct, t)
 	if err != nil {
 		s.refuse(w, r, cfg, acct, t.String(), err)
 		return
 	}
-	release, err := s.reserve(cfg, acct.Username, id)
+	release, err := s.reserveAccount(cfg, acct.Username)
 	if err != nil {
 		s.refuse(w, r, cfg, acct, t.String(), err)
 		return
 	}
 	defer release()
-	h := tunnel.Header{Port: t.Port, IP: t.IP}
-	rand.Read(h.Session[:])
+	req := openRequest{cfg: cfg, id: id, ip: t.IP, port: t.Port, account: acct.Username, client: r.RemoteAddr}
+	rand.Read(req.session[:])
 	ctx, cancel := context.WithTimeout(r.Context(), openTimeout)
-	stream, err := sess.Open(ctx, h)
+	stream, via, err := s.openAgent(ctx, req)
 	cancel()
 	if err != nil {
 		if r.Context().Err() != nil {
-			s.abandoned(r, acct, id, t.String(), h, start)
+			s.abandoned(r, acct, id, t.String(), req.session, start)
 			return
 		}
 		s.refuse(w, r, cfg, acct, t.String(), err)
@@ -260,16 +269,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ref.cut.Load() {
 		end = "shutdown"
 	}
-	s.opts.Audit.Info("tunnel",
-		"session", hex.EncodeToString(h.Session[:8]), "account", acct.Username, "client", r.RemoteAddr,
+	rec := []any{"session", hex.EncodeToString(req.session[:8]), "account", acct.Username, "client", r.RemoteAddr,
 		"customer", id.Customer, "system", id.System, "target", t.String(), "result", "ok", "status", http.StatusOK,
-		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", end)
+		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", end}
+	if via != "" {
+		rec = append(rec, "via", via)
+	}
+	s.opts.Audit.Info("tunnel", rec...)
 }
 
 // abandoned records a CONNECT whose client hung up while the agent was still answering:
 // nothing is sent (nobody reads it), and it is not a refusal. A CONNECT that Close cut
 // during its setup is recorded as shut down instead.
-func (s *Server) abandoned(r *http.Request, acct *config.Account, id tunnel.Identity, target string, h tunnel.Header, start time.Time) {
+func (s *Server) abandoned(r *http.Request, acct *config.Account, id tunnel.Identity, target string, session [16]byte, start time.Time) {
 	s.mu.Lock()
 	result := "client gone"
 	if s.closing {
@@ -281,7 +293,7 @@ func (s *Server) abandoned(r *http.Request, acct *config.Account, id tunnel.Iden
 		o.Abandoned()
 	}
 	s.opts.Audit.Info("tunnel",
-		"session", hex.EncodeToString(h.Session[:8]), "account", acct.Username, "client", r.RemoteAddr,
+		"session", hex.EncodeToString(session[:8]), "account", acct.Username, "client", r.RemoteAddr,
 		"customer", id.Customer, "system", id.System, "target", target, "result", result,
 		"duration_ms", time.Since(start).Milliseconds())
 }
@@ -292,26 +304,27 @@ func (s *Server) authenticate(r *http.Request) (*config.Account, error) {
 	if !ok {
 		return nil, errNoCredentials
 	}
+	ip := clientaddr.IP(r.RemoteAddr)
+	if s.sharedLocked(user, ip) {
+		return nil, ErrLocked
+	}
 	// Auth logs refusals itself, sampled, so that a flood cannot fill the disk.
-	return s.opts.Auth.Check(user, pass, clientaddr.IP(r.RemoteAddr))
+	acct, err := s.opts.Auth.Check(user, pass, ip)
+	s.shareLock(user, ip, err)
+	return acct, err
 }
 
-// route finds the live agent session for the target, checking the account's rights.
-func (s *Server) route(cfg *config.Broker, acct *config.Account, t maintname.Target) (*tunnel.Session, tunnel.Identity, error) {
+// route checks the account's rights on the target and names the system.
+func (s *Server) route(cfg *config.Broker, acct *config.Account, t maintname.Target) (tunnel.Identity, error) {
 	cust := cfg.Customer(t.Customer)
 	if cust == nil || !acct.Manages(t.Customer) {
-		return nil, tunnel.Identity{}, ErrNotManaged
+		return tunnel.Identity{}, ErrNotManaged
 	}
 	sys := cust.System(t.System)
 	if sys == nil {
-		return nil, tunnel.Identity{}, fmt.Errorf("%w: customer %s has no system %q", ErrNoSystem, cust.ID, t.System)
+		return tunnel.Identity{}, fmt.Errorf("%w: customer %s has no system %q", ErrNoSystem, cust.ID, t.System)
 	}
-	id := tunnel.NewIdentity(cust.ID, sys.Name)
-	sess := s.opts.Registry.Get(id)
-	if sess == nil {
-		return nil, id, fmt.Errorf("%w: %s", ErrOffline, offlineText(id, s.opts.Registry.Status(id)))
-	}
-	return sess, id, nil
+	return tunnel.NewIdentity(cust.ID, sys.Name), nil
 }
 
 func offlineText(id tunnel.Identity, st tunnel.Status) string {
@@ -323,24 +336,50 @@ func offlineText(id tunnel.Identity, st tunnel.Status) string {
 	return fmt.Sprintf("system %s offline since %s (%s ago)", name, st.Since.UTC().Format("2006-01-02 15:04:05 MST"), ago)
 }
 
-// reserve counts a tunnel against the account's and the system's limits.
-func (s *Server) reserve(cfg *config.Broker, user string, id tunnel.Identity) (func(), error) {
+// reserveAccount counts a tunnel against the account's limit, on this broker and, in
+// cluster mode, on the others (their counts as last published).
+func (s *Server) reserveAccount(cfg *config.Broker, user string) (func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.perAccount[user] >= cfg.Limits.PerAccount {
-		return nil, fmt.Errorf("%w: account %s has %d open tunnels (limit %d)", ErrLimit, user, s.perAccount[user], cfg.Limits.PerAccount)
+	n := s.perAccount[user]
+	if sl := s.opts.SharedLimits; sl != nil {
+		n += sl.RemoteAccountTunnels(user)
 	}
-	if s.perSystem[id] >= cfg.Limits.PerSystem {
-		return nil, fmt.Errorf("%w: system %s-%s has %d open tunnels (limit %d)", ErrLimit, id.Customer, id.System, s.perSystem[id], cfg.Limits.PerSystem)
+	if n >= cfg.Limits.PerAccount {
+		return nil, fmt.Errorf("%w: account %s has %d open tunnels (limit %d)", ErrLimit, user, n, cfg.Limits.PerAccount)
 	}
 	s.perAccount[user]++
-	s.perSystem[id]++
+	s.publishAccount(user)
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.perAccount[user]--; s.perAccount[user] <= 0 {
 			delete(s.perAccount, user)
 		}
+		s.publishAccount(user)
+	}, nil
+}
+
+// publishAccount shares this broker's count for user; s.mu must be held, so that the
+// published values come in the order of the changes.
+func (s *Server) publishAccount(user string) {
+	if sl := s.opts.SharedLimits; sl != nil {
+		sl.SetAccountTunnels(user, s.perAccount[user])
+	}
+}
+
+// reserveSystem counts a tunnel against the system's limit. It is counted where the agent
+// session is, so with one holder per system the limit is exact across brokers.
+func (s *Server) reserveSystem(cfg *config.Broker, id tunnel.Identity) (func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perSystem[id] >= cfg.Limits.PerSystem {
+		return nil, fmt.Errorf("%w: system %s-%s has %d open tunnels (limit %d)", ErrLimit, id.Customer, id.System, s.perSystem[id], cfg.Limits.PerSystem)
+	}
+	s.perSystem[id]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		if s.perSystem[id]--; s.perSystem[id] <= 0 {
 			delete(s.perSystem, id)
 		}

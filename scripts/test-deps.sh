@@ -25,7 +25,7 @@ if [[ ! -x $staticcheck ]]; then
 fi
 
 packages=(openssh-server openssh-client proxytunnel putty-tools curl chromium libnss3-tools openssl
-  dnsutils xvfb freerdp2-x11 freerdp2-shadow-x11 winpr-utils)
+  dnsutils xvfb freerdp2-x11 freerdp2-shadow-x11 winpr-utils etcd-server etcd-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

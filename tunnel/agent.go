@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -44,9 +45,10 @@ type Agent struct {
 	cfg     *config.Agent
 	log     *slog.Logger
 	version string
-	url     string // wss://… for messages
-	httpURL string // the same as https://…, which the HTTP client dials
-	http    *http.Client
+	url     string        // wss://… for messages
+	httpURL string        // the same as https://…, which the HTTP client dials
+	conns   []*brokerConn // one per cfg.Connections, each to a different broker
+	http    *http.Client  // other requests to the broker (published roots)
 	dialer  net.Dialer
 	trust   *capool.Trust // nil without ca_file
 	// Tuning may be changed before Run.
@@ -68,34 +70,59 @@ func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, e
 	httpURL := u.String()
 	u.Scheme = "wss"
 	brokerDialer := &net.Dialer{Timeout: connectTimeout, Control: tuneLinkSocket}
-	return &Agent{
+	a := &Agent{
 		cfg:     cfg,
 		log:     logger,
 		version: version,
 		url:     u.String(),
 		httpURL: httpURL,
-		http: &http.Client{Transport: &http.Transport{
-			DialContext: batchDial(brokerDialer),
-			// Every handshake dials afresh, so that the link gets its own batchConn.
-			DisableKeepAlives:   true,
-			TLSClientConfig:     tlsCfg,
-			TLSHandshakeTimeout: connectTimeout,
-			Proxy:               http.ProxyFromEnvironment,
-		}},
-		dialer: net.Dialer{Timeout: cfg.DialTimeout},
-		trust:  trust,
-	}, nil
+		dialer:  net.Dialer{Timeout: cfg.DialTimeout},
+		trust:   trust,
+	}
+	base := &http.Transport{
+		DialContext: batchDial(brokerDialer),
+		// Every handshake dials afresh, so that the link gets its own batchConn (and goes
+		// where the broker picker says).
+		DisableKeepAlives:   true,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: connectTimeout,
+		Proxy:               http.ProxyFromEnvironment,
+	}
+	picker := newBrokerPicker(cfg.BrokerAddrs, u.Hostname(), cmp.Or(u.Port(), "443"))
+	a.http = fetchClient(picker, base)
+	for n := range max(cfg.Connections, 1) {
+		a.conns = append(a.conns, newBrokerConn(n, picker, base))
+	}
+	return a, nil
 }
 
 // Run keeps the agent connected until ctx is done, reconnecting after any loss with
-// capped, jittered exponential backoff. It returns nil on cancellation.
+// capped, jittered exponential backoff; with connections > 1 each connection does so on its
+// own, to a broker the others do not hold. It returns nil on cancellation.
 func (a *Agent) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, c := range a.conns[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.run(ctx, c)
+		}()
+	}
+	a.run(ctx, a.conns[0])
+	wg.Wait()
+	return nil
+}
+
+// run keeps connection c up until ctx is done.
+func (a *Agent) run(ctx context.Context, c *brokerConn) {
 	backoff := minBackoff
 	for {
 		start := time.Now()
-		err := a.session(ctx)
+		err := a.session(ctx, c)
+		// The broker this session ended on is tried last next time.
+		c.done(ctx.Err() == nil)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if time.Since(start) > stableAfter {
 			backoff = minBackoff
@@ -110,16 +137,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("disconnected from broker; reconnecting", "reason", err.Error(), "retry_in", wait.Round(time.Millisecond).String())
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, a.cfg.MaxBackoff)
 	}
 }
 
-// session runs one connection to the broker and returns why it ended.
-func (a *Agent) session(ctx context.Context) error {
-	ws, err := a.dial(ctx)
+// session runs one session of connection c and returns why it ended.
+func (a *Agent) session(ctx context.Context, c *brokerConn) error {
+	ws, err := a.dial(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -134,7 +161,7 @@ func (a *Agent) session(ctx context.Context) error {
 	if err := a.hello(mux); err != nil {
 		return fmt.Errorf("sending hello: %w", err)
 	}
-	a.log.Info("connected to broker", "broker", a.url, "customer", a.cfg.Customer, "system", a.cfg.System,
+	a.log.Info("connected to broker", "broker", a.url, "addr", c.current(), "connection", c.n+1, "customer", a.cfg.Customer, "system", a.cfg.System,
 		"remote_access", a.cfg.RemoteAccess.Enabled, "colocated", a.cfg.Colocated.Enabled)
 	// Cancellation closes the session, which ends AcceptStream below.
 	context.AfterFunc(sessCtx, func() { mux.Close() })
@@ -174,7 +201,7 @@ func (a *Agent) hello(mux *yamux.Session) error {
 
 // dial makes the websocket handshake with the broker through the HTTP client (and so
 // through a proxy from the environment, if one is set).
-func (a *Agent) dial(ctx context.Context) (*wsConn, error) {
+func (a *Agent) dial(ctx context.Context, c *brokerConn) (*wsConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	slot := &dialSlot{}
@@ -192,7 +219,7 @@ func (a *Agent) dial(ctx context.Context) (*wsConn, error) {
 		"Sec-Websocket-Version": {"13"},
 		"Sec-Websocket-Key":     {key},
 	}
-	resp, err := a.http.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", a.url, err)
 	}

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,21 @@ type Registry struct {
 	mu      sync.Mutex
 	live    map[Identity]*Session
 	offline map[Identity]offlineInfo
+
+	// hookMu orders the calls of onChange: a session's "up" always comes before its "down",
+	// even when a newer session replaces it at the same moment.
+	hookMu   sync.Mutex
+	onChange func(s *Session, up bool)
+}
+
+// OnChange sets f to be called whenever a session becomes the live session of its system
+// (up) and when it stops being it (down: closed, or replaced by a newer one). Calls are
+// made one at a time, in order, outside the registry's lock; f must not block (cluster
+// mode publishes presence from it). Set it before serving agents.
+func (r *Registry) OnChange(f func(s *Session, up bool)) {
+	r.hookMu.Lock()
+	defer r.hookMu.Unlock()
+	r.onChange = f
 }
 
 type offlineInfo struct {
@@ -70,22 +86,47 @@ func (r *Registry) Status(id Identity) Status {
 
 // register makes s the live session of its identity and returns the one it replaces.
 func (r *Registry) register(s *Session) *Session {
+	r.hookMu.Lock()
+	defer r.hookMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	old := r.live[s.id]
 	r.live[s.id] = s
 	delete(r.offline, s.id)
+	r.mu.Unlock()
+	if r.onChange != nil {
+		if old != nil {
+			r.onChange(old, false)
+		}
+		r.onChange(s, true)
+	}
 	return old
 }
 
 // unregister removes s if it is still the live session of its identity.
 func (r *Registry) unregister(s *Session, at time.Time) {
+	r.hookMu.Lock()
+	defer r.hookMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.live[s.id] == s {
+	was := r.live[s.id] == s
+	if was {
 		delete(r.live, s.id)
 		r.offline[s.id] = offlineInfo{since: at, policy: s.policy}
 	}
+	r.mu.Unlock()
+	if was && r.onChange != nil {
+		r.onChange(s, false)
+	}
+}
+
+// Sessions returns the live sessions (for a broker that hands its agents to others).
+func (r *Registry) Sessions() []*Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Session, 0, len(r.live))
+	for _, s := range r.live {
+		out = append(out, s)
+	}
+	return out
 }
 
 // Prune closes every live session for which keep returns false, e.g. after a system was
@@ -110,3 +151,10 @@ func (r *Registry) Len() int {
 	defer r.mu.Unlock()
 	return len(r.live)
 }
+
+// Since is when the session was established.
+func (s *Session) Since() time.Time { return s.since }
+
+// ID names the session among this broker's sessions of its system (cluster presence keys
+// it so): the nanosecond it was established, which two sessions of one system never share.
+func (s *Session) ID() string { return strconv.FormatInt(s.since.UnixNano(), 36) }

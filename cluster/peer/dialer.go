@@ -203,7 +203,7 @@ func (d *Dialer) dial(parent context.Context, node string, l *link) {
 		l.err = fmt.Errorf("peer: dial %s at %s: %w", node, l.addr, err)
 		return
 	}
-	sess, err := yamux.Client(c, d.Tuning.mux())
+	sess, err := yamux.Client(&frameConn{Conn: c}, d.Tuning.mux())
 	if err != nil {
 		c.Close()
 		l.err = err

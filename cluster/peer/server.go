@@ -159,7 +159,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	if !ok {
 		return
 	}
-	sess, err := yamux.Server(tc, s.Tuning.mux())
+	sess, err := yamux.Server(&frameConn{Conn: tc}, s.Tuning.mux())
 	if err != nil {
 		return
 	}
@@ -215,6 +215,9 @@ func (s *Server) serveStream(ctx context.Context, node string, st *yamux.Stream)
 // handlers to return.
 func (s *Server) Close() error {
 	s.init()
+	// Cancelled first, so that Serve, woken by its listener's closing, sees it and
+	// returns ErrClosed rather than the listener's error.
+	s.cancel()
 	s.mu.Lock()
 	s.closed = true
 	for ln := range s.lns {
@@ -224,7 +227,6 @@ func (s *Server) Close() error {
 		c.Close()
 	}
 	s.mu.Unlock()
-	s.cancel()
 	s.wg.Wait()
 	return nil
 }

@@ -33,6 +33,8 @@ type Request struct {
 	// SessionID picks the agent session seen in presence; the holder may use another one of
 	// the same system if that one is gone.
 	SessionID string `json:"session_id,omitempty"`
+	// Tunnel is the tunnel's id (hex), so that both brokers' records name one tunnel.
+	Tunnel string `json:"tunnel,omitempty"`
 	// From is the verified node name of the asking broker. The Server fills it from the TLS
 	// certificate; it is never read from the wire.
 	From string `json:"-"`

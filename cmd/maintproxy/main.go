@@ -28,7 +28,9 @@ var version = "dev"
 
 func main() {
 	if err := rootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "maintproxy:", err)
+		if !errors.Is(err, errStale) {
+			fmt.Fprintln(os.Stderr, "maintproxy:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -41,7 +43,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd(), certsCmd())
+	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd(), certsCmd(), configCmd(), clusterCmd())
 	return root
 }
 
@@ -89,6 +91,15 @@ func checkCmd() *cobra.Command {
 			}
 			if err := broker.Check(cfg); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
+			}
+			if cfg.SharedOnly() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (domain %s, tls %s, cluster node %s; accounts, customers and limits come from the store)\n",
+					path, cfg.Domain, cfg.TLS.Mode, cfg.Cluster.Node)
+				if len(cfg.Accounts) > 0 || len(cfg.Customers) > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: note: cluster.config is store, so the %d accounts and %d customers in this file are not used (push them with `maintproxy config push`)\n",
+						path, len(cfg.Accounts), len(cfg.Customers))
+				}
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (domain %s, %d accounts, %d customers, tls %s)\n",
 				path, cfg.Domain, len(cfg.Accounts), len(cfg.Customers), cfg.TLS.Mode)

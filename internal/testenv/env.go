@@ -231,6 +231,9 @@ type Agent struct {
 	MaxBackoff time.Duration
 	// CAFile verifies the broker (default: the broker's self-signed CA).
 	CAFile string
+	// BrokerAddrs and Connections are the agent's settings of the same names (cluster).
+	BrokerAddrs []string
+	Connections int
 }
 
 // StartAgent runs a maintagent process and waits until the broker reports it connected.
@@ -261,6 +264,12 @@ func (e *Env) StartAgent(t testing.TB, a Agent) *Proc {
 		"colocated":     map[string]any{"enabled": a.Colocated, "tunnels": tunnels},
 		"max_backoff":   a.MaxBackoff.String(), "dial_timeout": "3s",
 		"log": map[string]any{"level": "debug"},
+	}
+	if len(a.BrokerAddrs) > 0 {
+		conf["broker_addrs"] = a.BrokerAddrs
+	}
+	if a.Connections > 0 {
+		conf["connections"] = a.Connections
 	}
 	data, _ := json.Marshal(conf)
 	path := filepath.Join(e.Dir, fmt.Sprintf("agent-%s-%s-%d.yaml", a.Customer, a.System, time.Now().UnixNano()))
@@ -469,6 +478,12 @@ func (p *Proc) Kill() {
 	}
 }
 
+// Err is the process's exit error once Done is closed (nil for a clean exit).
+func (p *Proc) Err() error {
+	<-p.done
+	return p.err
+}
+
 // Stop sends SIGTERM and waits up to 15 s for a clean exit, failing the test otherwise.
 func (p *Proc) Stop(t testing.TB) {
 	t.Helper()
@@ -492,12 +507,6 @@ func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
 // Signal sends sig to the process (not its group) and does not wait.
 func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
-
-// ExitErr is how the process ended (nil for status 0); valid once Done is closed.
-func (p *Proc) ExitErr() error {
-	<-p.done
-	return p.err
-}
 
 func accountsConf(accts []Account) []map[string]any {
 	out := []map[string]any{}

@@ -64,7 +64,11 @@ type External struct {
 	// Exited is closed when the program has exited.
 	Exited <-chan struct{}
 	out    *outputBuffer
+	pgid   int
 }
+
+// Signal sends sig to the program's process group (SIGSTOP/SIGCONT to freeze and thaw it).
+func (e *External) Signal(sig syscall.Signal) { syscall.Kill(-e.pgid, sig) }
 
 // Addr is host:Ports[0].
 func (e *External) Addr(host string) string { return net.JoinHostPort(host, strconv.Itoa(e.Ports[0])) }
@@ -105,7 +109,7 @@ func StartExternal(t testing.TB, name, host string, n int, newCmd func(ports []i
 					t.Logf("%s output:\n%s", name, out.String())
 				}
 			})
-			return &External{Ports: ports, Exited: exited, out: out}
+			return &External{Ports: ports, Exited: exited, out: out, pgid: cmd.Process.Pid}
 		}
 		kill()
 		t.Logf("%s on ports %v, attempt %d: %s; output:\n%s", name, ports, attempt, why, out.String())

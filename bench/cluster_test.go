@@ -1,0 +1,258 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"maintproxy/broker"
+	"maintproxy/cluster/etcdtest"
+	"maintproxy/config"
+	"maintproxy/internal/echo"
+	"maintproxy/tunnel"
+)
+
+// clusterRig is two brokers on one embedded etcd member; the agent is held by the first,
+// so local tunnels come in on the first and forwarded ones on the second.
+type clusterRig struct {
+	local, forwarded *rig
+	brokers          []*broker.Broker
+	secretHash       string
+}
+
+func startClusterRig(b *testing.B, systems int, hash string) *clusterRig {
+	b.Helper()
+	m := etcdtest.Start(b)
+	dir := b.TempDir()
+	secret := filepath.Join(dir, "cluster.secret")
+	os.WriteFile(secret, []byte(strings.Repeat("bench-secret-", 4)), 0o600)
+	pw, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if hash == "" {
+		hash = string(pw)
+	}
+	sys := []config.System{{Name: "se1", Primary: true, AgentSecretHash: hash}}
+	for i := 1; i < systems; i++ {
+		sys = append(sys, config.System{Name: fmt.Sprintf("s%d", i), AgentSecretHash: hash})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var done []chan struct{}
+	b.Cleanup(func() {
+		cancel()
+		for _, d := range done {
+			<-d
+		}
+	})
+	cr := &clusterRig{secretHash: hash}
+	var rigs []*rig
+	for i := range 2 {
+		cfg, err := config.NewBroker(config.Broker{
+			Domain: "example.test", DataDir: filepath.Join(dir, fmt.Sprint(i)),
+			Listen:    config.Listen{Proxy: "127.0.0.1:0", Web: "127.0.0.1:0"},
+			Accounts:  []config.Account{{Username: "u", PasswordHash: string(pw), Customers: []string{"12345"}}},
+			Customers: []config.Customer{{ID: "12345", Systems: sys}},
+			// Every agent and technician comes from 127.0.0.1 here: no per-address login rate.
+			Limits: config.Limits{PerAccount: 1 << 20, PerSystem: 1 << 20, Auth: config.AuthLimits{PerMinute: 1 << 20, Burst: 1 << 16}},
+			Cluster: config.Cluster{Node: fmt.Sprintf("b%d", i+1), Etcd: config.ClusterEtcd{Endpoints: []string{m.ClientURL}},
+				Peer: config.ClusterPeer{Listen: "127.0.0.1:0"}, LeaseTTL: 2 * time.Second, SecretFile: secret},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		brk, err := broker.New(broker.Options{Config: cfg})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d := make(chan struct{})
+		done = append(done, d)
+		go func() { defer close(d); brk.Run(ctx) }()
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(brk.Certs().RootPEM())
+		cr.brokers = append(cr.brokers, brk)
+		rigs = append(rigs, &rig{proxyAddr: brk.ProxyAddr().String(),
+			tlsConfig: &tls.Config{RootCAs: pool, ServerName: "maint.example.test", ClientSessionCache: tls.NewLRUClientSessionCache(0)},
+			auth:      "dTpwdw=="}) // u:pw
+	}
+	cr.local, cr.forwarded = rigs[0], rigs[1]
+	for _, brk := range cr.brokers {
+		for len(brk.Store().Directory().Brokers()) < 2 || !brk.Ready() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return cr
+}
+
+// startAgent runs an agent for system on the first broker, offering the sink (9) and an
+// echo target (7).
+func (cr *clusterRig) startAgent(b *testing.B, system, secret string) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	target, err := echo.Start(ctx, "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ca := filepath.Join(b.TempDir(), "ca.pem")
+	os.WriteFile(ca, cr.brokers[0].Certs().RootPEM(), 0o644)
+	acfg, err := config.NewAgent(config.Agent{
+		Broker: "https://" + cr.brokers[0].WebAddr().String(), CAFile: ca, ServerName: "admin.example.test",
+		Customer: "12345", System: system, Secret: secret,
+		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": startSink(b), "7": target.Addr()}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	agent, err := tunnel.NewAgent(acfg, slog.New(slog.DiscardHandler), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := make(chan struct{})
+	go func() { defer close(d); agent.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-d; target.Close() })
+}
+
+// waitHeld waits until the second broker sees n systems held by the first.
+func (cr *clusterRig) waitHeld(b *testing.B, n int, timeout time.Duration) time.Duration {
+	start := time.Now()
+	for cr.brokers[1].Store().Presence().Counts()["b1"] < n {
+		if time.Since(start) > timeout {
+			b.Fatalf("%d agents not online within %v", n, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// setup times one CONNECT to the echo port from request to 200, on a TLS connection that
+// is already up, then echoes a byte.
+func (r *rig) setup(b *testing.B) time.Duration {
+	c, err := tls.Dial("tcp", r.proxyAddr, r.tlsConfig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	fmt.Fprintf(c, "CONNECT 12345.maint.example.test:7 HTTP/1.1\r\nHost: 12345.maint.example.test:7\r\nProxy-Authorization: Basic %s\r\n\r\n", r.auth)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	d := time.Since(start)
+	if err != nil || resp.StatusCode != 200 {
+		b.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	c.Write([]byte{'E'})
+	if _, err := io.ReadFull(br, make([]byte, 1)); err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+// BenchmarkClusterSetup compares CONNECT setup (request to 200, TLS already up) on the
+// broker holding the agent and on another broker, interleaved so both see the same load.
+func BenchmarkClusterSetup(b *testing.B) {
+	cr := startClusterRig(b, 1, "")
+	cr.startAgent(b, "se1", "pw")
+	cr.waitHeld(b, 1, 10*time.Second)
+	const n = 400
+	for range 20 { // warm the credential cache, the peer link and the agent's stream path
+		cr.local.setup(b)
+		cr.forwarded.setup(b)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var local, fwd []time.Duration
+		for range n {
+			local = append(local, cr.local.setup(b))
+			fwd = append(fwd, cr.forwarded.setup(b))
+		}
+		b.ReportMetric(float64(percentile(local, 0.5).Microseconds()), "local-p50-µs")
+		b.ReportMetric(float64(percentile(local, 0.99).Microseconds()), "local-p99-µs")
+		b.ReportMetric(float64(percentile(fwd, 0.5).Microseconds()), "fwd-p50-µs")
+		b.ReportMetric(float64(percentile(fwd, 0.99).Microseconds()), "fwd-p99-µs")
+	}
+}
+
+// BenchmarkClusterThroughput moves 128 MiB per op through one tunnel, on the holder and
+// through the peer link.
+func BenchmarkClusterThroughput(b *testing.B) {
+	const size = 128 << 20
+	cr := startClusterRig(b, 1, "")
+	cr.startAgent(b, "se1", "pw")
+	cr.waitHeld(b, 1, 10*time.Second)
+	buf := make([]byte, chunk)
+	for _, c := range []struct {
+		name string
+		r    *rig
+	}{{"local", cr.local}, {"forwarded", cr.forwarded}} {
+		b.Run(c.name+"/down", func(b *testing.B) {
+			b.SetBytes(size)
+			for i := 0; i < b.N; i++ {
+				conn := c.r.connect(b, 9)
+				conn.Write(header('D', size))
+				if n, err := io.CopyBuffer(io.Discard, io.LimitReader(conn, size), buf); err != nil || n != size {
+					b.Fatalf("%d %v", n, err)
+				}
+				conn.Close()
+			}
+		})
+		b.Run(c.name+"/up", func(b *testing.B) {
+			b.SetBytes(size)
+			for i := 0; i < b.N; i++ {
+				conn := c.r.connect(b, 9)
+				conn.Write(header('U', size))
+				for left := size; left > 0; left -= chunk {
+					if _, err := conn.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := io.ReadFull(conn, buf[:1]); err != nil {
+					b.Fatal(err)
+				}
+				conn.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkAgentLogins starts 50 agents at once against one broker of a cluster and
+// reports agent logins per second until all are in presence, for an agent secret from
+// `maintproxy agent-secret` (HMAC) and a legacy bcrypt one at the default cost.
+func BenchmarkAgentLogins(b *testing.B) {
+	const n = 50
+	fastSecret, fast, err := config.NewAgentSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	slow, _ := bcrypt.GenerateFromPassword([]byte("agent-secret"), bcrypt.DefaultCost)
+	for _, c := range []struct{ name, secret, hash string }{{"hmac", fastSecret, fast}, {"bcrypt-default", "agent-secret", string(slow)}} {
+		b.Run(c.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				cr := startClusterRig(b, n, c.hash)
+				for j := range n {
+					name := "se1"
+					if j > 0 {
+						name = fmt.Sprintf("s%d", j)
+					}
+					cr.startAgent(b, name, c.secret)
+				}
+				took := cr.waitHeld(b, n, 5*time.Minute)
+				b.ReportMetric(float64(n)/took.Seconds(), "logins/s")
+			}
+		})
+	}
+}
