@@ -60,10 +60,10 @@ type Options struct {
 	SharedLimits SharedLimits
 	// SharedLocks shares lockouts across brokers (cluster mode); nil: local only.
 	SharedLocks SharedLocks
-	TLS      *tls.Config
-	Logger   *slog.Logger // operational log
-	Audit    *slog.Logger // one record per tunnel
-	ErrorLog *log.Logger  // net/http's own messages (TLS handshake failures)
+	TLS         *tls.Config
+	Logger      *slog.Logger // operational log
+	Audit       *slog.Logger // one record per tunnel
+	ErrorLog    *log.Logger  // net/http's own messages (TLS handshake failures)
 	// ReadHeaderTimeout bounds the wait for a request's headers, IdleTimeout for the next
 	// request on a kept-alive connection (defaults 10 s and 60 s).
 	ReadHeaderTimeout, IdleTimeout time.Duration

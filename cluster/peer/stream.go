@@ -2,8 +2,8 @@ package peer
 
 import (
 	"cmp"
-	"encoding/binary"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
