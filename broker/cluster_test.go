@@ -143,43 +143,6 @@ func (m *member) waitHolders(t *testing.T, s system, nodes ...string) {
 	})
 }
 
-// response is a proxy's answer to a CONNECT.
-type response struct {
-	status int
-	header http.Header
-	body   string
-	conn   net.Conn
-}
-
-// request sends a CONNECT with the given credentials; with 200 the tunnel is in conn.
-func (r *rig) request(t testing.TB, user, pass, authority string) response {
-	t.Helper()
-	c, err := tls.Dial("tcp", r.ProxyAddr().String(), &tls.Config{RootCAs: r.caPool(t), ServerName: "maint." + domain})
-	if err != nil {
-		t.Fatalf("dialing the proxy: %v", err)
-	}
-	cred := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
-	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic %s\r\n\r\n", authority, authority, cred)
-	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		c.Close()
-		t.Fatalf("CONNECT %s: %v", authority, err)
-	}
-	out := response{status: resp.StatusCode, header: resp.Header}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		out.body = string(b)
-		c.Close()
-		return out
-	}
-	c.SetReadDeadline(time.Time{})
-	t.Cleanup(func() { c.Close() })
-	out.conn = c
-	return out
-}
-
 // TestClusterForwardsTunnels: a CONNECT on a broker without the agent is carried to the
 // broker that holds it, with half-close, and every refusal through the hop is the one the
 // holder gives its own technicians: status, reason header and text.

@@ -4,14 +4,13 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"maintproxy/internal/testenv"
 	"maintproxy/tunnel"
 )
 
@@ -20,7 +19,7 @@ import (
 // agent's dial timeout), and no goroutine of the attempt is left once the agent's dial
 // has ended.
 func TestHangUpDuringOpen(t *testing.T) {
-	hanging := hangingAddr(t)
+	hanging := testenv.UnansweredAddr(t)
 	r := startBroker(t, nil, se1)
 	r.startAgentWith(t, se1, hanging, func(m map[string]any) { m["dial_timeout"] = "4s" })
 	r.waitOnline(t, se1)
@@ -55,31 +54,6 @@ func TestHangUpDuringOpen(t *testing.T) {
 	if st := r.Registry().Status(se1.id()); !st.Online || st.Tunnels != 0 {
 		t.Errorf("agent after the abandoned CONNECT: %+v", st)
 	}
-}
-
-// hangingAddr is a loopback address whose accept queue is full: a dial there hangs until
-// its timeout (the agent answers with its dial timeout, or is abandoned first).
-func hangingAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := syscall.Getsockname(fd)
-	addr := (&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*syscall.SockaddrInet4).Port}).String()
-	for range 2 { // the kernel queues one more than asked for
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			t.Cleanup(func() { c.Close() })
-		}
-	}
-	return addr
 }
 
 // TestSecurityHeadersOnEveryAnswer: every answer of the web listener, whatever its status

@@ -273,33 +273,52 @@ func (r *rig) waitOnline(t testing.TB, systems ...system) {
 	}
 }
 
-// connect opens a CONNECT tunnel through the proxy as resa and returns it with the
-// status; on anything but 200 the connection is closed and nil.
-func (r *rig) connect(t testing.TB, authority string) (net.Conn, int) {
+// response is a proxy's answer to a CONNECT.
+type response struct {
+	status int
+	header http.Header
+	body   string
+	conn   net.Conn
+}
+
+// request sends a CONNECT with the given credentials; with 200 the tunnel is in conn.
+func (r *rig) request(t testing.TB, user, pass, authority string) response {
 	t.Helper()
 	c, err := tls.Dial("tcp", r.ProxyAddr().String(), &tls.Config{RootCAs: r.caPool(t), ServerName: "maint." + domain})
 	if err != nil {
 		t.Fatalf("dialing the proxy: %v", err)
 	}
-	cred := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	cred := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
 	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic %s\r\n\r\n", authority, authority, cred)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
 		c.Close()
 		t.Fatalf("CONNECT %s: %v", authority, err)
 	}
+	out := response{status: resp.StatusCode, header: resp.Header}
 	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		out.body = string(b)
 		c.Close()
-		return nil, resp.StatusCode
+		return out
 	}
 	if br.Buffered() > 0 {
 		t.Fatalf("CONNECT %s: %d stray bytes after the 200", authority, br.Buffered())
 	}
 	c.SetReadDeadline(time.Time{})
 	t.Cleanup(func() { c.Close() })
-	return c, resp.StatusCode
+	out.conn = c
+	return out
+}
+
+// connect opens a CONNECT tunnel through the proxy as resa and returns it with the
+// status; on anything but 200 the connection is closed and nil.
+func (r *rig) connect(t testing.TB, authority string) (net.Conn, int) {
+	t.Helper()
+	resp := r.request(t, user, password, authority)
+	return resp.conn, resp.status
 }
 
 // mustConnect is connect that fails the test on anything but 200.

@@ -146,7 +146,7 @@ func TestClusterForwarding(t *testing.T) {
 		for _, row := range rows {
 			if row.name == "target timed out" { // after "system never connected" has run
 				clusterAgent(t, c, testenv.Agent{Customer: "67890", System: "SE1", RemoteAccess: true,
-					Services: map[int]string{443: unansweredAddr(t)}}, only1, 1)
+					Services: map[int]string{443: testenv.UnansweredAddr(t)}}, only1, 1)
 				waitHeld(t, c, "67890", "se1", "b1")
 			}
 			r := b3.Request(t, row.user, row.pass, row.method, row.target)

@@ -118,7 +118,7 @@ func TestFailureTable(t *testing.T) {
 	// A listener that must never be dialled: the proxy is not an open proxy.
 	var dialled atomic.Int32
 	trap := testenv.StartTCP(t, "127.0.0.1:0", func(net.Conn) { dialled.Add(1) })
-	timeoutTarget := unansweredAddr(t)
+	timeoutTarget := testenv.UnansweredAddr(t)
 	d := env.Domain
 	rows, reasons := failureRows(d, trap, tg.coloPort)
 	for _, row := range rows {
@@ -192,22 +192,6 @@ func TestProxyOffersOnlyHTTP1(t *testing.T) {
 	if p := c.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
 		t.Fatalf("negotiated %q", p)
 	}
-}
-
-// unansweredAddr returns a loopback address whose accept queue is full, so that a further
-// connection attempt times out instead of being refused.
-func unansweredAddr(t *testing.T) string {
-	t.Helper()
-	addr, fill := fullBacklogListener(t)
-	for i := 0; i < 16; i++ {
-		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
-		if err != nil {
-			return addr // the queue is full: this attempt went unanswered
-		}
-		fill(c)
-	}
-	t.Fatalf("could not fill the accept queue of %s", addr)
-	return ""
 }
 
 // TestAgentIdentity: a wrong secret is refused, and a secret cannot claim another system.

@@ -91,7 +91,7 @@ func TestMetricsCountEveryRefusal(t *testing.T) {
 	before := scrape(t, env)
 
 	echo := testenv.StartEcho(t, "127.0.0.1:0")
-	hanging := hangingAddr(t)
+	hanging := testenv.UnansweredAddr(t)
 	env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true, Services: map[int]string{7: echo, 8: hanging}})
 	tc := proxyTLS(t, env)
 	src := func(n int) net.IP { return srcAddr(5, n) }
@@ -272,17 +272,4 @@ func webLogin(t *testing.T, env *testenv.Env, tc *tls.Config, src net.IP, want i
 	if resp.StatusCode != want {
 		t.Errorf("access page with a wrong password from %v: %d, want %d", src, resp.StatusCode, want)
 	}
-}
-
-// hangingAddr is a loopback address whose accept queue is full: a dial there hangs until
-// its timeout.
-func hangingAddr(t *testing.T) string {
-	t.Helper()
-	addr, fill := fullBacklogListener(t)
-	for range 2 { // the kernel queues one more than asked for
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			fill(c)
-		}
-	}
-	return addr
 }

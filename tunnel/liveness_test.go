@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/config"
+	"maintproxy/internal/testenv"
 )
 
 // throttle is a TCP relay that carries each direction at rate bytes per second: a slow
@@ -133,7 +133,7 @@ func TestSlowLinkFullOfDataStaysUp(t *testing.T) {
 // TestOpenAbandonedAtOnce: cancelling the context of an Open whose agent is still dialling
 // returns at once with context.Canceled, not after the agent's answer.
 func TestOpenAbandonedAtOnce(t *testing.T) {
-	hanging := hangingAddr(t)
+	hanging := testenv.UnansweredAddr(t)
 	cfg := &config.Agent{RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": hanging}}, DialTimeout: 5 * time.Second}
 	l := startLink(t, cfg, Tuning{}, nil)
 	sess := l.waitSession(t, nil)
@@ -147,32 +147,6 @@ func TestOpenAbandonedAtOnce(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("Open returned %v after its start, cancelled after 100ms", took)
 	}
-}
-
-// hangingAddr is a loopback address whose accept queue is full: a dial there hangs until
-// its timeout.
-func hangingAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := syscall.Getsockname(fd)
-	addr := (&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*syscall.SockaddrInet4).Port}).String()
-	// One connection fills the queue of length 0 (the kernel allows one more than asked).
-	for range 2 {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			t.Cleanup(func() { c.Close() })
-		}
-	}
-	return addr
 }
 
 // TestLoginDeadline: an agent that upgrades and never sends its hello is cut at the login

@@ -31,6 +31,39 @@ import (
 // port. A port a program must be told before the server behind it exists (pebble
 // validating the broker) is a Forward.
 
+// UnansweredAddr returns a 127.0.0.1 address whose accept queue is full until the test
+// ends: a connection attempt there goes unanswered and times out, instead of being
+// refused (the way to make an agent's dial time out, or hang until it is abandoned).
+func UnansweredAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := (&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*syscall.SockaddrInet4).Port}).String()
+	// The kernel queues a little more than the backlog asked for: fill it, bounded.
+	for range 16 {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err != nil {
+			return addr // this attempt went unanswered: the queue is full
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatalf("could not fill the accept queue of %s", addr)
+	return ""
+}
+
 // RefusedAddr returns host:port of a TCP socket that this process holds bound but never
 // listens on, until the test ends: every connection to it is refused, and no other
 // process can bind the port meanwhile.
