@@ -128,6 +128,13 @@ func Dial(opts Options) (*Client, error) {
 // Close ends the connection.
 func (c *Client) Close() error { return c.cli.Close() }
 
+// Etcd is the underlying etcd client, for packages that keep records of their own under
+// Prefix (package people). They must stay below their own sub-prefix.
+func (c *Client) Etcd() *clientv3.Client { return c.cli }
+
+// Prefix is the key prefix everything of this cluster lives under.
+func (c *Client) Prefix() string { return string(c.keys) }
+
 // reqCtx bounds one request; WithRequireLeader makes a member without a leader answer at
 // once instead of letting the request hang until the deadline.
 func (c *Client) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {

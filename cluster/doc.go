@@ -22,6 +22,7 @@
 //	P config                                       YAML: accounts, customers, limits   none
 //	P ca/identity                                  CA cert + sealed key JSON     none
 //	P cache/‹namespace›/‹name›                     sealed bytes (ACME cache)     none
+//	P people/‹bucket›/‹key›                        package people's records (JSON)     none
 //
 // The config is one key, so a push is atomic whatever its size up to MaxConfigBytes (etcd
 // refuses requests over 1.5 MiB and transactions over 128 operations by default, so the

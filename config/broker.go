@@ -52,6 +52,8 @@ type Broker struct {
 	Timeouts Timeouts `mapstructure:"timeouts"`
 	// ShutdownTimeout is how long a stopping broker lets open tunnels finish (default 30s).
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// People holds the rules for personal logins, tokens and the audit history.
+	People People `mapstructure:"people"`
 
 	accounts  map[string]*Account
 	customers map[string]*Customer
@@ -156,11 +158,16 @@ type Log struct {
 	Level string `mapstructure:"level"` // debug, info, warn, error
 }
 
-// Account is one reseller's or distributor's proxy account.
+// Account is one reseller's or distributor's proxy account; it is also the organisation
+// its people belong to (named by Username).
 type Account struct {
 	Username     string   `mapstructure:"username"`
 	PasswordHash string   `mapstructure:"password_hash"`
 	Customers    []string `mapstructure:"customers"`
+	// Parent names the account of the organisation above this one (a reseller's
+	// distributor); empty for a top-level organisation. An account reaches its own
+	// customers and those of every organisation below it.
+	Parent string `mapstructure:"parent"`
 
 	customers map[string]bool
 }
@@ -255,6 +262,7 @@ func (b *Broker) applyDefaults() {
 	if b.Log.Level == "" {
 		b.Log.Level = "info"
 	}
+	b.People.applyDefaults()
 }
 
 // validate checks the whole configuration, normalises names to lower case and builds the
@@ -311,6 +319,9 @@ func (b *Broker) validate() error {
 		return fmt.Errorf("log.level: %q is not one of debug, info, warn, error", b.Log.Level)
 	}
 	if err := b.Cluster.Check(); err != nil {
+		return err
+	}
+	if err := b.People.validate(); err != nil {
 		return err
 	}
 	if err := b.indexCustomers(); err != nil {
@@ -489,7 +500,56 @@ func (b *Broker) indexAccounts() error {
 		}
 		b.accounts[a.Username] = a
 	}
+	return b.indexParents()
+}
+
+// indexParents checks every accounts[].parent and adds the customers of the organisations
+// below each account to what it reaches.
+func (b *Broker) indexParents() error {
+	for i := range b.Accounts {
+		a := &b.Accounts[i]
+		a.Parent = strings.TrimSpace(a.Parent)
+		if a.Parent == "" {
+			continue
+		}
+		field := fmt.Sprintf("accounts[%d].parent", i)
+		if a.Parent == a.Username {
+			return fmt.Errorf("%s: account %q cannot be its own parent", field, a.Username)
+		}
+		if b.accounts[a.Parent] == nil {
+			return fmt.Errorf("%s: %q is not the username of another account", field, a.Parent)
+		}
+	}
+	for i := range b.Accounts {
+		a := &b.Accounts[i]
+		seen := map[string]bool{a.Username: true}
+		for p := a.Parent; p != ""; p = b.accounts[p].Parent {
+			if seen[p] {
+				return fmt.Errorf("accounts[%d].parent: the parents of %q form a cycle through %q", i, a.Username, p)
+			}
+			seen[p] = true
+			for id := range a.customers {
+				b.accounts[p].customers[id] = true
+			}
+		}
+	}
 	return nil
+}
+
+// Under reports whether the organisation org is ancestor or lies below it (its reseller,
+// or a reseller's reseller).
+func (b *Broker) Under(org, ancestor string) bool {
+	for depth := 0; org != "" && depth <= len(b.Accounts); depth++ {
+		if org == ancestor {
+			return true
+		}
+		a := b.Account(org)
+		if a == nil {
+			return false
+		}
+		org = a.Parent
+	}
+	return false
 }
 
 // Account returns the named proxy account, or nil.
@@ -518,7 +578,8 @@ func (b *Broker) Customer(id string) *Customer {
 	return b.customers[strings.ToLower(id)]
 }
 
-// Manages reports whether the account may reach the customer (ID in lower case).
+// Manages reports whether the account may reach the customer (ID in lower case): one of
+// its own, or one of an organisation below it.
 func (a *Account) Manages(customerID string) bool {
 	if a.customers == nil { // not made by a constructor: no index
 		return slices.ContainsFunc(a.Customers, func(id string) bool { return strings.EqualFold(id, customerID) })

@@ -146,3 +146,6 @@ const (
 	errTooLong  = constErr("longer than 72 bytes, which bcrypt cannot hash")
 	errTooShort = constErr("shorter than 22 characters: a fast hash needs a machine-generated secret (`maintproxy agent-secret`)")
 )
+
+// IsBcrypt reports whether h has the form of a bcrypt hash.
+func IsBcrypt(h string) bool { return isBcrypt(h) }
