@@ -36,6 +36,8 @@ type Options struct {
 	ReloadInterval time.Duration
 	// ToolsDir holds built `maint` binaries for the tool bundle (optional).
 	ToolsDir string
+	// Now is the clock of the people store (tokens, locks, access grants); nil: time.Now.
+	Now func() time.Time
 }
 
 // Broker is a running maintproxy.
@@ -60,6 +62,7 @@ type Broker struct {
 	metricsSrv *http.Server
 
 	cluster *clustered // nil for a single broker
+	people  *peopleStore
 
 	proxyLn, webLn, plainLn, metricsLn net.Listener
 
@@ -130,8 +133,12 @@ func New(o Options) (_ *Broker, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err = b.openPeople(o.Config); err != nil {
+		return nil, err
+	}
 	b.auth = proxy.NewAuth(b.Config, nil)
 	b.auth.Log = o.Logger
+	b.auth.People = b.people.svc
 	b.metrics = newMetrics(b)
 	b.maxConns = fileRoom(o.Config.Limits.Connections.Total, o.Logger)
 	b.gate = gate.New(b.gateSettings, o.Logger)
@@ -156,6 +163,7 @@ func New(o Options) (_ *Broker, err error) {
 		ReadHeaderTimeout: timeouts.RequestHeaders,
 		IdleTimeout:       timeouts.Idle,
 		Observer:          proxyObserver{b.metrics},
+		People:            b.people.svc,
 	}
 	if b.cluster != nil {
 		b.wireCluster(&po)
@@ -206,6 +214,7 @@ func (b *Broker) Close() error {
 	if b.dns != nil {
 		keep(b.dns.Close())
 	}
+	keep(b.closePeople())
 	if b.cluster != nil {
 		keep(b.cluster.close())
 	}
@@ -312,6 +321,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		goFn(func() error { return serve(b.metricsSrv, b.metricsLn) })
 	}
 	goFn(func() error { return b.certs.Run(ctx) })
+	goFn(func() error { b.revalidate(ctx); return nil })
 	if b.dns != nil {
 		goFn(func() error { return b.dns.Serve(ctx) })
 	}
@@ -360,6 +370,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		b.handOffAgents()
 	}
 	errs := b.shutdown()
+	errs = append(errs, b.closePeople())
 	if k := b.cluster; k != nil {
 		// The store goes last: revoking the lease withdraws this broker's presence at once.
 		errs = append(errs, k.server.Close(), k.dialer.Close(), k.store.Close())

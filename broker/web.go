@@ -12,6 +12,8 @@ import (
 	"maintproxy/config"
 	"maintproxy/internal/gate"
 	"maintproxy/pac"
+	"maintproxy/people"
+	"maintproxy/people/api"
 	"maintproxy/tunnel"
 )
 
@@ -35,6 +37,7 @@ func (b *Broker) webHandler() http.Handler {
 		ToolsDir:     b.opts.ToolsDir,
 		Logger:       b.log,
 	}))
+	mux.Handle(api.Prefix, api.New(api.Options{People: b.people.svc, Config: b.Config, Authenticate: b.apiAuth}))
 	mux.Handle("GET /{$}", http.RedirectHandler("/com/remoteproxy/access", http.StatusFound))
 	return gate.Recover(securityHeaders(mux), b.log)
 }
@@ -47,6 +50,15 @@ func (b *Broker) webAuth(username, password, clientIP string) (*config.Account, 
 		b.metrics.webRefusal(err)
 	}
 	return acct, err
+}
+
+// apiAuth is the password and token check of the API: the proxy's own.
+func (b *Broker) apiAuth(username, password, clientIP string) (people.Principal, error) {
+	id, err := b.auth.Identify(username, password, clientIP)
+	if err != nil {
+		b.metrics.webRefusal(err)
+	}
+	return id.Principal, err
 }
 
 // systemStatus tells the access pages what the registry knows of one system's agent;

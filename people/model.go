@@ -62,6 +62,7 @@ var (
 	ErrForbidden     = errors.New("not allowed for this login")
 	ErrNoRequest     = errors.New("no such access request")
 	ErrBadBackup     = errors.New("not a valid people backup")
+	ErrStore         = errors.New("the people store failed")
 	ErrStoreBusy     = errors.New("the people store is in use by a running broker: stop it first, or use the broker's API")
 )
 

@@ -165,12 +165,25 @@ func loadInto[T any](ctx context.Context, b Backend, bucket string, m map[string
 	})
 }
 
-// update changes one record in the store and reloads the snapshot.
+// update changes one record in the store and reloads the snapshot. An error of the
+// store (not of fn) is wrapped in ErrStore.
 func (s *Service) update(ctx context.Context, bucket, key string, fn func(old []byte) ([]byte, error)) error {
-	if err := s.o.Backend.Update(ctx, bucket, key, fn); err != nil {
-		return err
+	var fnErr error
+	err := s.o.Backend.Update(ctx, bucket, key, func(old []byte) ([]byte, error) {
+		v, err := fn(old)
+		fnErr = err
+		return v, err
+	})
+	if err != nil {
+		if fnErr != nil && errors.Is(err, fnErr) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrStore, err)
 	}
-	return s.reload(ctx)
+	if err := s.reload(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	return nil
 }
 
 // updatePerson changes one person's record with fn; ErrNotFound if there is none.

@@ -1,15 +1,18 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"maintproxy/config"
 	"maintproxy/internal/guard"
+	"maintproxy/people"
 )
 
 // Authentication errors. A refusal by admission control matches guard.ErrBusy.
@@ -45,11 +48,17 @@ const (
 // refuses it at once with guard.ErrBusy. Identical checks running at the same time share
 // one bcrypt. The same wrong password again from the same address counts as one failure:
 // a client retrying a stale saved password is not guessing.
+//
+// Besides the organisations' proxy accounts it knows, when People is set, personal logins
+// (a person's username and password, checked the same way) and tokens (username with
+// people.TokenUserSuffix, the token as password: a hash look-up in memory, no bcrypt).
 type Auth struct {
 	config func() *config.Broker
 	now    func() time.Time
 	// Log receives sampled refusal records (never a password); nil discards them.
 	Log *slog.Logger
+	// People, if set, adds personal logins and tokens; set it before the first check.
+	People *people.Service
 
 	adm     *guard.Admission
 	cache   *guard.Cache
@@ -66,8 +75,17 @@ type Auth struct {
 // check is one bcrypt check that identical requests arriving meanwhile wait for.
 type check struct {
 	done chan struct{}
-	acct *config.Account
 	err  error
+}
+
+// Identity is who passed the credential check.
+type Identity struct {
+	// Account is the organisation's proxy account, whose customers the login reaches; nil
+	// for a customer admin, who has no organisation.
+	Account *config.Account
+	// Principal is the person (Person set) or, for the shared proxy account, the account
+	// with the operator role.
+	people.Principal
 }
 
 // AuthStats are Auth's counters since start (for metrics).
@@ -94,17 +112,29 @@ func NewAuth(cfg func() *config.Broker, now func() time.Time) *Auth {
 	return a
 }
 
-// Check verifies username and password for a client at clientIP and returns the account.
-// Errors are ErrBadCredentials, ErrLocked or a guard.ErrBusy refusal.
+// Check verifies username and password for a client at clientIP and returns the account
+// the login reaches (for a person, their organisation's). Errors are ErrBadCredentials,
+// ErrLocked, people.ErrDisabled, people.ErrBadToken or a guard.ErrBusy refusal; a
+// customer admin, who reaches no account, gets people.ErrNotTechnician.
 func (a *Auth) Check(username, password, clientIP string) (*config.Account, error) {
+	id, err := a.Identify(username, password, clientIP)
+	if err == nil && id.Account == nil {
+		err = people.ErrNotTechnician
+	}
+	return id.Account, err
+}
+
+// Identify verifies username and password for a client at clientIP and says who it is.
+// Errors are those of Check.
+func (a *Auth) Identify(username, password, clientIP string) (Identity, error) {
 	cfg := a.config()
 	now := a.now()
 	addr := guard.AddrKey(clientIP)
-	if len(username) > maxUsername {
+	if len(username) > maxUsername+len(people.TokenUserSuffix) {
 		a.shortName.Add(1)
 		a.failures.Add(1)
 		a.logRefusal("bad_credentials", "", clientIP, ErrBadCredentials)
-		return nil, ErrBadCredentials
+		return Identity{}, ErrBadCredentials
 	}
 	a.mu.Lock()
 	locked := a.lock.pairLocked(username, addr, now)
@@ -112,42 +142,120 @@ func (a *Auth) Check(username, password, clientIP string) (*config.Account, erro
 	if locked {
 		a.lockedOut.Add(1)
 		a.logRefusal("locked", username, clientIP, ErrLocked)
-		return nil, ErrLocked
+		return Identity{}, ErrLocked
 	}
-	acct := cfg.Account(username)
+	if user, ok := strings.CutSuffix(username, people.TokenUserSuffix); ok && a.People != nil {
+		return a.checkToken(cfg, user, username, password, clientIP, addr)
+	}
+	id := Identity{Account: cfg.Account(username)}
 	hash := ""
-	if acct != nil {
-		hash = acct.PasswordHash
+	var person people.Person
+	switch {
+	case id.Account != nil:
+		hash = id.Account.PasswordHash
+		id.Principal = people.Principal{Username: username, Org: username, Role: people.RoleOperator}
+	case a.People != nil:
+		var ok bool
+		if person, ok = a.People.Person(username); ok {
+			hash = person.PasswordHash
+			if person.Locked(now) {
+				a.lockedOut.Add(1)
+				return Identity{}, ErrLocked
+			}
+		}
 	}
 	key := guard.Key(username, password, addr.String())
 	fresh, known := a.cache.Lookup(key, hash, now)
+	var err error
 	if fresh {
 		a.cacheHits.Add(1)
-		return acct, nil
+	} else {
+		err = a.sharedCheck(cfg, hash, username, password, clientIP, addr, key, known)
 	}
+	if person.Username == "" {
+		if err == nil && id.Account == nil {
+			err = ErrBadCredentials // no hash matches: unreachable, kept for safety
+		}
+		return id, err
+	}
+	// A person: the store counts failures in a row (and locks), and a disabled or
+	// locked person is refused even with the right password, cached or not.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if errors.Is(err, ErrBadCredentials) {
+		if ferr := a.People.Failed(ctx, username); ferr != nil && a.Log != nil {
+			a.Log.Warn("people store: failure not recorded", "username", username, "err", ferr.Error())
+		}
+		return Identity{}, err
+	}
+	if err != nil {
+		return Identity{}, err
+	}
+	if !fresh {
+		a.People.Succeeded(ctx, username)
+	}
+	p, perr := a.People.Principal(username)
+	if perr != nil {
+		if errors.Is(perr, people.ErrLocked) {
+			perr = ErrLocked
+		}
+		a.logRefusal("person_refused", username, clientIP, perr)
+		return Identity{}, perr
+	}
+	return Identity{Account: cfg.Account(p.Org), Principal: p}, nil
+}
 
+// checkToken verifies a token (a look-up in memory); a wrong one counts as a failure of
+// username (with the marker) for the lockout like a wrong password.
+func (a *Auth) checkToken(cfg *config.Broker, user, username, token, clientIP string, addr netip.Prefix) (Identity, error) {
+	p, err := a.People.VerifyToken(user, token)
+	if errors.Is(err, people.ErrBadToken) {
+		pol := cfg.Limits.Lockout
+		a.mu.Lock()
+		pairLock, _ := a.lock.fail(username, addr, guard.Key(username, token, addr.String()), a.now(), pol)
+		a.mu.Unlock()
+		a.failures.Add(1)
+		if pairLock {
+			a.pairLockouts.Add(1)
+			a.logLock("token user locked for one client address", username, clientIP, pol.Duration)
+		}
+		a.logRefusal("bad_token", username, clientIP, err)
+		return Identity{}, err
+	}
+	if err != nil {
+		if errors.Is(err, people.ErrLocked) {
+			err = ErrLocked
+		}
+		a.logRefusal("person_refused", user, clientIP, err)
+		return Identity{}, err
+	}
+	return Identity{Account: cfg.Account(p.Org), Principal: p}, nil
+}
+
+// sharedCheck runs the slow check, or waits for an identical one already running.
+func (a *Auth) sharedCheck(cfg *config.Broker, hash, username, password, clientIP string, addr netip.Prefix, key [32]byte, known bool) error {
 	a.mu.Lock()
 	if c := a.inflight[key]; c != nil {
 		a.mu.Unlock()
 		<-c.done
-		return c.acct, c.err
+		return c.err
 	}
 	c := &check{done: make(chan struct{})}
 	a.inflight[key] = c
 	a.mu.Unlock()
-	c.acct, c.err = a.slowCheck(cfg, acct, username, password, clientIP, addr, key, known)
+	c.err = a.slowCheck(cfg, hash, username, password, clientIP, addr, key, known)
 	a.mu.Lock()
 	delete(a.inflight, key)
 	a.mu.Unlock()
 	close(c.done)
-	return c.acct, c.err
+	return c.err
 }
 
 // slowCheck runs the account gate, admission control and bcrypt, then records the result.
 // A credential known from the cache (right once against this very hash) skips the gate
 // and admission: only its owner can present it.
-func (a *Auth) slowCheck(cfg *config.Broker, acct *config.Account, username, password, clientIP string,
-	addr netip.Prefix, key [32]byte, known bool) (*config.Account, error) {
+func (a *Auth) slowCheck(cfg *config.Broker, hash, username, password, clientIP string,
+	addr netip.Prefix, key [32]byte, known bool) error {
 	pol := cfg.Limits.Lockout
 	if !known {
 		a.mu.Lock()
@@ -156,12 +264,12 @@ func (a *Auth) slowCheck(cfg *config.Broker, acct *config.Account, username, pas
 		if !open {
 			a.lockedOut.Add(1)
 			a.logRefusal("locked", username, clientIP, ErrLocked)
-			return nil, ErrLocked
+			return ErrLocked
 		}
 		release, err := a.adm.Admit(addr)
 		if err != nil {
 			a.logRefusal("busy", username, clientIP, err)
-			return nil, err
+			return err
 		}
 		defer release()
 		// The token is taken only once a slot is held, so a shed check does not spend it.
@@ -171,12 +279,8 @@ func (a *Auth) slowCheck(cfg *config.Broker, acct *config.Account, username, pas
 		if !open {
 			a.lockedOut.Add(1)
 			a.logRefusal("locked", username, clientIP, ErrLocked)
-			return nil, ErrLocked
+			return ErrLocked
 		}
-	}
-	hash := ""
-	if acct != nil {
-		hash = acct.PasswordHash
 	}
 	a.checks.Add(1)
 	var ok bool
@@ -187,7 +291,7 @@ func (a *Auth) slowCheck(cfg *config.Broker, acct *config.Account, username, pas
 		a.lock.succeed(username, addr)
 		a.mu.Unlock()
 		a.cache.Add(key, hash, now)
-		return acct, nil
+		return nil
 	}
 	pairLock, accountLock := a.lock.fail(username, addr, key, now, pol)
 	a.mu.Unlock()
@@ -201,7 +305,7 @@ func (a *Auth) slowCheck(cfg *config.Broker, acct *config.Account, username, pas
 		a.logLock("account locked for all addresses: checked at most once per account_interval, only for addresses without failures", username, "", pol.Duration)
 	}
 	a.logRefusal("bad_credentials", username, clientIP, ErrBadCredentials)
-	return nil, ErrBadCredentials
+	return ErrBadCredentials
 }
 
 // Reset drops every cached credential. Entries are tied to the hash they were checked

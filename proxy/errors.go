@@ -8,6 +8,7 @@ import (
 	"maintproxy/internal/guard"
 	"maintproxy/internal/refusal"
 	"maintproxy/maintname"
+	"maintproxy/people"
 	"maintproxy/tunnel"
 )
 
@@ -30,6 +31,14 @@ func statusFor(err error, domain string) (int, refusal.Reason, string) {
 		return http.StatusProxyAuthRequired, refusal.NoCredentials, err.Error() + ": log in with your reseller's proxy account"
 	case errors.Is(err, ErrLocked):
 		return http.StatusProxyAuthRequired, refusal.Locked, err.Error() + ": log in with your reseller's proxy account"
+	case errors.Is(err, people.ErrBadToken):
+		return http.StatusProxyAuthRequired, refusal.BadCredentials, err.Error()
+	case errors.Is(err, people.ErrDisabled):
+		return http.StatusProxyAuthRequired, refusal.Disabled, err.Error()
+	case errors.Is(err, people.ErrReadonly), errors.Is(err, people.ErrNotTechnician):
+		return http.StatusForbidden, refusal.Role, err.Error()
+	case errors.Is(err, people.ErrApproval):
+		return http.StatusForbidden, refusal.Approval, err.Error() + ": your request was recorded; connect again once the customer has granted it"
 	case errors.Is(err, ErrBadCredentials):
 		return http.StatusProxyAuthRequired, refusal.BadCredentials, err.Error() + ": log in with your reseller's proxy account"
 	case errors.Is(err, guard.ErrBusy):

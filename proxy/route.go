@@ -57,8 +57,15 @@ type openRequest struct {
 	port    uint16
 	session [16]byte
 	account string
-	client  string
+	// user is who asked: the person's username for a personal login, else the account's.
+	user   string
+	client string
 }
+
+// streamUser is what the stream header's user field should carry for r, so that the
+// agent's audit line names the person: the hook for that field, to be set in
+// localAgents.openAgent's tunnel.Header once the header has it.
+func streamUser(r openRequest) string { return r.user }
 
 // agentOpener opens a tunnel to the agent of one system: through this broker's own session
 // with it (localAgents) or through a broker that holds one (peerAgent). Errors are the
@@ -85,6 +92,7 @@ func (l localAgents) openAgent(ctx context.Context, r openRequest) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
+	// When tunnel.Header gains its user field, pass streamUser(r) in it.
 	stream, err := sess.Open(ctx, tunnel.Header{Port: r.port, IP: r.ip, Session: r.session})
 	if err != nil {
 		release()

@@ -29,6 +29,7 @@ import (
 	"maintproxy/internal/refusal"
 	"maintproxy/internal/relay"
 	"maintproxy/maintname"
+	"maintproxy/people"
 	"maintproxy/tunnel"
 )
 
@@ -69,6 +70,9 @@ type Options struct {
 	ReadHeaderTimeout, IdleTimeout time.Duration
 	// Observer, when set, is told of every refusal and tunnel (metrics).
 	Observer Observer
+	// People, when set, enforces roles and approval mode, keeps the audit history and
+	// lets Revalidate end tunnels it no longer allows; Auth should have the same.
+	People *people.Service
 }
 
 // Observer is told of the proxy's events, for metrics. Its methods must not block.
@@ -210,13 +214,13 @@ func (s *Server) Stats() Stats {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cfg := s.opts.Config()
 	start := time.Now()
-	acct, err := s.authenticate(r)
+	who, err := s.authenticate(r)
 	if err != nil {
 		s.refuse(w, r, cfg, nil, "", err)
 		return
 	}
 	if r.Method != http.MethodConnect {
-		s.refuse(w, r, cfg, acct, "", ErrNotConnect)
+		s.refuse(w, r, cfg, &who, "", ErrNotConnect)
 		return
 	}
 	authority := r.URL.Host
@@ -225,34 +229,42 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := maintname.Parse(authority, cfg.Domain)
 	if err != nil {
-		s.refuse(w, r, cfg, acct, authority, err)
+		s.refuse(w, r, cfg, &who, authority, err)
+		return
+	}
+	acct := who.Account
+	if acct == nil {
+		s.refuse(w, r, cfg, &who, t.String(), people.ErrNotTechnician)
 		return
 	}
 	id, err := s.route(cfg, acct, t)
+	if err == nil {
+		err = s.authorize(r.Context(), who, id, t.String())
+	}
 	if err != nil {
-		s.refuse(w, r, cfg, acct, t.String(), err)
+		s.refuse(w, r, cfg, &who, t.String(), err)
 		return
 	}
 	release, err := s.reserveAccount(cfg, acct.Username)
 	if err != nil {
-		s.refuse(w, r, cfg, acct, t.String(), err)
+		s.refuse(w, r, cfg, &who, t.String(), err)
 		return
 	}
 	defer release()
-	req := openRequest{cfg: cfg, id: id, ip: t.IP, port: t.Port, account: acct.Username, client: r.RemoteAddr}
+	req := openRequest{cfg: cfg, id: id, ip: t.IP, port: t.Port, account: acct.Username, user: who.Username, client: r.RemoteAddr}
 	rand.Read(req.session[:])
 	ctx, cancel := context.WithTimeout(r.Context(), openTimeout)
 	stream, via, err := s.openAgent(ctx, req)
 	cancel()
 	if err != nil {
 		if r.Context().Err() != nil {
-			s.abandoned(r, acct, id, t.String(), req.session, start)
+			s.abandoned(r, &who, id, t.String(), req.session, start)
 			return
 		}
-		s.refuse(w, r, cfg, acct, t.String(), err)
+		s.refuse(w, r, cfg, &who, t.String(), err)
 		return
 	}
-	client, ref, err := s.hijack(w)
+	client, ref, err := s.hijack(w, who.Principal, id)
 	if err != nil {
 		stream.Close()
 		return
@@ -269,19 +281,87 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ref.cut.Load() {
 		end = "shutdown"
 	}
-	rec := []any{"session", hex.EncodeToString(req.session[:8]), "account", acct.Username, "client", r.RemoteAddr,
+	if why, ok := ref.revoked.Load().(string); ok {
+		end = "revoked: " + why
+	}
+	rec := append(whoFields(&who), "session", hex.EncodeToString(req.session[:8]), "client", r.RemoteAddr,
 		"customer", id.Customer, "system", id.System, "target", t.String(), "result", "ok", "status", http.StatusOK,
-		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", end}
+		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", end)
 	if via != "" {
 		rec = append(rec, "via", via)
 	}
 	s.opts.Audit.Info("tunnel", rec...)
+	s.history(people.Record{Kind: "tunnel", Session: hex.EncodeToString(req.session[:8]), Person: who.Username, Org: who.Org,
+		Client: r.RemoteAddr, Customer: id.Customer, System: id.System, Target: t.String(), Result: "ok", Status: http.StatusOK,
+		Detail: end, BytesUp: up, BytesDn: down, Duration: time.Since(start).Milliseconds()})
+}
+
+// whoFields are the audit fields naming who asked: the organisation's account, and the
+// person when it was a personal login (with the login kind: password or token).
+func whoFields(who *Identity) []any {
+	f := make([]any, 0, 24)
+	acct := ""
+	if who.Account != nil {
+		acct = who.Account.Username
+	}
+	f = append(f, "account", acct)
+	if who.Person {
+		login := "password"
+		if who.TokenID != "" {
+			login = "token"
+		}
+		f = append(f, "person", who.Username, "org", who.Org, "role", string(who.Role), "login", login)
+	}
+	return f
+}
+
+// authorize applies roles and the system's access mode (people.Service.Authorize); without
+// People every login is the account's own, as before people existed.
+func (s *Server) authorize(ctx context.Context, who Identity, id tunnel.Identity, target string) error {
+	if s.opts.People == nil {
+		return nil
+	}
+	return s.opts.People.Authorize(ctx, who.Principal, id.Customer, id.System, target)
+}
+
+// history stores a record in the people store's audit history, if there is one.
+func (s *Server) history(r people.Record) {
+	if s.opts.People != nil {
+		s.opts.People.Record(r)
+	}
+}
+
+// Revalidate ends every open tunnel that People no longer allows: its person disabled or
+// deleted, its token revoked, or the customer's grant ended. The broker calls it on every
+// change of the people store and twice a second (grants end by the clock). It returns how
+// many tunnels it cut.
+func (s *Server) Revalidate() int {
+	p := s.opts.People
+	if p == nil {
+		return 0
+	}
+	s.mu.Lock()
+	refs := make([]*tunnelRef, 0, len(s.tunnels))
+	for _, t := range s.tunnels {
+		refs = append(refs, t)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, t := range refs {
+		if err := p.Valid(t.who, t.id.Customer, t.id.System); err != nil {
+			if t.revoked.CompareAndSwap(nil, err.Error()) {
+				t.conn.Close()
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // abandoned records a CONNECT whose client hung up while the agent was still answering:
 // nothing is sent (nobody reads it), and it is not a refusal. A CONNECT that Close cut
 // during its setup is recorded as shut down instead.
-func (s *Server) abandoned(r *http.Request, acct *config.Account, id tunnel.Identity, target string, session [16]byte, start time.Time) {
+func (s *Server) abandoned(r *http.Request, who *Identity, id tunnel.Identity, target string, session [16]byte, start time.Time) {
 	s.mu.Lock()
 	result := "client gone"
 	if s.closing {
@@ -292,26 +372,26 @@ func (s *Server) abandoned(r *http.Request, acct *config.Account, id tunnel.Iden
 	if o := s.opts.Observer; o != nil {
 		o.Abandoned()
 	}
-	s.opts.Audit.Info("tunnel",
-		"session", hex.EncodeToString(session[:8]), "account", acct.Username, "client", r.RemoteAddr,
+	s.opts.Audit.Info("tunnel", append(whoFields(who),
+		"session", hex.EncodeToString(session[:8]), "client", r.RemoteAddr,
 		"customer", id.Customer, "system", id.System, "target", target, "result", result,
-		"duration_ms", time.Since(start).Milliseconds())
+		"duration_ms", time.Since(start).Milliseconds())...)
 }
 
 // authenticate runs the one credential check for every request.
-func (s *Server) authenticate(r *http.Request) (*config.Account, error) {
+func (s *Server) authenticate(r *http.Request) (Identity, error) {
 	user, pass, ok := parseBasic(r.Header.Get("Proxy-Authorization"))
 	if !ok {
-		return nil, errNoCredentials
+		return Identity{}, errNoCredentials
 	}
 	ip := clientaddr.IP(r.RemoteAddr)
 	if s.sharedLocked(user, ip) {
-		return nil, ErrLocked
+		return Identity{}, ErrLocked
 	}
 	// Auth logs refusals itself, sampled, so that a flood cannot fill the disk.
-	acct, err := s.opts.Auth.Check(user, pass, ip)
+	who, err := s.opts.Auth.Identify(user, pass, ip)
 	s.shareLock(user, ip, err)
-	return acct, err
+	return who, err
 }
 
 // route checks the account's rights on the target and names the system.
@@ -387,7 +467,7 @@ func (s *Server) reserveSystem(cfg *config.Broker, id tunnel.Identity) (func(), 
 }
 
 // refuse answers a refused request and records it.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Broker, acct *config.Account, target string, err error) {
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Broker, who *Identity, target string, err error) {
 	status, reason, text := statusFor(err, cfg.Domain)
 	h := w.Header()
 	h.Set(refusal.Header, string(reason))
@@ -412,7 +492,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 	if busy != nil {
 		guard.Pause(w, r, busy.RetryAfter())
 	}
-	if acct == nil {
+	if who == nil {
 		return // not authenticated: Auth logged it (sampled); no audit record
 	}
 	s.count.refused.Add(1)
@@ -420,25 +500,32 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 	if !ok {
 		return
 	}
-	s.opts.Audit.Info("tunnel", "account", acct.Username, "client", r.RemoteAddr, "target", target,
-		"result", "refused", "status", status, "reason", err.Error(), "suppressed_since_last", suppressed)
+	s.opts.Audit.Info("tunnel", append(whoFields(who), "client", r.RemoteAddr, "target", target,
+		"result", "refused", "status", status, "reason", err.Error(), "suppressed_since_last", suppressed)...)
+	s.history(people.Record{Kind: "refused", Person: who.Username, Org: who.Org, Client: r.RemoteAddr,
+		Target: target, Result: "refused", Status: status, Detail: err.Error()})
 }
 
 // tunnelRef is an open tunnel's entry in the tracking table.
 type tunnelRef struct {
 	conn net.Conn    // the hijacked connection, as the table knows it
 	cut  atomic.Bool // Close ended it
+	// who opened it to which system, for Revalidate.
+	who people.Principal
+	id  tunnel.Identity
+	// revoked is why Revalidate ended it (a string), unset otherwise.
+	revoked atomic.Value
 }
 
 // hijack takes the client connection over and confirms the tunnel. Bytes the client sent
 // early stay readable through the returned conn.
-func (s *Server) hijack(w http.ResponseWriter) (net.Conn, *tunnelRef, error) {
+func (s *Server) hijack(w http.ResponseWriter, who people.Principal, id tunnel.Identity) (net.Conn, *tunnelRef, error) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
 	conn = tunnel.BatchWrites(conn) // the relay's 64 KiB writes in one system call each
-	ref := &tunnelRef{conn: conn}
+	ref := &tunnelRef{conn: conn, who: who, id: id}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

@@ -28,4 +28,7 @@ const (
 	Limit            Reason = "limit"             // 429: too many open tunnels for the account or system
 	Busy             Reason = "busy"              // 429: too many logins from this address right now; honour Retry-After
 	TunnelFailed     Reason = "tunnel-failed"     // 502: the tunnel to the agent failed otherwise
+	Disabled         Reason = "disabled"          // 407: the personal login is disabled
+	Role             Reason = "role"              // 403: the login's role opens no tunnels (read-only, customer admin)
+	Approval         Reason = "approval"          // 403: the system needs the customer's approval; a request was recorded
 )
