@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/clientaddr"
 	"maintproxy/internal/gate"
 	"maintproxy/pac"
 	"maintproxy/people"
@@ -28,7 +29,7 @@ func (b *Broker) webHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", b.readyz)
 	mux.HandleFunc("GET "+tunnel.AgentCAPath, b.agentCA)
 	mux.HandleFunc("GET /certs", b.certsJSON)
-	mux.Handle("/com/remoteproxy/", pac.New(pac.Options{
+	mux.Handle("/com/remoteproxy/", b.statusOnly(pac.New(pac.Options{
 		Config:       b.Config,
 		Status:       b.systemStatus,
 		Authenticate: b.webAuth,
@@ -36,20 +37,52 @@ func (b *Broker) webHandler() http.Handler {
 		CertWarning:  b.certs.Warning,
 		ToolsDir:     b.opts.ToolsDir,
 		Logger:       b.log,
-	}))
+	})))
 	mux.Handle(api.Prefix, api.New(api.Options{People: b.people.svc, Config: b.Config, Authenticate: b.apiAuth}))
 	mux.Handle("GET /{$}", http.RedirectHandler("/com/remoteproxy/access", http.StatusFound))
 	return gate.Recover(securityHeaders(mux), b.log)
 }
 
 // webAuth is the password check of the web pages: the proxy's own, with its refusals
-// counted for the web listener.
+// counted for the web listener. For a personal login it returns the organisation's
+// account under the login's username, so that the pages' commands carry the person's
+// own username (and the copy endpoint their own password or token).
 func (b *Broker) webAuth(username, password, clientIP string) (*config.Account, error) {
-	acct, err := b.auth.Check(username, password, clientIP)
+	id, err := b.auth.Identify(username, password, clientIP)
+	if err == nil && id.Account == nil {
+		err = people.ErrNotTechnician
+	}
 	if err != nil {
 		b.metrics.webRefusal(err)
+		return nil, err
 	}
-	return acct, err
+	if !id.Person {
+		return id.Account, nil
+	}
+	as := *id.Account // shares the index of what the account reaches
+	as.Username = username
+	return &as, nil
+}
+
+// statusOnly keeps read-only people to the overview of the access pages (status only):
+// the system pages, their downloads and the copy endpoint carry commands and
+// credentials. Only a login that passes the check is refused here (403); anything else
+// goes on to the pages, which ask for credentials.
+func (b *Broker) statusOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if ok && strings.HasPrefix(r.URL.Path, "/com/remoteproxy/access/") {
+			name, _ := strings.CutSuffix(user, people.TokenUserSuffix)
+			if p, known := b.people.svc.Person(name); known && p.Role == people.RoleReadonly {
+				if id, err := b.auth.Identify(user, pass, clientaddr.IP(r.RemoteAddr)); err == nil && id.Role == people.RoleReadonly {
+					w.Header().Set("Cache-Control", "no-store")
+					http.Error(w, "read-only logins see the status overview only: no commands, credentials or downloads", http.StatusForbidden)
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // apiAuth is the password and token check of the API: the proxy's own.
