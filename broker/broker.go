@@ -328,6 +328,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 	goFn(func() error { return b.certs.Run(ctx) })
 	goFn(func() error { b.revalidate(ctx); return nil })
+	goFn(b.serveAdmin)
 	if b.dns != nil {
 		goFn(func() error { return b.dns.Serve(ctx) })
 	}

@@ -2,21 +2,37 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"maintproxy/config"
 	"maintproxy/people"
+	"maintproxy/people/api"
 )
+
+// AdminSocket is the file name, in data_dir, of a single broker's local API socket: the
+// people API with the operator's rights, for the maintproxy people, grants, backup and
+// restore commands while the broker runs (the bbolt file admits one process). Whoever can
+// open it is the operator: it is made 0600 in data_dir, like the CA key beside it.
+const AdminSocket = "admin.sock"
 
 // revalidateEvery is how often open tunnels are checked against the people store besides
 // its changes: an access grant ends by the clock, not by a write.
 const revalidateEvery = 500 * time.Millisecond
 
-// peopleStore is the broker's people store and what closes it once.
+// peopleStore is the broker's people store and what closes it once, with the local API
+// socket (single broker only).
 type peopleStore struct {
-	svc  *people.Service
-	once sync.Once
+	svc      *people.Service
+	once     sync.Once
+	adminLn  net.Listener
+	adminSrv *http.Server
 }
 
 // openPeople opens the people store of this broker.
@@ -43,7 +59,47 @@ func (b *Broker) openPeople(c *config.Broker) error {
 		return err
 	}
 	b.people = &peopleStore{svc: svc}
+	if b.cluster == nil {
+		// Without the socket the commands need the broker stopped: worth a warning, not
+		// a refusal to start.
+		if err := b.listenAdmin(c); err != nil {
+			b.log.Warn("no local API socket: the people, grants, backup and restore commands work only while the broker is stopped",
+				"err", err.Error())
+		}
+	}
 	return nil
+}
+
+// listenAdmin opens the local API socket. The broker holds the store's lock, so a socket
+// file left by a broker that died is stale and removed.
+func (b *Broker) listenAdmin(c *config.Broker) error {
+	path := filepath.Join(c.DataDir, AdminSocket)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("data_dir: the local API socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	b.people.adminLn = ln
+	b.people.adminSrv = &http.Server{
+		Handler:           api.New(api.Options{People: b.people.svc, Config: b.Config, Admin: true}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errorLog(b.log, "admin"),
+	}
+	return nil
+}
+
+// serveAdmin serves the local API socket until closePeople.
+func (b *Broker) serveAdmin() error {
+	if b.people.adminSrv == nil {
+		return nil
+	}
+	return serve(b.people.adminSrv, b.people.adminLn)
 }
 
 // closePeople closes the people store once (Run's end, or Close for a broker never run).
@@ -53,7 +109,13 @@ func (b *Broker) closePeople() error {
 		return nil
 	}
 	var err error
-	p.once.Do(func() { err = p.svc.Close() })
+	p.once.Do(func() {
+		if p.adminLn != nil {
+			p.adminSrv.Close()
+			p.adminLn.Close() // never served (Close without Run)
+		}
+		err = p.svc.Close()
+	})
 	return err
 }
 

@@ -2,7 +2,7 @@
 // configuration, `passwd` hashes a password (bcrypt), `agent-secret` makes an agent secret
 // and its hmac-sha256 hash, `certs show` and `certs regenerate` describe the certificates
 // and make a new identity CA, `demo` runs a self-contained broker with demo agents and
-// targets on loopback.
+// targets on loopback; `people`, `grants`, `backup` and `restore` manage the people store.
 package main
 
 import (
@@ -43,7 +43,8 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd(), certsCmd(), configCmd(), clusterCmd())
+	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd(), certsCmd(), configCmd(), clusterCmd(),
+		peopleCmd(), grantsCmd(), backupCmd(), restoreCmd())
 	return root
 }
 
