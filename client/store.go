@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Environment variables read by Resolve.
@@ -19,12 +20,24 @@ const (
 	EnvConfig   = "MAINT_CONFIG"         // the stored settings file
 )
 
-// Stored is what `maint login` keeps (file mode 0600).
+// Stored is what `maint login` keeps (file mode 0600): a token for a personal login, or
+// the password of an organisation's shared proxy account (which gets no token).
 type Stored struct {
 	Proxy    string `json:"proxy"`
 	Username string `json:"username"`
 	CAFile   string `json:"ca_file,omitempty"`
 	Password string `json:"password,omitempty"`
+	// Web is the broker's web listener the token came from (for logout).
+	Web string `json:"web,omitempty"`
+	// TokenUser and Token are the proxy credentials a token login gives, until TokenExpires.
+	TokenUser    string    `json:"token_user,omitempty"`
+	Token        string    `json:"token,omitempty"`
+	TokenExpires time.Time `json:"token_expires,omitzero"`
+}
+
+// TokenValid reports whether a stored token is there and not expired at now.
+func (s Stored) TokenValid(now time.Time) bool {
+	return s.Token != "" && s.TokenUser != "" && now.Before(s.TokenExpires)
 }
 
 // ConfigPath is where the settings are stored: $MAINT_CONFIG, or maint/config.json in the
@@ -108,6 +121,9 @@ func Resolve(flags Settings, getenv func(string) string, stored Stored) (Setting
 	case getenv(EnvPassword) != "":
 		s.Password = getenv(EnvPassword)
 		return s, EnvPassword
+	case stored.TokenValid(time.Now()) && (stored.Username == s.Username || s.Username == ""):
+		s.Username, s.Password = stored.TokenUser, stored.Token
+		return s, "token from maint login, valid until " + stored.TokenExpires.Local().Format("2006-01-02 15:04")
 	case stored.Password != "" && (stored.Username == s.Username || s.Username == ""):
 		s.Password = stored.Password
 		return s, "stored by maint login"

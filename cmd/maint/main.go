@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -53,9 +54,9 @@ const (
 
 // opts are the flags shared with proxytunnel.
 type opts struct {
-	proxy, proxyAuth, caFile, dest, listen string
-	standalone                             int
-	quiet, verbose, encrypt                bool
+	proxy, proxyAuth, caFile, dest, listen, web string
+	standalone                                  int
+	quiet, verbose, encrypt                     bool
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -113,11 +114,24 @@ proxytunnel's flags work too: maint -E --proxy=maint.example.com:6443
 	}
 	fwd.Flags().StringVarP(&o.listen, "listen", "l", "127.0.0.1:0", "local address (port 0: pick a free one)")
 	root.AddCommand(fwd)
-	root.AddCommand(&cobra.Command{
+	loginCmd := &cobra.Command{
 		Use:   "login",
-		Short: "Store proxy, username, CA file and password (asked on the terminal, or one line on stdin)",
+		Short: "Log in: a personal login gets a token for a working day; a shared proxy account's password is stored",
+		Long: `login asks for proxy, username, CA file and password (on the terminal, or the password as one
+line on stdin), then asks the broker's web site (--web, default admin.<domain>:443) for a token.
+A personal login gets one, valid for a working day, and only the token is stored; the proxy then
+takes it as the password of <username>+token. An organisation's shared proxy account gets no token:
+its password is stored, as before. The file is 0600 in your configuration directory.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return login(ctx, o, stdin, stdout) },
+	}
+	loginCmd.Flags().StringVar(&o.web, "web", "", "the broker's web site HOST:PORT (default admin.<domain>:443 from --proxy)")
+	root.AddCommand(loginCmd)
+	root.AddCommand(&cobra.Command{
+		Use:   "logout",
+		Short: "Revoke the stored token at the broker and forget it",
 		Args:  usageArgs(cobra.NoArgs),
-		RunE:  func(cmd *cobra.Command, _ []string) error { return login(ctx, o, stdin, stdout) },
+		RunE:  func(cmd *cobra.Command, _ []string) error { return logout(ctx, stdout) },
 	})
 	root.AddCommand(&cobra.Command{
 		Use:   "status",
@@ -297,6 +311,24 @@ func login(ctx context.Context, o opts, stdin io.Reader, stdout io.Writer) error
 	if err := s.Check(); err != nil {
 		return err
 	}
+	web := cmp.Or(o.web, stored.Web, client.WebAddr(s.Proxy))
+	tok, err := s.Login(ctx, web)
+	switch {
+	case err == nil:
+		next := client.Stored{Proxy: s.Proxy, Username: s.Username, CAFile: s.CAFile, Web: web,
+			TokenUser: tok.ProxyUsername, Token: tok.Token, TokenExpires: tok.Expires}
+		if err := client.Save(path, next); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Logged in as %s at %s: token valid until %s, stored in %s (mode 0600); your password is not stored.\n",
+			s.Username, s.Proxy, tok.Expires.Local().Format("2006-01-02 15:04"), path)
+		return nil
+	case !errors.Is(err, client.ErrNoToken):
+		return fmt.Errorf("not stored: %w", err)
+	case err.Error() != client.ErrNoToken.Error():
+		fmt.Fprintf(stdout, "No token (%v); checking and storing the password instead.\n", err)
+	}
+	// A shared proxy account (or a broker without tokens): check and store the password.
 	if err := s.CheckCredentials(ctx); err != nil {
 		return fmt.Errorf("not stored: %w", err)
 	}
@@ -304,6 +336,32 @@ func login(ctx context.Context, o opts, stdin io.Reader, stdout io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "The broker accepts %s at %s. Stored in %s (mode 0600).\n", s.Username, s.Proxy, path)
+	return nil
+}
+
+func logout(ctx context.Context, stdout io.Writer) error {
+	path, err := client.ConfigPath()
+	if err != nil {
+		return err
+	}
+	stored, err := client.Load(path)
+	if err != nil {
+		return err
+	}
+	if stored.Token == "" {
+		fmt.Fprintln(stdout, "No token stored.")
+		return nil
+	}
+	s := client.Settings{Proxy: stored.Proxy, CAFile: stored.CAFile}
+	err = s.Logout(ctx, stored.Web, stored.TokenUser, stored.Token)
+	stored.Token, stored.TokenUser, stored.TokenExpires = "", "", time.Time{}
+	if serr := client.Save(path, stored); serr != nil {
+		return serr
+	}
+	if err != nil {
+		return fmt.Errorf("token forgotten here, but not revoked at the broker: %w", err)
+	}
+	fmt.Fprintln(stdout, "Token revoked and forgotten.")
 	return nil
 }
 
