@@ -175,6 +175,7 @@ func New(o Options) (_ *Broker, err error) {
 		b.wireCluster(&po)
 	}
 	b.proxy = proxy.New(po)
+	b.adminServer()
 	b.web = &http.Server{
 		Handler:           b.webHandler(),
 		TLSConfig:         b.certs.WebTLSConfig(),

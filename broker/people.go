@@ -86,12 +86,19 @@ func (b *Broker) listenAdmin(c *config.Broker) error {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	b.people.adminLn = ln
+	return nil
+}
+
+// adminServer makes the local API socket's server, once the proxy exists.
+func (b *Broker) adminServer() {
+	if b.people.adminLn == nil {
+		return
+	}
 	b.people.adminSrv = &http.Server{
-		Handler:           api.New(api.Options{People: b.people.svc, Config: b.Config, Admin: true}),
+		Handler:           api.New(api.Options{People: b.people.svc, Config: b.Config, Admin: true, Tunnels: b.proxy}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errorLog(b.log, "admin"),
 	}
-	return nil
 }
 
 // serveAdmin serves the local API socket until closePeople.
@@ -110,8 +117,10 @@ func (b *Broker) closePeople() error {
 	}
 	var err error
 	p.once.Do(func() {
-		if p.adminLn != nil {
+		if p.adminSrv != nil {
 			p.adminSrv.Close()
+		}
+		if p.adminLn != nil {
 			p.adminLn.Close() // never served (Close without Run)
 		}
 		err = p.svc.Close()

@@ -266,6 +266,34 @@ func TestApprovalMode(t *testing.T) {
 		t.Fatalf("granted: %d %s", resp.status, resp.body)
 	}
 	roundTrip(t, resp.conn, "granted")
+
+	// The customer admin sees the open tunnels of its customer and ends one.
+	second := r.request(t, "alice", personPass, sys2)
+	if second.status != http.StatusOK {
+		t.Fatalf("second tunnel: %d", second.status)
+	}
+	var open []map[string]any
+	if code := r.call(t, c, "GET", "tunnels", "otheradmin", personPass, nil, &open); code != http.StatusOK || len(open) != 0 {
+		t.Errorf("another customer's admin sees tunnels: %d %v", code, open)
+	}
+	if code := r.call(t, c, "GET", "tunnels", "cadmin", personPass, nil, &open); code != http.StatusOK || len(open) != 2 || open[0]["person"] != "alice" {
+		t.Fatalf("cadmin's open tunnels: %d %v", code, open)
+	}
+	for _, o := range open {
+		if code := r.call(t, c, "DELETE", "tunnels/"+o["session"].(string), "otheradmin", personPass, nil, nil); code != http.StatusNotFound {
+			t.Errorf("another customer's admin ended a tunnel: %d", code)
+		}
+	}
+	for _, o := range open {
+		if o["client"] == second.conn.LocalAddr().String() {
+			if code := r.call(t, c, "DELETE", "tunnels/"+o["session"].(string), "cadmin", personPass, nil, nil); code != http.StatusOK {
+				t.Fatalf("cadmin ending a tunnel: %d", code)
+			}
+		}
+	}
+	waitClosed(t, second.conn, "the tunnel the customer admin ended")
+	waitFor(t, "the audit record of the ended tunnel", func() bool { return r.log.contains(`end="revoked: ended by cadmin"`) })
+	roundTrip(t, resp.conn, "the other tunnel is still open")
 	clock.Add(4*time.Hour - time.Minute)
 	roundTrip(t, resp.conn, "still inside the window")
 	clock.Add(time.Minute)
@@ -289,5 +317,34 @@ func TestApprovalMode(t *testing.T) {
 	}
 	if tunnels != 1 {
 		t.Errorf("customer admin's history has %d tunnels of alice, want 1: %+v", tunnels, hist)
+	}
+}
+
+// TestPeopleInCluster: a person added on one broker of a cluster logs in on another (the
+// records are in etcd), and disabling them on the first ends the tunnel that entered at the
+// second, forwarded to the first's agent.
+func TestPeopleInCluster(t *testing.T) {
+	target := startEcho(t)
+	ms, _ := startCluster(t, clusterOpts{brokers: 2, systems: []system{se1}})
+	b1, b2 := ms[0], ms[1]
+	clusterAgent(t, b1.ca, se1, webAddrs(b1), 1, map[string]string{"7": target.Addr()})
+	b2.waitHolders(t, se1, b1.node)
+	if _, err := b1.People().AddPerson(context.Background(), people.NewPerson{Username: "alice", Org: user, Role: people.RoleOperator, Password: personPass}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice known to b2", func() bool { _, ok := b2.People().Person("alice"); return ok })
+	resp := b2.request(t, "alice", personPass, "12345-se1.maint."+domain+":7")
+	if resp.status != http.StatusOK {
+		t.Fatalf("alice through b2: %d %s", resp.status, resp.body)
+	}
+	roundTrip(t, resp.conn, "across the cluster")
+	start := time.Now()
+	if err := b1.People().SetDisabled(context.Background(), "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, resp.conn, "alice's tunnel through b2 after b1 disabled her")
+	t.Logf("the tunnel entering at b2 ended %v after b1 disabled alice", time.Since(start).Round(time.Millisecond))
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("ended %v after disabling, want within 1s", d)
 	}
 }

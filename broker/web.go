@@ -38,7 +38,7 @@ func (b *Broker) webHandler() http.Handler {
 		ToolsDir:     b.opts.ToolsDir,
 		Logger:       b.log,
 	})))
-	mux.Handle(api.Prefix, api.New(api.Options{People: b.people.svc, Config: b.Config, Authenticate: b.apiAuth}))
+	mux.Handle(api.Prefix, api.New(api.Options{People: b.people.svc, Config: b.Config, Authenticate: b.apiAuth, Tunnels: b.proxy}))
 	mux.Handle("GET /{$}", http.RedirectHandler("/com/remoteproxy/access", http.StatusFound))
 	return gate.Recover(securityHeaders(mux), b.log)
 }

@@ -264,7 +264,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, cfg, &who, t.String(), err)
 		return
 	}
-	client, ref, err := s.hijack(w, who.Principal, id)
+	client, ref, err := s.hijack(w, TunnelInfo{Session: hex.EncodeToString(req.session[:8]), Account: acct.Username,
+		Person: who.Username, Org: who.Org, Customer: id.Customer, System: id.System, Target: t.String(),
+		Client: r.RemoteAddr, Since: start, who: who.Principal})
 	if err != nil {
 		stream.Close()
 		return
@@ -348,7 +350,7 @@ func (s *Server) Revalidate() int {
 	s.mu.Unlock()
 	n := 0
 	for _, t := range refs {
-		if err := p.Valid(t.who, t.id.Customer, t.id.System); err != nil {
+		if err := p.Valid(t.info.who, t.info.Customer, t.info.System); err != nil {
 			if t.revoked.CompareAndSwap(nil, err.Error()) {
 				t.conn.Close()
 				n++
@@ -510,22 +512,70 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 type tunnelRef struct {
 	conn net.Conn    // the hijacked connection, as the table knows it
 	cut  atomic.Bool // Close ended it
-	// who opened it to which system, for Revalidate.
-	who people.Principal
-	id  tunnel.Identity
-	// revoked is why Revalidate ended it (a string), unset otherwise.
+	// info says who opened it to which system (Tunnels, Revalidate); set before tracking.
+	info TunnelInfo
+	// revoked is why Revalidate or End ended it (a string), unset otherwise.
 	revoked atomic.Value
+}
+
+// TunnelInfo is one open tunnel of this broker.
+type TunnelInfo struct {
+	Session string `json:"session"`
+	// Account is the organisation's account; Person and Org who opened it (for the
+	// shared proxy account, the account's username and itself).
+	Account  string    `json:"account"`
+	Person   string    `json:"person"`
+	Org      string    `json:"org"`
+	Customer string    `json:"customer"`
+	System   string    `json:"system"`
+	Target   string    `json:"target"`
+	Client   string    `json:"client"`
+	Since    time.Time `json:"since"`
+
+	who people.Principal
+}
+
+// Tunnels lists this broker's open tunnels.
+func (s *Server) Tunnels() []TunnelInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]TunnelInfo, 0, len(s.tunnels))
+	for _, t := range s.tunnels {
+		out = append(out, t.info)
+	}
+	return out
+}
+
+// End cuts the open tunnel with the given session id; why goes into its audit record
+// (end: "revoked: why"). It reports whether the tunnel was open here.
+func (s *Server) End(session, why string) bool {
+	s.mu.Lock()
+	var ref *tunnelRef
+	for _, t := range s.tunnels {
+		if t.info.Session == session {
+			ref = t
+			break
+		}
+	}
+	s.mu.Unlock()
+	if ref == nil {
+		return false
+	}
+	if ref.revoked.CompareAndSwap(nil, why) {
+		ref.conn.Close()
+	}
+	return true
 }
 
 // hijack takes the client connection over and confirms the tunnel. Bytes the client sent
 // early stay readable through the returned conn.
-func (s *Server) hijack(w http.ResponseWriter, who people.Principal, id tunnel.Identity) (net.Conn, *tunnelRef, error) {
+func (s *Server) hijack(w http.ResponseWriter, info TunnelInfo) (net.Conn, *tunnelRef, error) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
 	conn = tunnel.BatchWrites(conn) // the relay's 64 KiB writes in one system call each
-	ref := &tunnelRef{conn: conn, who: who, id: id}
+	ref := &tunnelRef{conn: conn, info: info}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

@@ -14,7 +14,7 @@
 //	admin (maintproxy commands)  everything
 //	supervisor                   people of their organisation and those below it; its history
 //	operator, readonly           themselves (me, password, login, logout)
-//	customer-admin               their customer's modes, requests, grants and history
+//	customer-admin               their customer's modes, requests, grants, history and open tunnels
 package api
 
 import (
@@ -30,6 +30,7 @@ import (
 	"maintproxy/config"
 	"maintproxy/internal/clientaddr"
 	"maintproxy/people"
+	"maintproxy/proxy"
 )
 
 // Prefix is where the API is mounted.
@@ -50,6 +51,15 @@ type Options struct {
 	// Admin makes every request the broker's operator's, without credentials: only for
 	// the maintproxy commands' in-process use, never on a listener.
 	Admin bool
+	// Tunnels are this broker's open tunnels (the proxy); nil: the tunnel endpoints
+	// answer 404.
+	Tunnels Tunnels
+}
+
+// Tunnels lists and ends the broker's open tunnels (*proxy.Server).
+type Tunnels interface {
+	Tunnels() []proxy.TunnelInfo
+	End(session, why string) bool
 }
 
 type handler struct {
@@ -81,6 +91,8 @@ func New(o Options) http.Handler {
 		{"POST /api/v1/grants", h.addGrant},
 		{"DELETE /api/v1/grants/{id}", h.revokeGrant},
 		{"GET /api/v1/audit", h.audit},
+		{"GET /api/v1/tunnels", h.listTunnels},
+		{"DELETE /api/v1/tunnels/{session}", h.endTunnel},
 		{"GET /api/v1/backup", h.backup},
 		{"POST /api/v1/restore", h.restore},
 	}
@@ -501,6 +513,50 @@ func (h *handler) revokeGrant(w http.ResponseWriter, r *http.Request, p people.P
 	}
 	h.change(p, "revoked the grant of "+found.Username+" on "+found.Customer+"-"+found.System)
 	return nil, nil
+}
+
+// --- open tunnels ---
+
+// seesTunnel reports whether p may see (and end) t: the operator all, a customer admin
+// its customer's, a supervisor its organisations', anyone else their own.
+func (h *handler) seesTunnel(p people.Principal, t *proxy.TunnelInfo) bool {
+	switch p.Role {
+	case people.RoleAdmin:
+		return true
+	case people.RoleCustomerAdmin:
+		return strings.EqualFold(t.Customer, p.Customer)
+	case people.RoleSupervisor:
+		return h.o.Config().Under(t.Org, p.Org)
+	}
+	return t.Person == p.Username
+}
+
+func (h *handler) listTunnels(w http.ResponseWriter, r *http.Request, p people.Principal) (any, error) {
+	if h.o.Tunnels == nil {
+		return nil, errors.Join(people.ErrNotFound, errors.New("no tunnels here"))
+	}
+	out := []proxy.TunnelInfo{}
+	for _, t := range h.o.Tunnels.Tunnels() {
+		if h.seesTunnel(p, &t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func (h *handler) endTunnel(w http.ResponseWriter, r *http.Request, p people.Principal) (any, error) {
+	if h.o.Tunnels == nil {
+		return nil, errors.Join(people.ErrNotFound, errors.New("no tunnels here"))
+	}
+	id := r.PathValue("session")
+	for _, t := range h.o.Tunnels.Tunnels() {
+		if t.Session == id && h.seesTunnel(p, &t) {
+			h.o.Tunnels.End(id, "ended by "+p.Username)
+			h.change(p, "ended the tunnel "+id+" of "+t.Person+" to "+t.Target)
+			return nil, nil
+		}
+	}
+	return nil, errors.Join(people.ErrNotFound, errors.New("no such open tunnel on this broker"))
 }
 
 // --- history, backup ---
