@@ -95,6 +95,8 @@ var (
 	descOpened    = counterDesc("maintproxy_tunnels_opened_total", "Tunnels established.")
 	descRefused   = counterDesc("maintproxy_tunnels_refused_total", "Authenticated CONNECTs refused.")
 	descAbandoned = counterDesc("maintproxy_tunnels_abandoned_total", "CONNECTs whose technician hung up before the tunnel was up.")
+	descRevoked   = counterDesc("maintproxy_tunnels_revoked_total", "Tunnels cut because their right ended: person disabled, token revoked, grant over, ended by a customer admin.")
+	descHistDrop  = counterDesc("maintproxy_people_history_dropped_total", "Audit history records not stored (queue full or store failing); the audit log has them.")
 	descActive    = gaugeDesc("maintproxy_tunnels_active", "Tunnels open now.")
 	descBytesUp   = counterDesc("maintproxy_bytes_up_total", "Bytes from technicians to targets.")
 	descBytesDown = counterDesc("maintproxy_bytes_down_total", "Bytes from targets to technicians.")
@@ -148,7 +150,7 @@ func gaugeDesc(name, help string) *prometheus.Desc   { return prometheus.NewDesc
 type statsCollector struct{ m *metrics }
 
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRefusals, descOpened, descRefused, descAbandoned, descActive, descBytesUp, descBytesDown,
+	for _, d := range []*prometheus.Desc{descRefusals, descOpened, descRefused, descAbandoned, descRevoked, descHistDrop, descActive, descBytesUp, descBytesDown,
 		descAgents, descLocal, descReady, descPeerActive, descBrokers, descStoreReady, descConfigRev, descChecks, descCacheHits, descAuthFailed, descLockedOut, descLockouts, descUnrecorded, descAdmission,
 		descAdmRunning, descAdmWaiting, descLogins, descConnAccepted, descConnRefused, descConnOpen, descHandshake, descAcceptErr,
 		descCAExpiry, descCertExpiry, descCertWarn, descDNSQueries, descDNSRefused, descDNSLimited} {
@@ -169,6 +171,8 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descOpened, p.Opened)
 	counter(descRefused, p.Refused)
 	counter(descAbandoned, p.Abandoned)
+	counter(descRevoked, p.Revoked)
+	counter(descHistDrop, b.people.svc.Dropped())
 	gauge(descActive, p.Active)
 	counter(descBytesUp, p.BytesUp)
 	counter(descBytesDown, p.BytesDown)

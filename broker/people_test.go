@@ -199,6 +199,9 @@ func TestPeopleOnTheProxy(t *testing.T) {
 		t.Errorf("tunnels ended %v after disabling, want within 1s", d)
 	}
 	waitFor(t, "the audit record of the cut", func() bool { return r.log.contains("end=\"revoked: " + people.ErrDisabled.Error()) })
+	if n := r.metrics(t)["maintproxy_tunnels_revoked_total"]; n != 2 {
+		t.Errorf("maintproxy_tunnels_revoked_total = %v, want 2", n)
+	}
 	if resp := r.request(t, login.ProxyUsername, login.Token, sys1); resp.status != http.StatusProxyAuthRequired {
 		t.Errorf("disabled person's token: %d", resp.status)
 	}

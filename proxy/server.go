@@ -107,6 +107,7 @@ type Server struct {
 
 type counters struct {
 	opened, refused, active, abandoned atomic.Int64
+	revoked                            atomic.Int64
 	peerActive                         atomic.Int64
 	bytesUp, bytesDown                 atomic.Int64
 }
@@ -201,12 +202,14 @@ type Stats struct {
 	Abandoned int64
 	// PeerActive is the number of tunnels other brokers forward through this one's agents.
 	PeerActive int64
+	// Revoked counts tunnels cut because a change ended their right (Revalidate, End).
+	Revoked int64
 }
 
 // Stats returns the counters since start.
 func (s *Server) Stats() Stats {
 	return Stats{s.count.opened.Load(), s.count.refused.Load(), s.count.active.Load(), s.count.bytesUp.Load(), s.count.bytesDown.Load(),
-		s.count.abandoned.Load(), s.count.peerActive.Load()}
+		s.count.abandoned.Load(), s.count.peerActive.Load(), s.count.revoked.Load()}
 }
 
 // ServeHTTP handles one proxy request. Every request, whatever its method, passes the same
@@ -353,6 +356,7 @@ func (s *Server) Revalidate() int {
 		if err := p.Valid(t.info.who, t.info.Customer, t.info.System); err != nil {
 			if t.revoked.CompareAndSwap(nil, err.Error()) {
 				t.conn.Close()
+				s.count.revoked.Add(1)
 				n++
 			}
 		}
@@ -563,6 +567,7 @@ func (s *Server) End(session, why string) bool {
 	}
 	if ref.revoked.CompareAndSwap(nil, why) {
 		ref.conn.Close()
+		s.count.revoked.Add(1)
 	}
 	return true
 }
