@@ -23,6 +23,8 @@ type People struct {
 	RequestTTL time.Duration `mapstructure:"request_ttl"`
 	// MaxGrant bounds the window of one access grant (default 7 days).
 	MaxGrant time.Duration `mapstructure:"max_grant"`
+	// SessionIdle ends a web sign-in unused this long (default 15m).
+	SessionIdle time.Duration `mapstructure:"session_idle"`
 }
 
 // PasswordRules are the manual's rules for personal passwords.
@@ -49,6 +51,7 @@ const (
 	DefaultAuditRetention = 90 * 24 * time.Hour
 	DefaultRequestTTL     = 24 * time.Hour
 	DefaultMaxGrant       = 7 * 24 * time.Hour
+	DefaultSessionIdle    = 15 * time.Minute
 )
 
 func (p *People) applyDefaults() {
@@ -62,6 +65,7 @@ func (p *People) applyDefaults() {
 	p.AuditRetention = cmp.Or(p.AuditRetention, DefaultAuditRetention)
 	p.RequestTTL = cmp.Or(p.RequestTTL, DefaultRequestTTL)
 	p.MaxGrant = cmp.Or(p.MaxGrant, DefaultMaxGrant)
+	p.SessionIdle = cmp.Or(p.SessionIdle, DefaultSessionIdle)
 }
 
 func (p *People) validate() error {
@@ -88,6 +92,7 @@ func (p *People) validate() error {
 		{"people.audit_retention", p.AuditRetention, time.Hour, 10 * 365 * 24 * time.Hour},
 		{"people.request_ttl", p.RequestTTL, time.Minute, 31 * 24 * time.Hour},
 		{"people.max_grant", p.MaxGrant, time.Minute, 366 * 24 * time.Hour},
+		{"people.session_idle", p.SessionIdle, time.Minute, 24 * time.Hour},
 	} {
 		if d.v < d.min || d.v > d.max {
 			return fmt.Errorf("%s: %v is outside %v-%v", d.field, d.v, d.min, d.max)

@@ -9,11 +9,12 @@ const (
 	bucketModes    = "modes"
 	bucketRequests = "requests"
 	bucketGrants   = "grants"
+	bucketSessions = "sessions"
 	bucketAudit    = "audit"
 )
 
 // buckets lists every bucket, in the order a backup holds them.
-var buckets = [...]string{bucketPeople, bucketTokens, bucketModes, bucketRequests, bucketGrants, bucketAudit}
+var buckets = [...]string{bucketPeople, bucketTokens, bucketModes, bucketRequests, bucketGrants, bucketSessions, bucketAudit}
 
 // Backend is where the records live: a bbolt file (NewBolt) or etcd (NewEtcd). Keys order
 // bytewise within a bucket. Every method is safe for concurrent use.

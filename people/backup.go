@@ -133,6 +133,14 @@ func checkRecord(bucket, key string, v json.RawMessage) error {
 		if g.ID != key || !g.Until.After(g.From) {
 			return fmt.Errorf("not a grant record")
 		}
+	case bucketSessions:
+		var se Session
+		if err := strict(&se); err != nil {
+			return err
+		}
+		if len(key) != 64 || se.Username == "" {
+			return fmt.Errorf("not a session record")
+		}
 	case bucketAudit:
 		var r Record
 		if err := strict(&r); err != nil {

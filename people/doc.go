@@ -24,5 +24,6 @@
 //	modes     ‹customer›/‹system›   Mode
 //	requests  ‹id›                  Request
 //	grants    ‹id›                  Grant
+//	sessions  ‹sha-256 of id›       Session (web sign-in; the cookie's id is never stored)
 //	audit     ‹time›-‹node›-‹seq›   Record (ordered by time; pruned after people.audit_retention)
 package people

@@ -119,8 +119,9 @@ func (s *Service) pruneLoop() {
 }
 
 // Prune removes history older than people.audit_retention, answered requests older than
-// people.request_ttl (pending ones too, once that old), grants ended a day ago and tokens
-// expired a day ago (an expired token still in the store tells a revoked one apart).
+// people.request_ttl (pending ones too, once that old), grants ended a day ago, tokens
+// expired a day ago (an expired token still in the store tells a revoked one apart) and
+// idle web sessions.
 func (s *Service) Prune(ctx context.Context) error {
 	pol := s.o.Config().People
 	now := s.now()
@@ -150,6 +151,13 @@ func (s *Service) Prune(ctx context.Context) error {
 	for id, t := range snap.tokens {
 		if now.Sub(t.Expires) > 24*time.Hour {
 			if err := del(bucketTokens, id); err != nil {
+				return err
+			}
+		}
+	}
+	for id, se := range snap.sessions {
+		if now.Sub(se.LastSeen) > pol.SessionIdle {
+			if err := del(bucketSessions, id); err != nil {
 				return err
 			}
 		}

@@ -55,6 +55,7 @@ var (
 	ErrDisabled      = errors.New("this login is disabled; ask your supervisor")
 	ErrLocked        = errors.New("this login is locked after too many wrong passwords; wait or ask your supervisor")
 	ErrBadToken      = errors.New("token not valid (expired or revoked): run maint login again")
+	ErrNoSession     = errors.New("not signed in, or signed out after being idle: sign in again")
 	ErrReadonly      = errors.New("read-only users may not open tunnels")
 	ErrNotTechnician = errors.New("only technicians of an organisation may open tunnels")
 	ErrApproval      = errors.New("waiting for the customer's approval")
@@ -95,6 +96,16 @@ type Token struct {
 	Username string    `json:"username"`
 	Issued   time.Time `json:"issued"`
 	Expires  time.Time `json:"expires"`
+}
+
+// Session is a web sign-in (a cookie's); see Service.StartSession.
+type Session struct {
+	Username string    `json:"username"`
+	Started  time.Time `json:"started"`
+	// LastSeen is when it was last used, to a minute (it is written at most once a minute).
+	LastSeen time.Time `json:"last_seen"`
+	// CSRF is the token a form of this session must carry.
+	CSRF string `json:"csrf"`
 }
 
 // Mode is a system's access mode.

@@ -229,6 +229,45 @@ func TestService(t *testing.T) {
 				}
 			})
 
+			t.Run("sessions", func(t *testing.T) {
+				cookie, se, err := s.StartSession(ctx, "alice")
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, p, err := s.Session(ctx, cookie)
+				if err != nil || p.Username != "alice" || !got.CheckCSRF(se.CSRF) || got.CheckCSRF("") || got.CheckCSRF(se.CSRF+"x") {
+					t.Fatalf("Session: %+v %+v %v", got, p, err)
+				}
+				if _, _, err := s.Session(ctx, cookie+"x"); !errors.Is(err, ErrNoSession) {
+					t.Errorf("a wrong cookie: %v", err)
+				}
+				r.clock.Add(config.DefaultSessionIdle - time.Second)
+				if _, _, err := s.Session(ctx, cookie); err != nil {
+					t.Errorf("used within the idle timeout: %v", err)
+				}
+				r.clock.Add(config.DefaultSessionIdle - time.Second)
+				if _, _, err := s.Session(ctx, cookie); err != nil {
+					t.Errorf("the last use restarted the idle timeout: %v", err)
+				}
+				r.clock.Add(config.DefaultSessionIdle)
+				if _, _, err := s.Session(ctx, cookie); !errors.Is(err, ErrNoSession) {
+					t.Errorf("idle for the timeout: %v", err)
+				}
+				cookie, _, _ = s.StartSession(ctx, "alice")
+				if err := s.EndSession(ctx, cookie); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := s.Session(ctx, cookie); !errors.Is(err, ErrNoSession) {
+					t.Errorf("after sign-out: %v", err)
+				}
+				cookie, _, _ = s.StartSession(ctx, "alice")
+				s.SetDisabled(ctx, "alice", true)
+				s.SetDisabled(ctx, "alice", false)
+				if _, _, err := s.Session(ctx, cookie); !errors.Is(err, ErrNoSession) {
+					t.Errorf("a session outlived its person's disabling: %v", err)
+				}
+			})
+
 			t.Run("approval", func(t *testing.T) {
 				alice, _ := s.Principal("alice")
 				if err := s.SetMode(ctx, "200", "SE1", ModeApproval, "cadmin"); err != nil {

@@ -43,6 +43,7 @@ type snapshot struct {
 	modes    map[string]*Mode  // by customer/system
 	requests map[string]*Request
 	grants   map[string]*Grant
+	sessions map[string]*Session // by id (hex SHA-256 of the cookie's value)
 }
 
 // Service is the people store with its in-memory snapshot. Reads never touch the store.
@@ -130,13 +131,14 @@ func (s *Service) Subscribe(f func()) {
 func (s *Service) reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	n := &snapshot{people: map[string]*Person{}, tokens: map[string]*Token{}, modes: map[string]*Mode{},
-		requests: map[string]*Request{}, grants: map[string]*Grant{}}
+		requests: map[string]*Request{}, grants: map[string]*Grant{}, sessions: map[string]*Session{}}
 	err := errors.Join(
 		loadInto(ctx, s.o.Backend, bucketPeople, n.people),
 		loadInto(ctx, s.o.Backend, bucketTokens, n.tokens),
 		loadInto(ctx, s.o.Backend, bucketModes, n.modes),
 		loadInto(ctx, s.o.Backend, bucketRequests, n.requests),
 		loadInto(ctx, s.o.Backend, bucketGrants, n.grants),
+		loadInto(ctx, s.o.Backend, bucketSessions, n.sessions),
 	)
 	if err == nil {
 		s.snap.Store(n)
@@ -534,19 +536,34 @@ func (s *Service) VerifyToken(user, token string) (Principal, error) {
 	return p, nil
 }
 
-// RevokeTokens removes every token of username and returns how many there were.
+// RevokeTokens removes every token and web session of username and returns how many
+// tokens there were.
 func (s *Service) RevokeTokens(ctx context.Context, username string) (int, error) {
-	n := 0
-	for id, t := range s.snap.Load().tokens {
-		if t.Username != username {
-			continue
+	n, changed := 0, false
+	del := func(bucket, id string) error {
+		changed = true
+		if err := s.o.Backend.Update(ctx, bucket, id, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
+			return fmt.Errorf("%w: %w", ErrStore, err)
 		}
-		if err := s.o.Backend.Update(ctx, bucketTokens, id, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
-			return n, err
-		}
-		n++
+		return nil
 	}
-	if n == 0 {
+	snap := s.snap.Load()
+	for id, t := range snap.tokens {
+		if t.Username == username {
+			if err := del(bucketTokens, id); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	for id, se := range snap.sessions {
+		if se.Username == username {
+			if err := del(bucketSessions, id); err != nil {
+				return n, err
+			}
+		}
+	}
+	if !changed {
 		return 0, nil
 	}
 	return n, s.reload(ctx)
