@@ -44,6 +44,9 @@ type snapshot struct {
 	requests map[string]*Request
 	grants   map[string]*Grant
 	sessions map[string]*Session // by id (hex SHA-256 of the cookie's value)
+	// byGrantee indexes grants by customer/system/username: Valid runs for every open
+	// tunnel twice a second.
+	byGrantee map[string][]*Grant
 }
 
 // Service is the people store with its in-memory snapshot. Reads never touch the store.
@@ -141,6 +144,11 @@ func (s *Service) reload(ctx context.Context) error {
 		loadInto(ctx, s.o.Backend, bucketSessions, n.sessions),
 	)
 	if err == nil {
+		n.byGrantee = make(map[string][]*Grant, len(n.grants))
+		for _, g := range n.grants {
+			k := grantKey(g.Customer, g.System, g.Username)
+			n.byGrantee[k] = append(n.byGrantee[k], g)
+		}
 		s.snap.Store(n)
 	}
 	s.reloadMu.Unlock()
@@ -597,12 +605,16 @@ func (s *Service) SetMode(ctx context.Context, customer, system, mode, by string
 
 // activeGrant returns a grant for username on customer/system in force at now.
 func (s *Service) activeGrant(customer, system, username string, now time.Time) *Grant {
-	for _, g := range s.snap.Load().grants {
-		if g.Customer == customer && g.System == system && g.Username == username && g.Active(now) {
+	for _, g := range s.snap.Load().byGrantee[grantKey(customer, system, username)] {
+		if g.Active(now) {
 			return g
 		}
 	}
 	return nil
+}
+
+func grantKey(customer, system, username string) string {
+	return customer + "/" + system + "/" + username
 }
 
 // Authorize decides whether p may open a tunnel to customer/system (names as configured)
