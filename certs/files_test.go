@@ -72,11 +72,7 @@ func filesConfig(t *testing.T) (*config.Broker, *identityCA) {
 func TestFilesReloadWithoutRestart(t *testing.T) {
 	cfg, ca := filesConfig(t)
 	clk := testclock.New(time.Now())
-	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Logger: logs.logger(), Now: clk.Now, CheckInterval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now, CheckInterval: 10 * time.Millisecond})
 	if string(m.RootPEM()) != string(ca.pem) {
 		t.Error("RootPEM is not the self-signed top of the chain")
 	}

@@ -2,8 +2,6 @@ package certs
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"os"
@@ -43,14 +41,8 @@ func newTestAgent(t *testing.T, rootPEM []byte) *testAgent {
 // the served chain.
 func (a *testAgent) dial(addr string, now time.Time) ([]*x509.Certificate, error) {
 	cfg := a.trust.TLSConfig("admin."+testDomain, func() time.Time { return now })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	return c.(*tls.Conn).ConnectionState().PeerCertificates, nil
+	cs, err := handshake(addr, cfg)
+	return cs.PeerCertificates, err
 }
 
 // fetch is the agent's fetch after a login: connect, then take the published roots (what
@@ -99,11 +91,7 @@ func issuerOf(t *testing.T, addr string, now time.Time, roots []byte) *x509.Cert
 func TestRolloverWalkthrough(t *testing.T) {
 	cfg := testConfig(t, config.ModeSelfSigned)
 	clk := testclock.New(time.Now())
-	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now})
 	web := serveTLS(t, m.WebTLSConfig())
 	oldPEM := m.RootPEM()
 	old, err := loadCA(cfg.DataDir)
@@ -232,11 +220,7 @@ func TestRolloverWarningRepeatsDaily(t *testing.T) {
 	m.check()
 	sw := m.Describe().Rollover.SwitchAt
 	clk.Set(sw.Add(-44*day - time.Hour))
-	logs := &logBuffer{}
-	m, err = New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now})
 	if n := strings.Count(logs.String(), "(in 44 days)"); n != 1 {
 		t.Fatalf("warning logged %d times at start, want 1:\n%s", n, logs.String())
 	}
@@ -263,11 +247,7 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 	}
 	old, _ := loadCA(cfg.DataDir)
 	clk := testclock.New(old.cert.NotAfter.Add(400 * day))
-	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now})
 	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "expired before its successor was published") {
 		t.Errorf("no loud log for a switch without overlap:\n%s", logs.String())
 	}
@@ -286,11 +266,7 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 	// The same while running: Run's check finds the CA expired.
 	cfg2 := testConfig(t, config.ModeSelfSigned)
 	clk2 := testclock.New(time.Now())
-	logs2 := &logBuffer{}
-	m2, err := New(Options{Config: cfg2, Now: clk2.Now, Logger: logs2.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2, logs2 := newLogged(t, Options{Config: cfg2, Now: clk2.Now})
 	oldRoot := m2.RootPEM()
 	// Without a check for over three years (a frozen Run): the CA has expired.
 	clk2.Set(m2.CAExpiry().Add(time.Minute))
@@ -308,11 +284,7 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 func TestRegenerate(t *testing.T) {
 	cfg := testConfig(t, config.ModeSelfSigned)
 	clk := testclock.New(time.Now())
-	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now})
 	web := serveTLS(t, m.WebTLSConfig())
 	oldPEM := m.RootPEM()
 	agent := newTestAgent(t, oldPEM)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"maintproxy/cluster/peer"
+	"maintproxy/internal/testkit"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/crypto/acme/autocert"
@@ -39,7 +40,7 @@ func TestConfigPushAndWatch(t *testing.T) {
 	got := make(chan pushed, 10)
 	b.WatchConfig(func(y []byte, rev int64) { got <- pushed{y, rev} })
 
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	var lat []time.Duration
 	var last int64
 	for i := 0; i < 20; i++ {
@@ -106,7 +107,7 @@ func TestLocksAndCountsAcrossBrokers(t *testing.T) {
 	ep := startEtcd(t)
 	a := open(t, opts(ep, "b1"))
 	b := open(t, opts(ep, "b2"))
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 
 	until := time.Now().Add(time.Minute)
 	start := time.Now()
@@ -178,7 +179,7 @@ func TestEnsureCAConcurrentAndSealed(t *testing.T) {
 		}
 		defer c.Close()
 		go func() {
-			cert, key, err := c.EnsureCA(ctxT(t, 10*time.Second), makeCA(fmt.Sprint("b", i)))
+			cert, key, err := c.EnsureCA(testkit.Context(t, 10*time.Second), makeCA(fmt.Sprint("b", i)))
 			out <- res{cert, key, err}
 		}()
 	}
@@ -194,7 +195,7 @@ func TestEnsureCAConcurrentAndSealed(t *testing.T) {
 	}
 
 	cli := raw(t, ep)
-	resp, err := cli.Get(ctxT(t, 5*time.Second), "/mp-test/ca/identity")
+	resp, err := cli.Get(testkit.Context(t, 5*time.Second), "/mp-test/ca/identity")
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("ca key: %v", err)
 	}
@@ -214,7 +215,7 @@ func TestEnsureCAConcurrentAndSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, _, err := other.EnsureCA(ctxT(t, 5*time.Second), makeCA("other")); !errors.Is(err, ErrBadSecret) {
+	if _, _, err := other.EnsureCA(testkit.Context(t, 5*time.Second), makeCA("other")); !errors.Is(err, ErrBadSecret) {
 		t.Errorf("wrong secret: %v", err)
 	}
 
@@ -223,7 +224,7 @@ func TestEnsureCAConcurrentAndSealed(t *testing.T) {
 	defer c1.Close()
 	c2, _ := Dial(opts(ep, "x"))
 	defer c2.Close()
-	ctx := ctxT(t, 5*time.Second)
+	ctx := testkit.Context(t, 5*time.Second)
 	var cache autocert.Cache = c1.Cache("acme")
 	if _, err := cache.Get(ctx, "maint.example.com"); err != autocert.ErrCacheMiss {
 		t.Fatalf("miss: %v", err)
@@ -288,7 +289,7 @@ func TestPeerTrustFromDirectory(t *testing.T) {
 	open := func() error {
 		d := &peer.Dialer{Identity: id2, Resolve: b.Directory().Resolve}
 		defer d.Close()
-		conn, rep, err := d.Open(ctxT(t, 5*time.Second), "b1", peer.Request{Customer: "12345", System: "se1", Port: 22})
+		conn, rep, err := d.Open(testkit.Context(t, 5*time.Second), "b1", peer.Request{Customer: "12345", System: "se1", Port: 22})
 		if err != nil {
 			return err
 		}

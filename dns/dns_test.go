@@ -13,6 +13,7 @@ import (
 
 	"maintproxy/config"
 	"maintproxy/internal/testclock"
+	"maintproxy/internal/testkit"
 )
 
 const testDomain = "example.test"
@@ -55,18 +56,6 @@ func startDNS(t *testing.T, rate int, now func() time.Time) *Server {
 		}
 	})
 	return s
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 func query(t *testing.T, s *Server, network, name string, qtype uint16, rd bool) *mdns.Msg {
@@ -264,7 +253,7 @@ func TestDNSRateLimit(t *testing.T) {
 	}
 	// settled waits until the server has judged every query sent so far.
 	settled := func(over uint64) {
-		waitFor(t, "every query judged", func() bool {
+		testkit.WaitFor(t, 10*time.Second, "every query judged", func() bool {
 			st := s.Stats()
 			return st.Queries == uint64(sent) && st.Dropped+st.Truncated == over
 		})

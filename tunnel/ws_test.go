@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/testkit"
 )
 
 // clientFrame is a masked frame as a client sends it.
@@ -34,7 +35,7 @@ func TestWSReadFraming(t *testing.T) {
 	in.Write(clientFrame(true, opContinuation, data[70001:]))
 	in.Write(clientFrame(true, opBinary, nil))
 	in.Write(clientFrame(true, opClose, []byte{0x03, 0xe8}))
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	c := newWSConn(nopCloser{out}, &in, nil, false)
 	got, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(got, data) {
@@ -55,7 +56,7 @@ func TestWSReadFraming(t *testing.T) {
 		"fragmented ping":    clientFrame(false, opPing, nil),
 		"oversized ping":     clientFrame(true, opPing, make([]byte, 126)),
 	} {
-		c := newWSConn(nopCloser{&syncBuffer{}}, bytes.NewReader(frames), nil, false)
+		c := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frames), nil, false)
 		if _, err := io.ReadAll(c); !errors.Is(err, errProtocol) {
 			t.Errorf("%s: err %v, want a protocol error", name, err)
 		}
@@ -65,7 +66,7 @@ func TestWSReadFraming(t *testing.T) {
 // TestWSWriteBatches checks what a client-side wsConn puts on the wire: each flush one
 // masked binary frame that unmasks to the yamux frames in order.
 func TestWSWriteBatches(t *testing.T) {
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	c := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, true)
 	var want []byte
 	for i := range 50 {
@@ -82,7 +83,7 @@ func TestWSWriteBatches(t *testing.T) {
 	}
 	c.waitFlushed(5 * time.Second)
 	// Read the frames back as the broker would.
-	r := newWSConn(nopCloser{&syncBuffer{}}, bytes.NewReader(out.Bytes()), nil, false)
+	r := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(out.Bytes()), nil, false)
 	got, err := io.ReadAll(r)
 	if !errors.Is(err, io.ErrUnexpectedEOF) && err != nil {
 		t.Fatal(err)
@@ -90,23 +91,6 @@ func TestWSWriteBatches(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("read back %d bytes, want %d", len(got), len(want))
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
 }
 
 type nopCloser struct{ io.Writer }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"maintproxy/internal/testkit"
 	"net"
 	"runtime"
 	"testing"
@@ -50,7 +51,7 @@ func TestEchoHalfCloseAndClose(t *testing.T) {
 	if _, err := net.Dial("tcp", s.Addr()); err == nil {
 		t.Fatal("still accepting after Close")
 	}
-	waitGoroutines(t, before)
+	testkit.WaitGoroutines(t, before)
 }
 
 // TestEchoStopsWithContext: cancelling the context given to Start stops the server.
@@ -74,16 +75,4 @@ func TestEchoStopsWithContext(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.Close()
-}
-
-func waitGoroutines(t *testing.T, want int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > want {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, want %d:\n%s", runtime.NumGoroutine(), want, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"maintproxy/internal/relay"
+	"maintproxy/internal/testkit"
 )
 
 // Ports in tests.
@@ -96,7 +97,7 @@ type External struct {
 	Ports []int
 	// Exited is closed when the program has exited.
 	Exited <-chan struct{}
-	out    *outputBuffer
+	out    *testkit.Buffer
 	pgid   int
 }
 
@@ -121,7 +122,7 @@ func StartExternal(t testing.TB, name, host string, n int, newCmd func(ports []i
 	for attempt := 1; attempt <= 3; attempt++ {
 		ports := pickPorts(t, host, n)
 		cmd := newCmd(ports)
-		out := &outputBuffer{}
+		out := &testkit.Buffer{}
 		if cmd.Stdout == nil {
 			cmd.Stdout = out
 		}
@@ -374,22 +375,4 @@ func (f *Forward) To(addr string) {
 		f.to = addr
 		close(f.ready)
 	})
-}
-
-// outputBuffer collects a process's output while the test reads it.
-type outputBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *outputBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *outputBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
