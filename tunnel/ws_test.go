@@ -6,11 +6,11 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/conns"
 	"maintproxy/internal/testkit"
 )
 
@@ -171,28 +171,14 @@ func sourceServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	s := conns.Serve(ln, 0, func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		for range (1 << 30) / len(buf) {
+			if _, err := c.Write(buf); err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for range (1 << 30) / len(buf) {
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return ln.Addr().String()
+	})
+	t.Cleanup(func() { s.Close() })
+	return s.Addr()
 }

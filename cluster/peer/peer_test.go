@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"maintproxy/internal/testkit"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -16,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"maintproxy/internal/testkit"
 )
 
 // book is a stand-in for the cluster directory: published fingerprints and addresses.

@@ -5,11 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
-	"maintproxy/internal/testkit"
 	"net"
 	"runtime"
 	"testing"
 	"time"
+
+	"maintproxy/internal/testkit"
 )
 
 // TestEchoHalfCloseAndClose: bytes come back, the client's half-close is answered with

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"maintproxy/internal/conns"
 	"maintproxy/internal/relay"
 	"maintproxy/internal/testkit"
 )
@@ -306,60 +307,32 @@ func StartForward(t testing.TB) *Forward {
 		t.Fatal(err)
 	}
 	f := &Forward{ln: ln, ready: make(chan struct{})}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
 	closed := make(chan struct{})
+	var upstream conns.Set
+	s := conns.Serve(ln, 0, func(c net.Conn) {
+		select {
+		case <-f.ready:
+		case <-closed:
+			return
+		case <-time.After(30 * time.Second):
+			return
+		}
+		u, err := net.DialTimeout("tcp", f.to, 10*time.Second)
+		if err != nil {
+			return
+		}
+		if !upstream.Add(u, 0) {
+			u.Close()
+			return
+		}
+		defer upstream.Remove(u)
+		relay.Copy(c, u)
+	})
 	t.Cleanup(func() {
 		close(closed)
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+		upstream.Close()
+		s.Close()
 	})
-	track := func(c net.Conn, on bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if on {
-			conns[c] = true
-		} else {
-			delete(conns, c)
-		}
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			track(c, true)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer track(c, false)
-				defer c.Close()
-				select {
-				case <-f.ready:
-				case <-closed:
-					return
-				case <-time.After(30 * time.Second):
-					return
-				}
-				u, err := net.DialTimeout("tcp", f.to, 10*time.Second)
-				if err != nil {
-					return
-				}
-				track(u, true)
-				defer track(u, false)
-				relay.Copy(c, u)
-			}()
-		}
-	}()
 	return f
 }
 

@@ -14,10 +14,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"maintproxy/internal/conns"
 	"maintproxy/internal/echo"
 )
 
@@ -33,52 +33,17 @@ func StartEcho(t testing.TB, addr string) string {
 	return s.Addr()
 }
 
-// serveTCP accepts on addr until the test ends, running handle for each connection; all
-// handlers are done before cleanup returns.
-func serveTCP(t testing.TB, addr string, handle func(net.Conn)) string {
+// StartTCP runs handle for each connection on addr until the test ends; all handlers are
+// done before cleanup returns.
+func StartTCP(t testing.TB, addr string, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { mu.Lock(); delete(conns, c); mu.Unlock(); c.Close() }()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
-// StartTCP runs handle for each connection on addr until the test ends.
-func StartTCP(t testing.TB, addr string, handle func(net.Conn)) string {
-	t.Helper()
-	return serveTCP(t, addr, handle)
+	s := conns.Serve(ln, 0, handle)
+	t.Cleanup(func() { s.Close() })
+	return s.Addr()
 }
 
 // StartHTTPS serves h over TLS with cert on addr until the test ends.
