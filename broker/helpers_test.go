@@ -14,20 +14,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/broker"
 	"maintproxy/certs"
 	"maintproxy/config"
 	"maintproxy/internal/echo"
+	"maintproxy/internal/testenv"
 	"maintproxy/internal/testkit"
 	"maintproxy/tunnel"
 )
@@ -388,50 +385,10 @@ func (r *rig) get(t *testing.T, c *http.Client, path string) (int, http.Header, 
 	return resp.StatusCode, resp.Header, string(body)
 }
 
-// metrics scrapes the metrics listener and parses it with the Prometheus text parser into
-// series → value; a series is its name, followed by its labels as name="value" in order,
-// in braces (as the exposition writes them).
+// metrics scrapes the metrics listener (testenv.Scrape).
 func (r *rig) metrics(t testing.TB) map[string]float64 {
 	t.Helper()
-	// No keep-alive: a scrape leaves no connection (nor goroutines) behind.
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + r.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatalf("scraping the metrics listener: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d", resp.StatusCode)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	m := map[string]float64{}
-	for name, f := range fams {
-		for _, s := range f.GetMetric() {
-			key := name
-			if len(s.GetLabel()) > 0 {
-				var ls []string
-				for _, l := range s.GetLabel() {
-					ls = append(ls, l.GetName()+"="+strconv.Quote(l.GetValue()))
-				}
-				key += "{" + strings.Join(ls, ",") + "}"
-			}
-			switch {
-			case s.Counter != nil:
-				m[key] = s.GetCounter().GetValue()
-			case s.Gauge != nil:
-				m[key] = s.GetGauge().GetValue()
-			case s.Histogram != nil:
-				m[key+"_count"] = float64(s.GetHistogram().GetSampleCount())
-			case s.Untyped != nil:
-				m[key] = s.GetUntyped().GetValue()
-			}
-		}
-	}
-	return m
+	return testenv.Scrape(t, r.MetricsAddr().String())
 }
 
 // waitFor polls cond until it holds, failing the test after 10 seconds.
