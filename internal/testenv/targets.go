@@ -5,12 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 
 	"maintproxy/internal/conns"
 	"maintproxy/internal/echo"
+	"maintproxy/internal/testkit"
 )
 
 // StartEcho runs the echo target (package echo) on addr (e.g. "127.0.0.9:0") until the test
@@ -141,15 +140,7 @@ func (e *Env) Request(t testing.TB, user, pass, method, target string) Reply {
 	if err != nil {
 		t.Fatalf("dialing the proxy: %v", err)
 	}
-	host := target
-	if u, err := url.Parse(target); err == nil && u.Host != "" {
-		host = u.Host
-	}
-	req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n", method, target, host)
-	if user != "" {
-		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)) + "\r\n"
-	}
-	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+	if _, err := io.WriteString(c, testkit.ProxyRequest(method, target, user, pass)); err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
