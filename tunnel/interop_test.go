@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/config"
+	"maintproxy/internal/testenv"
 )
 
 // Agents and brokers released before this link layer speak websocket through
@@ -127,7 +128,7 @@ func TestOldAgentNewBroker(t *testing.T) {
 // TestNewAgentOldBroker: the agent logs in to a broker of an earlier release, which opens
 // a tunnel through it, pings it, and closes the websocket with the close handshake.
 func TestNewAgentOldBroker(t *testing.T) {
-	echo := echoServer(t)
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	result := make(chan error, 1)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != AgentPath { // e.g. the agent fetching the published roots
