@@ -45,14 +45,11 @@ func configCmd() *cobra.Command {
 			if _, err := cfg.WithShared(doc); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
-			cli, err := dialStore(cfg)
-			if err != nil {
+			var rev int64
+			err = withStore(cmd.Context(), cfg, func(ctx context.Context, cli *cluster.Client) (err error) {
+				rev, err = cli.PushConfig(ctx, doc)
 				return err
-			}
-			defer cli.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), storeTimeout)
-			defer cancel()
-			rev, err := cli.PushConfig(ctx, doc)
+			})
 			if err != nil {
 				return err
 			}
@@ -77,18 +74,13 @@ func clusterCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cli, err := dialStore(cfg)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), storeTimeout)
-			defer cancel()
-			st, err := cli.Status(ctx)
-			if err != nil {
-				return err
-			}
-			return printStatus(cmd.OutOrStdout(), st)
+			return withStore(cmd.Context(), cfg, func(ctx context.Context, cli *cluster.Client) error {
+				st, err := cli.Status(ctx)
+				if err != nil {
+					return err
+				}
+				return printStatus(cmd.OutOrStdout(), st)
+			})
 		},
 	}
 	status.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
@@ -147,11 +139,19 @@ func loadClusterFile(path string) (*config.Broker, []byte, error) {
 	return cfg, raw, nil
 }
 
-// dialStore connects to the cluster's etcd as a plain client (no lease, not a broker).
-func dialStore(cfg *config.Broker) (*cluster.Client, error) {
+// withStore connects to the cluster's etcd as a plain client (no lease, not a broker) and
+// runs f with it, within storeTimeout.
+func withStore(ctx context.Context, cfg *config.Broker, f func(context.Context, *cluster.Client) error) error {
 	opts, err := cluster.FromConfig(&cfg.Cluster)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return cluster.Dial(opts)
+	cli, err := cluster.Dial(opts)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	return f(ctx, cli)
 }
