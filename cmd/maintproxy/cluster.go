@@ -139,14 +139,19 @@ func loadClusterFile(path string) (*config.Broker, []byte, error) {
 	return cfg, raw, nil
 }
 
-// withStore connects to the cluster's etcd as a plain client (no lease, not a broker) and
-// runs f with it, within storeTimeout.
-func withStore(ctx context.Context, cfg *config.Broker, f func(context.Context, *cluster.Client) error) error {
+// dialStore connects to the cluster's etcd as a plain client (no lease, not a broker).
+func dialStore(cfg *config.Broker) (*cluster.Client, error) {
 	opts, err := cluster.FromConfig(&cfg.Cluster)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cli, err := cluster.Dial(opts)
+	return cluster.Dial(opts)
+}
+
+// withStore runs f with a plain client of the cluster's store (dialStore), within
+// storeTimeout, and closes the client.
+func withStore(ctx context.Context, cfg *config.Broker, f func(context.Context, *cluster.Client) error) error {
+	cli, err := dialStore(cfg)
 	if err != nil {
 		return err
 	}
