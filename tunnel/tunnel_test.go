@@ -23,7 +23,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/config"
-	"maintproxy/internal/conns"
 	"maintproxy/internal/testenv"
 )
 
@@ -193,28 +192,9 @@ func TestKeepaliveDetectsDeadPeer(t *testing.T) {
 // per connection pair, returning when the pair is done) until the test ends.
 func startRelay(t *testing.T, target string, both func(c, u net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var upstream conns.Set
-	s := conns.Serve(ln, 0, func(c net.Conn) {
-		u, err := net.Dial("tcp", target)
-		if err != nil {
-			return
-		}
-		if !upstream.Add(u, 0) {
-			u.Close()
-			return
-		}
-		defer upstream.Remove(u)
-		both(c, u)
-	})
-	t.Cleanup(func() {
-		upstream.Close()
-		s.Close()
-	})
-	return s.Addr()
+	return testenv.StartRelay(t, func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", target)
+	}, both)
 }
 
 // freezer is a TCP relay whose existing connections can be frozen: they swallow all

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -287,37 +288,20 @@ func processGroup(pid int) int {
 	return pgrp
 }
 
-// Forward is a port on 127.0.0.1 that exists before the server behind it: it listens at
-// once and relays each connection to the address given later to To; a connection that
-// arrives earlier waits for To (up to 30 s). A program that must be told a port before
-// that server starts (pebble, validating a broker that must already know pebble) gets
-// one that no other process can take.
-type Forward struct {
-	ln    net.Listener
-	ready chan struct{}
-	once  sync.Once
-	to    string
-}
-
-// StartForward listens on 127.0.0.1:0 until the test ends.
-func StartForward(t testing.TB) *Forward {
+// StartRelay listens on 127.0.0.1:0 until the test ends and returns the address. For each
+// connection c it dials u with dial (ctx ends with the test) and runs both(c, u), which
+// returns once both directions are done; cleanup closes every connection on either side
+// and waits for the handlers.
+func StartRelay(t testing.TB, dial func(ctx context.Context) (net.Conn, error), both func(c, u net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &Forward{ln: ln, ready: make(chan struct{})}
-	closed := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
 	var upstream conns.Set
 	s := conns.Serve(ln, 0, func(c net.Conn) {
-		select {
-		case <-f.ready:
-		case <-closed:
-			return
-		case <-time.After(30 * time.Second):
-			return
-		}
-		u, err := net.DialTimeout("tcp", f.to, 10*time.Second)
+		u, err := dial(ctx)
 		if err != nil {
 			return
 		}
@@ -326,21 +310,53 @@ func StartForward(t testing.TB) *Forward {
 			return
 		}
 		defer upstream.Remove(u)
-		relay.Copy(c, u)
+		both(c, u)
 	})
 	t.Cleanup(func() {
-		close(closed)
+		cancel()
 		upstream.Close()
 		s.Close()
 	})
+	return s.Addr()
+}
+
+// Forward is a port on 127.0.0.1 that exists before the server behind it: it listens at
+// once and relays each connection to the address given later to To; a connection that
+// arrives earlier waits for To (up to 30 s). A program that must be told a port before
+// that server starts (pebble, validating a broker that must already know pebble) gets
+// one that no other process can take.
+type Forward struct {
+	addr  string
+	port  int
+	ready chan struct{}
+	once  sync.Once
+	to    string
+}
+
+// StartForward listens on 127.0.0.1:0 until the test ends.
+func StartForward(t testing.TB) *Forward {
+	t.Helper()
+	f := &Forward{ready: make(chan struct{})}
+	f.addr = StartRelay(t, func(ctx context.Context) (net.Conn, error) {
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(30 * time.Second):
+			return nil, fmt.Errorf("forward %s: no destination within 30s", f.addr)
+		}
+		return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", f.to)
+	}, func(c, u net.Conn) { relay.Copy(c, u) })
+	_, port, _ := net.SplitHostPort(f.addr)
+	f.port, _ = strconv.Atoi(port)
 	return f
 }
 
 // Addr is the forward's own address, 127.0.0.1:port.
-func (f *Forward) Addr() string { return f.ln.Addr().String() }
+func (f *Forward) Addr() string { return f.addr }
 
 // Port is the forward's own port.
-func (f *Forward) Port() int { return f.ln.Addr().(*net.TCPAddr).Port }
+func (f *Forward) Port() int { return f.port }
 
 // To sets the address connections are relayed to; only the first call counts.
 func (f *Forward) To(addr string) {
