@@ -13,6 +13,7 @@ import (
 	"maintproxy/config"
 	"maintproxy/internal/capool"
 	"maintproxy/internal/testclock"
+	"maintproxy/internal/testkit"
 )
 
 const day = 24 * time.Hour
@@ -83,16 +84,23 @@ func issuerOf(t *testing.T, addr string, now time.Time, roots []byte) *x509.Cert
 	return leaf
 }
 
+// startSelfSigned is a self-signed Manager with its own data directory on a test clock
+// (now), logging into logs, its web configuration served at web.
+func startSelfSigned(t *testing.T) (cfg *config.Broker, clk *testclock.Clock, m *Manager, logs *testkit.Buffer, web string) {
+	t.Helper()
+	cfg = testConfig(t, config.ModeSelfSigned)
+	clk = testclock.New(time.Now())
+	m, logs = newLogged(t, Options{Config: cfg, Now: clk.Now})
+	return cfg, clk, m, logs, serveTLS(t, m.WebTLSConfig())
+}
+
 // TestRolloverWalkthrough walks one identity CA rollover with an injected clock and real
 // TLS handshakes against the Manager's web configuration: before, overlap (both roots
 // published, leaves from the old CA), after the switch (leaves from the new CA; an agent
 // that fetched during the overlap still connects, also after a restart; one that never
 // fetched is stranded), and after the old CA expired (dropped from the published roots).
 func TestRolloverWalkthrough(t *testing.T) {
-	cfg := testConfig(t, config.ModeSelfSigned)
-	clk := testclock.New(time.Now())
-	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now})
-	web := serveTLS(t, m.WebTLSConfig())
+	cfg, clk, m, logs, web := startSelfSigned(t)
 	oldPEM := m.RootPEM()
 	old, err := loadCA(cfg.DataDir)
 	if err != nil {
@@ -282,10 +290,7 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 // TestRegenerate: `certs regenerate` makes a next CA with overlap, a running broker picks
 // it up from data_dir, a second call without --now refuses, and --now switches at once.
 func TestRegenerate(t *testing.T) {
-	cfg := testConfig(t, config.ModeSelfSigned)
-	clk := testclock.New(time.Now())
-	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now})
-	web := serveTLS(t, m.WebTLSConfig())
+	cfg, clk, m, logs, web := startSelfSigned(t)
 	oldPEM := m.RootPEM()
 	agent := newTestAgent(t, oldPEM)
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"maintproxy/config"
-	"maintproxy/internal/conns"
+	"maintproxy/internal/testenv"
 	"maintproxy/internal/testkit"
 )
 
@@ -101,7 +101,7 @@ func (nopCloser) Close() error { return nil }
 // and whose readers then stop may hold no more than the session's budget plus each
 // stream's initial window; reading again lets them all move on.
 func TestSessionBudget(t *testing.T) {
-	source := sourceServer(t)
+	source := testenv.StartSource(t, "127.0.0.1:0")
 	l := startLink(t, &config.Agent{RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": source}}}, Tuning{}, nil)
 	sess := l.waitSession(t, nil)
 	const budget = 4 << 20
@@ -162,23 +162,4 @@ func TestSessionBudget(t *testing.T) {
 		t.Fatalf("granted and unread: %d bytes, want at most %d", total, limit)
 	}
 	readSome(8 << 20) // and every stream moves on
-}
-
-// sourceServer sends zeros on every connection until it is closed (at most 1 GiB).
-func sourceServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := conns.Serve(ln, 0, func(c net.Conn) {
-		buf := make([]byte, 64<<10)
-		for range (1 << 30) / len(buf) {
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-		}
-	})
-	t.Cleanup(func() { s.Close() })
-	return s.Addr()
 }

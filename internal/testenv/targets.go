@@ -45,6 +45,21 @@ func StartTCP(t testing.TB, addr string, handle func(net.Conn)) string {
 	return s.Addr()
 }
 
+// StartSource runs a download target on addr until the test ends: it sends zeros on every
+// connection until the client goes, at most 1 GiB and for 2 minutes.
+func StartSource(t testing.TB, addr string) string {
+	t.Helper()
+	return StartTCP(t, addr, func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		c.SetWriteDeadline(time.Now().Add(2 * time.Minute))
+		for range (1 << 30) / len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+}
+
 // StartHTTPS serves h over TLS with cert on addr until the test ends.
 func StartHTTPS(t testing.TB, addr string, cert tls.Certificate, h http.Handler) string {
 	t.Helper()
