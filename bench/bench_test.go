@@ -22,6 +22,7 @@ import (
 
 	"maintproxy/broker"
 	"maintproxy/config"
+	"maintproxy/internal/conns"
 	"maintproxy/internal/echo"
 	"maintproxy/tunnel"
 )
@@ -101,39 +102,30 @@ func startSink(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	s := conns.Serve(ln, 0, func(c net.Conn) {
+		var hdr [9]byte
+		if _, err := io.ReadFull(c, hdr[:1]); err != nil {
+			return
+		}
+		switch hdr[0] {
+		case 'U', 'D':
+			if _, err := io.ReadFull(c, hdr[1:]); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				var hdr [9]byte
-				if _, err := io.ReadFull(c, hdr[:1]); err != nil {
-					return
-				}
-				switch hdr[0] {
-				case 'U', 'D':
-					if _, err := io.ReadFull(c, hdr[1:]); err != nil {
-						return
-					}
-					n := int64(0)
-					for _, x := range hdr[1:] {
-						n = n<<8 | int64(x)
-					}
-					if hdr[0] == 'U' {
-						io.CopyN(io.Discard, c, n)
-						c.Write([]byte{1})
-					} else {
-						io.CopyN(c, zeros{}, n)
-					}
-				}
-			}()
+			n := int64(0)
+			for _, x := range hdr[1:] {
+				n = n<<8 | int64(x)
+			}
+			if hdr[0] == 'U' {
+				io.CopyN(io.Discard, c, n)
+				c.Write([]byte{1})
+			} else {
+				io.CopyN(c, zeros{}, n)
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
+	b.Cleanup(func() { s.Close() })
+	return s.Addr()
 }
 
 type zeros struct{}
@@ -164,6 +156,32 @@ func header(op byte, n int64) []byte {
 	return h
 }
 
+// upload sends size bytes (a multiple of len(buf)) to the sink through a tunnel of its own
+// and waits for the sink's receipt.
+func (r *rig) upload(b *testing.B, size int64, buf []byte) {
+	c := r.connect(b, 9)
+	defer c.Close()
+	c.Write(header('U', size))
+	for left := size; left > 0; left -= int64(len(buf)) {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := io.ReadFull(c, buf[:1]); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// download has the sink send size bytes through a tunnel of its own and reads them all.
+func (r *rig) download(b *testing.B, size int64, buf []byte) {
+	c := r.connect(b, 9)
+	defer c.Close()
+	c.Write(header('D', size))
+	if n, err := io.CopyBuffer(io.Discard, io.LimitReader(c, size), buf); err != nil || n != size {
+		b.Fatalf("%d %v", n, err)
+	}
+}
+
 // BenchmarkThroughput moves 64 MiB per op through one tunnel (single stream).
 func BenchmarkThroughput(b *testing.B) {
 	const size = 64 << 20
@@ -172,28 +190,13 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Run("up", func(b *testing.B) {
 		b.SetBytes(size)
 		for i := 0; i < b.N; i++ {
-			c := r.connect(b, 9)
-			c.Write(header('U', size))
-			for left := size; left > 0; left -= chunk {
-				if _, err := c.Write(buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if _, err := io.ReadFull(c, buf[:1]); err != nil {
-				b.Fatal(err)
-			}
-			c.Close()
+			r.upload(b, size, buf)
 		}
 	})
 	b.Run("down", func(b *testing.B) {
 		b.SetBytes(size)
 		for i := 0; i < b.N; i++ {
-			c := r.connect(b, 9)
-			c.Write(header('D', size))
-			if n, err := io.CopyBuffer(io.Discard, io.LimitReader(c, size), buf); err != nil || n != size {
-				b.Fatalf("%d %v", n, err)
-			}
-			c.Close()
+			r.download(b, size, buf)
 		}
 	})
 }

@@ -202,28 +202,13 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		b.Run(c.name+"/down", func(b *testing.B) {
 			b.SetBytes(size)
 			for i := 0; i < b.N; i++ {
-				conn := c.r.connect(b, 9)
-				conn.Write(header('D', size))
-				if n, err := io.CopyBuffer(io.Discard, io.LimitReader(conn, size), buf); err != nil || n != size {
-					b.Fatalf("%d %v", n, err)
-				}
-				conn.Close()
+				c.r.download(b, size, buf)
 			}
 		})
 		b.Run(c.name+"/up", func(b *testing.B) {
 			b.SetBytes(size)
 			for i := 0; i < b.N; i++ {
-				conn := c.r.connect(b, 9)
-				conn.Write(header('U', size))
-				for left := size; left > 0; left -= chunk {
-					if _, err := conn.Write(buf); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if _, err := io.ReadFull(conn, buf[:1]); err != nil {
-					b.Fatal(err)
-				}
-				conn.Close()
+				c.r.upload(b, size, buf)
 			}
 		})
 	}
