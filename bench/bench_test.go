@@ -58,16 +58,40 @@ func startRig(b *testing.B) *rig {
 	brokerDone := make(chan struct{})
 	go func() { defer close(brokerDone); brk.Run(ctx) }()
 
-	sink := startSink(b)
+	b.Cleanup(func() { cancel(); <-brokerDone })
+	caFile := filepath.Join(dir, "ca.pem")
+	startAgent(b, brk.WebAddr().String(), caFile, "se1", "pw")
+	deadline := time.Now().Add(10 * time.Second)
+	for brk.Registry().Len() == 0 {
+		if time.Now().After(deadline) {
+			b.Fatal("agent did not connect")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	pem, _ := os.ReadFile(caFile)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &rig{
+		proxyAddr: brk.ProxyAddr().String(),
+		tlsConfig: &tls.Config{RootCAs: pool, ServerName: "maint.example.test", ClientSessionCache: tls.NewLRUClientSessionCache(0)},
+		auth:      base64.StdEncoding.EncodeToString([]byte("u:pw")),
+	}
+}
+
+// startAgent runs an in-process agent for 12345/system against the broker whose web
+// listener is webAddr (trusting caFile), offering the sink (9) and an echo target (7),
+// until the benchmark ends.
+func startAgent(b *testing.B, webAddr, caFile, system, secret string) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	target, err := echo.Start(ctx, "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { target.Close() })
 	acfg, err := config.NewAgent(config.Agent{
-		Broker: "https://" + brk.WebAddr().String(), CAFile: filepath.Join(dir, "ca.pem"), ServerName: "admin.example.test",
-		Customer: "12345", System: "se1", Secret: "pw",
-		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": sink, "7": target.Addr()}},
+		Broker: "https://" + webAddr, CAFile: caFile, ServerName: "admin.example.test",
+		Customer: "12345", System: system, Secret: secret,
+		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": startSink(b), "7": target.Addr()}},
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -76,24 +100,9 @@ func startRig(b *testing.B) *rig {
 	if err != nil {
 		b.Fatal(err)
 	}
-	agentDone := make(chan struct{})
-	go func() { defer close(agentDone); agent.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-agentDone; <-brokerDone })
-	deadline := time.Now().Add(10 * time.Second)
-	for brk.Registry().Len() == 0 {
-		if time.Now().After(deadline) {
-			b.Fatal("agent did not connect")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	pem, _ := os.ReadFile(acfg.CAFile)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	return &rig{
-		proxyAddr: brk.ProxyAddr().String(),
-		tlsConfig: &tls.Config{RootCAs: pool, ServerName: "maint.example.test", ClientSessionCache: tls.NewLRUClientSessionCache(0)},
-		auth:      base64.StdEncoding.EncodeToString([]byte("u:pw")),
-	}
+	done := make(chan struct{})
+	go func() { defer close(done); agent.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done; target.Close() })
 }
 
 // startSink answers by the first byte: 'U' read n bytes then ack, 'D' send n bytes.
