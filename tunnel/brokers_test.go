@@ -80,14 +80,7 @@ func TestAgentConnectionsToDifferentBrokers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := NewAgent(cfg, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runAgent(t, cfg, nil)
 	held := func() []int {
 		var out []int
 		for i, r := range regs {

@@ -190,14 +190,7 @@ func TestNewAgentOldBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent, err := NewAgent(cfg, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); agent.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer runAgent(t, cfg, nil)()
 	select {
 	case err := <-result:
 		if err != nil {

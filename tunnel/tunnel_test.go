@@ -72,6 +72,25 @@ func startLink(t *testing.T, cfg *config.Agent, tuning Tuning, front func(broker
 	return l
 }
 
+// runAgent runs an agent for cfg (edit, when not nil, adjusts it first) until stop is
+// called or the test ends; stop returns once Run has.
+func runAgent(t *testing.T, cfg *config.Agent, edit func(*Agent)) (stop func()) {
+	t.Helper()
+	a, err := NewAgent(cfg, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(a)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
 func (l *link) stop() {
 	l.cancel()
 	<-l.done
