@@ -18,12 +18,12 @@ type Set struct {
 	closed bool
 }
 
-// Add records c; it reports false, leaving c alone, once Close was called or when max
+// Add records c; it reports false, leaving c alone, once Close was called or when limit
 // (if above 0) connections are already open.
-func (s *Set) Add(c net.Conn, max int) bool {
+func (s *Set) Add(c net.Conn, limit int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || (max > 0 && len(s.conns) >= max) {
+	if s.closed || (limit > 0 && len(s.conns) >= limit) {
 		return false
 	}
 	if s.conns == nil {
@@ -53,17 +53,17 @@ func (s *Set) Close() {
 
 // Server runs a handler for each connection accepted on its listener.
 type Server struct {
-	ln   net.Listener
-	max  int
-	open Set
-	wg   sync.WaitGroup
+	ln    net.Listener
+	limit int
+	open  Set
+	wg    sync.WaitGroup
 }
 
 // Serve accepts on ln until Close and runs handle for each connection in a goroutine of
-// its own; the connection is closed when handle returns. With max above 0 a connection
-// beyond max open ones is closed at once. Serve owns ln from then on.
-func Serve(ln net.Listener, max int, handle func(net.Conn)) *Server {
-	s := &Server{ln: ln, max: max}
+// its own; the connection is closed when handle returns. With limit above 0 a connection
+// beyond limit open ones is closed at once. Serve owns ln from then on.
+func Serve(ln net.Listener, limit int, handle func(net.Conn)) *Server {
+	s := &Server{ln: ln, limit: limit}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -72,7 +72,7 @@ func Serve(ln net.Listener, max int, handle func(net.Conn)) *Server {
 			if err != nil {
 				return
 			}
-			if !s.open.Add(c, s.max) {
+			if !s.open.Add(c, s.limit) {
 				c.Close()
 				continue
 			}
