@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/atomicfile"
 	"maintproxy/internal/testclock"
 )
 
@@ -41,7 +42,7 @@ func writePair(t *testing.T, ca *identityCA, certPath, keyPath string, names ...
 // replaceFile swaps path's content with a rename, as deployment tools do.
 func replaceFile(t *testing.T, path string, data []byte) {
 	t.Helper()
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
