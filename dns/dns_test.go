@@ -46,13 +46,8 @@ func startDNS(t *testing.T, rate int, now func() time.Time) *Server {
 	go func() { done <- s.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Serve did not return after cancel")
+		if err := testkit.Recv(t, done, 5*time.Second, "Serve returning after cancel"); err != nil {
+			t.Errorf("Serve: %v", err)
 		}
 	})
 	return s
@@ -369,13 +364,8 @@ func TestDNSServeStopsAndPortInUse(t *testing.T) {
 	cancel()
 	done := make(chan error, 1)
 	go func() { done <- s2.Serve(ctx) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Error(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve with a cancelled context did not return")
+	if err := testkit.Recv(t, done, 5*time.Second, "Serve with a cancelled context returning"); err != nil {
+		t.Error(err)
 	}
 }
 

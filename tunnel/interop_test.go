@@ -24,6 +24,7 @@ import (
 
 	"maintproxy/config"
 	"maintproxy/internal/testenv"
+	"maintproxy/internal/testkit"
 )
 
 // Agents and brokers released before this link layer speak websocket through
@@ -191,12 +192,7 @@ func TestNewAgentOldBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer runAgent(t, cfg, nil)()
-	select {
-	case err := <-result:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the old broker's test did not finish")
+	if err := testkit.Recv(t, result, 30*time.Second, "the old broker's test"); err != nil {
+		t.Fatal(err)
 	}
 }

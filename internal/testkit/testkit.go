@@ -98,3 +98,18 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// Recv waits up to within for a value from ch (a goroutine's result); the test fails,
+// naming what, when none comes.
+func Recv[T any](t testing.TB, ch <-chan T, within time.Duration, what string) T {
+	t.Helper()
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("%s: not within %v", what, within)
+		panic("unreachable")
+	}
+}

@@ -38,3 +38,12 @@ func TestWaitFor(t *testing.T) {
 		t.Fatalf("WaitFor returned after %v", d)
 	}
 }
+
+// TestRecv returns the value a goroutine sends.
+func TestRecv(t *testing.T) {
+	ch := make(chan int, 1)
+	go func() { ch <- 7 }()
+	if got := Recv(t, ch, 10*time.Second, "the value"); got != 7 {
+		t.Fatalf("Recv = %d, want 7", got)
+	}
+}
