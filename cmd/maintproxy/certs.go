@@ -48,7 +48,7 @@ its fingerprint is in the broker's GET /certs.`,
 			return writeDescription(cmd.OutOrStdout(), d, asJSON)
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(cmd, &path)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	return cmd
 }
@@ -97,7 +97,7 @@ published (data_dir: ca-previous.pem) until it expires.`,
 			return writeDescription(cmd.OutOrStdout(), d, asJSON)
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(cmd, &path)
 	cmd.Flags().BoolVar(&now, "now", false, "switch to the new CA at once (strands agents that hold only the old CA)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the resulting state as JSON")
 	return cmd

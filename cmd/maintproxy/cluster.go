@@ -57,7 +57,7 @@ func configCmd() *cobra.Command {
 			return nil
 		},
 	}
-	push.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(push, &path)
 	cmd.AddCommand(push)
 	return cmd
 }
@@ -83,7 +83,7 @@ func clusterCmd() *cobra.Command {
 			})
 		},
 	}
-	status.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(status, &path)
 	cmd.AddCommand(status)
 	return cmd
 }
