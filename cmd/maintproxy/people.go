@@ -19,6 +19,7 @@ import (
 
 	"maintproxy/broker"
 	"maintproxy/config"
+	"maintproxy/internal/atomicfile"
 	"maintproxy/people"
 	"maintproxy/people/api"
 )
@@ -154,7 +155,7 @@ func (p *peopleConn) call(ctx context.Context, method, path string, body, out an
 // peopleCommand is a subcommand that runs with the people API open.
 func peopleCommand(use, short string, args cobra.PositionalArgs, path *string,
 	run func(cmd *cobra.Command, p *peopleConn, args []string) error) *cobra.Command {
-	return &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
+	cmd := &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
 		p, err := openPeople(cmd.Context(), *path)
 		if err != nil {
 			return err
@@ -162,6 +163,8 @@ func peopleCommand(use, short string, args cobra.PositionalArgs, path *string,
 		defer p.close()
 		return run(cmd, p, args)
 	}}
+	configFlag(cmd, path)
+	return cmd
 }
 
 const storeNote = "\n\nA single broker keeps people in data_dir/" + people.BoltFile + "; while it runs the command goes through\n" +
@@ -172,7 +175,6 @@ func peopleCmd() *cobra.Command {
 	var path string
 	cmd := &cobra.Command{Use: "people", Short: "Personal logins: technicians of an organisation and customer admins",
 		Long: "Manage personal logins (see README, People)." + storeNote}
-	cmd.PersistentFlags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
 
 	var org, customer, role, name string
 	add := peopleCommand("add USERNAME", "Add a person (password read from stdin or the terminal)", cobra.ExactArgs(1), &path,
@@ -255,7 +257,6 @@ func grantsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "grants", Short: "Access modes of systems, access requests and grants",
 		Long: "A system in approval mode lets a technician in only with a grant for a time window; a refused\n" +
 			"CONNECT records a request. Customer admins answer requests through the API; the operator can here." + storeNote}
-	cmd.PersistentFlags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
 	mode := peopleCommand("mode CUSTOMER SYSTEM always|approval", "Set a system's access mode", cobra.ExactArgs(3), &path,
 		func(cmd *cobra.Command, p *peopleConn, args []string) error {
 			return p.call(cmd.Context(), "PUT", "modes/"+args[0]+"/"+args[1], map[string]string{"mode": args[2]}, nil)
@@ -326,14 +327,13 @@ func backupCmd() *cobra.Command {
 			if err := p.call(cmd.Context(), "GET", "backup", nil, &data); err != nil {
 				return err
 			}
-			if err := writeFileAtomic(out, data); err != nil {
+			if err := atomicfile.Write(out, data, 0o600); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%d bytes)\n", out, len(data))
 			return nil
 		})
 	cmd.Long = "backup writes the people store to FILE (mode 0600: it holds password hashes)." + storeNote
-	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
 	cmd.Flags().StringVar(&out, "out", "", "backup file to write")
 	cmd.MarkFlagRequired("out")
 	return cmd
@@ -355,29 +355,7 @@ func restoreCmd() *cobra.Command {
 		})
 	cmd.Long = "restore checks the whole file first and refuses a bad one without touching the store; then it\n" +
 		"replaces people, tokens, modes, requests, grants and the audit history with the file's." + storeNote
-	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
 	cmd.Flags().StringVar(&in, "in", "", "backup file to read")
 	cmd.MarkFlagRequired("in")
 	return cmd
-}
-
-// writeFileAtomic writes data to path (0600) through a temporary file and a rename.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
