@@ -14,6 +14,7 @@ import (
 
 	"maintproxy/broker"
 	"maintproxy/internal/testclock"
+	"maintproxy/internal/testkit"
 	"maintproxy/people"
 	"maintproxy/people/api"
 )
@@ -36,7 +37,7 @@ func startPeopleBroker(t *testing.T, dataDir string, clock *testclock.Clock) *ri
 	r := &rig{dataDir: dataDir, hashes: hashes{}}
 	m := r.conf(t, se1, se2, other, third)
 	peopleConf(m)
-	r.log = &logBuffer{}
+	r.log = &testkit.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(r.log, testOutput(t, "broker")), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b, err := broker.New(broker.Options{Config: parse(t, m), Logger: logger, Now: clock.Now})
 	if err != nil {
@@ -116,7 +117,7 @@ func TestPeopleOnTheProxy(t *testing.T) {
 	roundTrip(t, resp.conn, "personal login")
 	resp.conn.Close()
 	waitFor(t, "the audit record naming alice", func() bool {
-		return r.log.contains("person=alice org=resa role=operator login=password")
+		return r.log.Contains("person=alice org=resa role=operator login=password")
 	})
 
 	c := r.webClient(t)
@@ -198,7 +199,7 @@ func TestPeopleOnTheProxy(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("tunnels ended %v after disabling, want within 1s", d)
 	}
-	waitFor(t, "the audit record of the cut", func() bool { return r.log.contains("end=\"revoked: " + people.ErrDisabled.Error()) })
+	waitFor(t, "the audit record of the cut", func() bool { return r.log.Contains("end=\"revoked: " + people.ErrDisabled.Error()) })
 	if n := r.metrics(t)["maintproxy_tunnels_revoked_total"]; n != 2 {
 		t.Errorf("maintproxy_tunnels_revoked_total = %v, want 2", n)
 	}
@@ -295,13 +296,13 @@ func TestApprovalMode(t *testing.T) {
 		}
 	}
 	waitClosed(t, second.conn, "the tunnel the customer admin ended")
-	waitFor(t, "the audit record of the ended tunnel", func() bool { return r.log.contains(`end="revoked: ended by cadmin"`) })
+	waitFor(t, "the audit record of the ended tunnel", func() bool { return r.log.Contains(`end="revoked: ended by cadmin"`) })
 	roundTrip(t, resp.conn, "the other tunnel is still open")
 	clock.Add(4*time.Hour - time.Minute)
 	roundTrip(t, resp.conn, "still inside the window")
 	clock.Add(time.Minute)
 	waitClosed(t, resp.conn, "the tunnel after its grant's window")
-	waitFor(t, "the audit record of the cut", func() bool { return r.log.contains("end=\"revoked: " + people.ErrGrantEnded.Error()) })
+	waitFor(t, "the audit record of the cut", func() bool { return r.log.Contains("end=\"revoked: " + people.ErrGrantEnded.Error()) })
 	if resp := r.request(t, "alice", personPass, sys2); resp.status != http.StatusForbidden {
 		t.Errorf("after the window: %d", resp.status)
 	}
