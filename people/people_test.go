@@ -13,6 +13,7 @@ import (
 	"maintproxy/cluster/etcdtest"
 	"maintproxy/config"
 	"maintproxy/internal/testclock"
+	"maintproxy/internal/testkit"
 )
 
 // testConfig has a distributor (dist1) with a reseller (res1), another distributor
@@ -318,7 +319,7 @@ func TestService(t *testing.T) {
 				s.Record(Record{Time: base.Add(-100 * 24 * time.Hour), Kind: "tunnel", Person: "old"})
 				s.Record(Record{Time: base.Add(-time.Hour), Kind: "tunnel", Person: "alice", Customer: "200"})
 				s.Record(Record{Time: base, Kind: "tunnel", Person: "bob", Customer: "300"})
-				waitFor(t, func() bool {
+				testkit.WaitFor(t, 10*time.Second, "three history records", func() bool {
 					recs, _ := s.History(ctx, Query{})
 					return len(recs) == 3
 				})
@@ -402,11 +403,11 @@ func TestEtcdWatch(t *testing.T) {
 	if _, err := a.svc.AddPerson(context.Background(), NewPerson{Username: "alice", Org: "res1", Role: RoleOperator, Password: "Abcdefgh1"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, ok := b.svc.Person("alice"); return ok })
+	testkit.WaitFor(t, 10*time.Second, "alice at the second service", func() bool { _, ok := b.svc.Person("alice"); return ok })
 	if err := a.svc.SetDisabled(context.Background(), "alice", true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, err := b.svc.Principal("alice"); return errors.Is(err, ErrDisabled) })
+	testkit.WaitFor(t, 10*time.Second, "alice disabled at the second service", func() bool { _, err := b.svc.Principal("alice"); return errors.Is(err, ErrDisabled) })
 	if len(changed) == 0 {
 		t.Error("no change was reported to the subscriber")
 	}
@@ -456,16 +457,5 @@ func TestOrganisationTree(t *testing.T) {
 		if _, err := config.NewBroker(base); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("parents %v: %v, want %q", c.parents, err, c.want)
 		}
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
