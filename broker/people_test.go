@@ -351,4 +351,6 @@ func TestPeopleInCluster(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("ended %v after disabling, want within 1s", d)
 	}
+	// The holder's audit names the person too.
+	waitFor(t, "b1's peer tunnel record naming alice", func() bool { return b1.log.Contains("from=b2 account=resa person=alice") })
 }

@@ -29,14 +29,17 @@ type PeerStream interface {
 func (s *Server) ServePeer(ctx context.Context, from string, req PeerRequest, st PeerStream) {
 	start := time.Now()
 	cfg := s.opts.Config()
-	rec := []any{"session", hex.EncodeToString(req.Session[:8]), "from", from, "account", req.Account,
-		"client", req.ClientAddr, "customer", req.Customer, "system", req.System, "port", req.Port}
+	rec := []any{"session", hex.EncodeToString(req.Session[:8]), "from", from, "account", req.Account}
+	if req.User != "" && req.User != req.Account {
+		rec = append(rec, "person", req.User)
+	}
+	rec = append(rec, "client", req.ClientAddr, "customer", req.Customer, "system", req.System, "port", req.Port)
 	id, err := s.peerRoute(req)
 	var stream net.Conn
 	if err == nil {
 		octx, cancel := context.WithTimeout(ctx, openTimeout)
 		stream, err = localAgents{s}.openAgent(octx, openRequest{cfg: cfg, id: id, ip: req.IP, port: req.Port,
-			session: req.Session, account: req.Account, client: req.ClientAddr})
+			session: req.Session, account: req.Account, user: req.User, client: req.ClientAddr})
 		cancel()
 	}
 	code, msg := peerCode(err)

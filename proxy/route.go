@@ -45,6 +45,8 @@ type PeerRequest struct {
 	Port       uint16
 	Account    string
 	ClientAddr string
+	// User is who asked: the person's username for a personal login, else the account's.
+	User string
 	// Session is the tunnel's id, so both brokers' records and the agent's name one tunnel.
 	Session [16]byte
 }
@@ -110,7 +112,7 @@ type peerAgent struct {
 func (p peerAgent) openAgent(ctx context.Context, r openRequest) (net.Conn, error) {
 	conn, code, msg, err := p.peers.Open(ctx, p.node, PeerRequest{
 		Customer: r.id.Customer, System: r.id.System, IP: r.ip, Port: r.port,
-		Account: r.account, ClientAddr: r.client, Session: r.session,
+		Account: r.account, ClientAddr: r.client, User: r.user, Session: r.session,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s): %v", errTransport, p.node, err)

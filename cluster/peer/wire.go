@@ -30,6 +30,9 @@ type Request struct {
 	Account string `json:"account"`
 	// ClientAddr is the technician's address, for the holder's audit record.
 	ClientAddr string `json:"client_addr"`
+	// User is who asked (the person's username for a personal login), for the holder's
+	// audit record and the agent's; empty from a broker without people.
+	User string `json:"user,omitempty"`
 	// SessionID picks the agent session seen in presence; the holder may use another one of
 	// the same system if that one is gone.
 	SessionID string `json:"session_id,omitempty"`
