@@ -7,12 +7,16 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"maintproxy/broker"
+	"maintproxy/config"
 	"maintproxy/internal/testclock"
 	"maintproxy/internal/testkit"
 	"maintproxy/people"
@@ -353,4 +357,124 @@ func TestPeopleInCluster(t *testing.T) {
 	}
 	// The holder's audit names the person too.
 	waitFor(t, "b1's peer tunnel record naming alice", func() bool { return b1.log.Contains("from=b2 account=resa person=alice") })
+}
+
+// TestAccountPages: sign-in with a session cookie (Secure, HttpOnly, SameSite=Strict), a
+// supervisor disables a person through the form (refused without the CSRF token), the idle
+// timeout signs out (injected clock), a customer admin grants a request through the form
+// and sees only its own customer's requests.
+func TestAccountPages(t *testing.T) {
+	clock := testclock.New(time.Now())
+	r := startPeopleBroker(t, filepath.Join(t.TempDir(), "data"), clock)
+	ctx := context.Background()
+	for _, n := range []people.NewPerson{
+		{Username: "sue", Org: user, Role: people.RoleSupervisor}, {Username: "alice", Org: user, Role: people.RoleOperator},
+		{Username: "cadmin", Customer: se2.customer}, {Username: "erin", Org: "dist2", Role: people.RoleOperator},
+	} {
+		n.Password = personPass
+		if _, err := r.People().AddPerson(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "https://" + r.WebAddr().String() + "/account/"
+	browser := func() *http.Client {
+		c := r.webClient(t)
+		c.Jar, _ = cookiejar.New(nil)
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		return c
+	}
+	send := func(c *http.Client, method, path string, form url.Values) (*http.Response, string) {
+		t.Helper()
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, _ := http.NewRequest(method, base+path, body)
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	csrfRE := regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	signIn := func(c *http.Client, who string) string {
+		t.Helper()
+		resp, _ := send(c, "POST", "signin", url.Values{"username": {who}, "password": {personPass}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("sign-in of %s: %d", who, resp.StatusCode)
+		}
+		ck := resp.Cookies()
+		if len(ck) != 1 || ck[0].Name != "__Host-maintproxy-session" || !ck[0].Secure || !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteStrictMode {
+			t.Fatalf("session cookie %+v", ck)
+		}
+		_, page := send(c, "GET", "", nil)
+		m := csrfRE.FindStringSubmatch(page)
+		if m == nil || !strings.Contains(page, "Signed in as <b>"+who+"</b>") {
+			t.Fatalf("%s's page:\n%.500s", who, page)
+		}
+		return m[1]
+	}
+
+	c := browser()
+	if resp, _ := send(c, "GET", "", nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/account/signin" {
+		t.Errorf("not signed in: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := send(c, "POST", "signin", url.Values{"username": {"sue"}, "password": {"wrong"}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("wrong password: %d", resp.StatusCode)
+	}
+	if resp, _ := send(c, "POST", "signin", url.Values{"username": {user}, "password": {password}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the shared proxy account signed in: %d", resp.StatusCode)
+	}
+	csrf := signIn(c, "sue")
+	if resp, _ := send(c, "POST", "action", url.Values{"action": {"disable"}, "username": {"alice"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a form without the CSRF token: %d", resp.StatusCode)
+	}
+	if resp, _ := send(c, "POST", "action", url.Values{"action": {"disable"}, "username": {"alice"}, "csrf": {"forged"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a form with a wrong CSRF token: %d", resp.StatusCode)
+	}
+	if p, _ := r.People().Person("alice"); p.Disabled {
+		t.Fatal("alice disabled by a refused form")
+	}
+	resp, _ := send(c, "POST", "action", url.Values{"action": {"disable"}, "username": {"alice"}, "csrf": {csrf}})
+	if p, _ := r.People().Person("alice"); resp.StatusCode != http.StatusSeeOther || !p.Disabled {
+		t.Fatalf("disable through the form: %d, alice %+v", resp.StatusCode, p)
+	}
+	resp, _ = send(c, "POST", "action", url.Values{"action": {"disable"}, "username": {"erin"}, "csrf": {csrf}})
+	if p, _ := r.People().Person("erin"); p.Disabled || !strings.Contains(resp.Header.Get("Location"), "error=") {
+		t.Errorf("sue disabled another distributor's person: %s", resp.Header.Get("Location"))
+	}
+
+	// Idle for people.session_idle: signed out.
+	clock.Add(config.DefaultSessionIdle)
+	if resp, _ := send(c, "GET", "", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("after the idle timeout: %d, want a redirect to sign in", resp.StatusCode)
+	}
+
+	// A customer admin answers a request through the form.
+	r.People().SetMode(ctx, se2.customer, se2.name, people.ModeApproval, "test")
+	r.People().SetMode(ctx, third.customer, third.name, people.ModeApproval, "test")
+	sue, _ := r.People().Principal("sue")
+	r.People().Authorize(ctx, sue, se2.customer, se2.name, "")
+	erin, _ := r.People().Principal("erin")
+	r.People().Authorize(ctx, erin, third.customer, third.name, "")
+	ca := browser()
+	csrf = signIn(ca, "cadmin")
+	_, page := send(ca, "GET", "", nil)
+	if !strings.Contains(page, "sue (resa)") || strings.Contains(page, "erin") {
+		t.Errorf("the customer admin's requests:\n%s", page)
+	}
+	id := r.People().Requests(se2.customer)[0].ID
+	resp, _ = send(ca, "POST", "action", url.Values{"action": {"grant"}, "id": {id}, "duration": {"4h"}, "csrf": {csrf}})
+	if err := r.People().Authorize(ctx, sue, se2.customer, se2.name, ""); resp.StatusCode != http.StatusSeeOther || err != nil {
+		t.Errorf("grant through the form: %d %s, then %v", resp.StatusCode, resp.Header.Get("Location"), err)
+	}
+	resp, _ = send(ca, "POST", "signout", url.Values{"csrf": {csrf}})
+	if resp2, _ := send(ca, "GET", "", nil); resp.StatusCode != http.StatusSeeOther || resp2.StatusCode != http.StatusSeeOther {
+		t.Errorf("after signing out: %d", resp2.StatusCode)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"maintproxy/pac"
 	"maintproxy/people"
 	"maintproxy/people/api"
+	"maintproxy/people/web"
 	"maintproxy/tunnel"
 )
 
@@ -38,7 +39,9 @@ func (b *Broker) webHandler() http.Handler {
 		ToolsDir:     b.opts.ToolsDir,
 		Logger:       b.log,
 	})))
-	mux.Handle(api.Prefix, api.New(api.Options{People: b.people.svc, Config: b.Config, Authenticate: b.apiAuth, Tunnels: b.proxy}))
+	apiHandler := api.New(api.Options{People: b.people.svc, Config: b.Config, Authenticate: b.apiAuth, Tunnels: b.proxy})
+	mux.Handle(api.Prefix, apiHandler)
+	mux.Handle(web.Prefix, web.New(web.Options{People: b.people.svc, API: apiHandler, Authenticate: b.apiAuth, Logger: b.log}))
 	mux.Handle("GET /{$}", http.RedirectHandler("/com/remoteproxy/access", http.StatusFound))
 	return gate.Recover(securityHeaders(mux), b.log)
 }
