@@ -38,7 +38,7 @@ func (e *etcdBackend) key(bucket, key string) string {
 	return e.bucketPrefix(bucket) + url.PathEscape(key)
 }
 
-// end is the key after every key of bucket, or the escaped bound to.
+// bound is the key after every key of bucket when k is empty, else the escaped key k.
 func (e *etcdBackend) bound(bucket, k string) string {
 	if k == "" {
 		return clientv3.GetPrefixRangeEnd(e.bucketPrefix(bucket))
