@@ -50,10 +50,16 @@ func (b *Broker) openPeople(c *config.Broker) error {
 	if c.Cluster.Enabled() {
 		node = c.Cluster.Node
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// In cluster mode a broker starts while etcd is away (as it does for presence): the
+	// people store then starts empty, refusing personal logins, and loads when etcd answers.
+	wait := 30 * time.Second
+	if b.cluster != nil {
+		wait = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	svc, err := people.Open(ctx, people.Options{Backend: backend, Config: b.Config, Now: b.opts.Now,
-		Node: node, Logger: b.log.With("component", "people")})
+		Node: node, Logger: b.log.With("component", "people"), StartUnloaded: b.cluster != nil})
 	if err != nil {
 		backend.Close()
 		return err

@@ -413,6 +413,46 @@ func TestEtcdWatch(t *testing.T) {
 	}
 }
 
+// TestStartUnloaded: with etcd away at start the Service opens empty (no personal login
+// works) and loads the records once etcd answers.
+func TestStartUnloaded(t *testing.T) {
+	m := etcdtest.Start(t)
+	c, err := cluster.Dial(cluster.Options{Endpoints: []string{m.ClientURL}, Prefix: "/test/", RequestTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := testConfig(t)
+	opts := Options{Backend: NewEtcd(c.Etcd(), c.Prefix()), Config: func() *config.Broker { return cfg }, HashCost: bcrypt.MinCost}
+	first, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.AddPerson(context.Background(), NewPerson{Username: "alice", Org: "res1", Role: RoleOperator, Password: "Abcdefgh1"}); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	m.Partition()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := Open(ctx, opts); err == nil {
+		t.Fatal("Open without StartUnloaded succeeded while etcd was away")
+	}
+	opts.StartUnloaded = true
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	s, err := Open(ctx2, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Principal("alice"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unloaded: %v", err)
+	}
+	m.Heal()
+	testkit.WaitFor(t, 20*time.Second, "alice loaded once etcd answers", func() bool { _, err := s.Principal("alice"); return err == nil })
+}
+
 func TestBoltBusy(t *testing.T) {
 	dir := t.TempDir()
 	b, err := NewBolt(dir)

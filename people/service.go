@@ -34,6 +34,10 @@ type Options struct {
 	HashCost int
 	// Logger receives store failures; nil discards them.
 	Logger *slog.Logger
+	// StartUnloaded lets Open succeed when the store does not answer (etcd down while a
+	// broker starts): the Service starts empty — no personal login works, nothing is let
+	// in that should not be — and loads the records as soon as the store answers.
+	StartUnloaded bool
 }
 
 // snapshot is the in-memory copy of every record except the audit history.
@@ -94,10 +98,16 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{o: o, now: o.Now, log: o.Logger, history: make(chan Record, historyQueue)}
-	if err := s.reload(ctx); err != nil {
-		return nil, err
+	loadErr := s.reload(ctx)
+	if loadErr != nil && !o.StartUnloaded {
+		return nil, loadErr
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if loadErr != nil {
+		s.snap.Store(&snapshot{})
+		s.log.Warn("people store: not loaded; personal logins are refused until it answers", "err", loadErr.Error())
+		s.goRun(s.loadLater)
+	}
 	s.goRun(s.writeHistory)
 	s.goRun(s.pruneLoop)
 	s.goRun(func() {
@@ -108,6 +118,23 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		})
 	})
 	return s, nil
+}
+
+// loadLater retries the first load every second until it succeeds or Close.
+func (s *Service) loadLater() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			if s.reload(s.ctx) == nil {
+				s.log.Info("people store: loaded")
+				return
+			}
+		}
+	}
 }
 
 func (s *Service) goRun(f func()) {
