@@ -55,7 +55,7 @@ start_mp() {
 	hash=$(echo pw | "$bin/maintproxy" passwd)
 	cat >"$d/broker.yaml" <<YAML
 domain: example.test
-listen: {proxy: "127.0.0.1:$proxy_port", web: "127.0.0.1:$web_port"}
+listen: {proxy: "127.0.0.1:$proxy_port", web: "127.0.0.1:$web_port", metrics: ""}
 data_dir: $d/data
 log: {level: warn}
 limits: {per_account: 100000, per_system: 100000}

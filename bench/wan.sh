@@ -74,7 +74,7 @@ start_mp() { # start_mp NAME BINDIR PORTBASE
 	hash=$(echo pw | "$bin/maintproxy" passwd)
 	cat >"$d/broker.yaml" <<YAML
 domain: example.test
-listen: {proxy: "127.0.0.1:$base", web: "10.77.0.1:$((base + 1))"}
+listen: {proxy: "127.0.0.1:$base", web: "10.77.0.1:$((base + 1))", metrics: ""}
 data_dir: $d/data
 log: {level: warn}
 accounts: [{username: u, password_hash: "$hash", customers: ["12345"]}]
