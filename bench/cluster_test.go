@@ -169,7 +169,7 @@ func BenchmarkClusterSetup(b *testing.B) {
 	cr := startClusterRig(b, 1, "")
 	cr.startAgent(b, "se1", "pw")
 	cr.waitHeld(b, 1, 10*time.Second)
-	const n = 400
+	const n = 2000
 	for range 20 { // warm the credential cache, the peer link and the agent's stream path
 		cr.local.setup(b)
 		cr.forwarded.setup(b)
