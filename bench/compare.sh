@@ -43,8 +43,18 @@ CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/" ./cmd/maintproxy .
 lg=$work/loadgen
 
 # The TLS hop gets the same kind of key as the broker (ECDSA P-256), so handshakes cost the same.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=hop.test \
-	-addext subjectAltName=DNS:hop.test -keyout "$work/hop-key.pem" -out "$work/hop.pem" 2>/dev/null
+# Like the broker's, its certificate is a leaf issued by a CA and served with it (a chain
+# of two), so the client checks one signature for either: a self-signed certificate that is
+# itself the trusted root would spare the hop's clients that check. Both negotiate the Go
+# defaults (TLS 1.3, X25519MLKEM768, AES-128-GCM).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=hop-ca \
+	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+	-keyout "$work/hop-ca-key.pem" -out "$work/hop-ca.pem" 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=hop.test \
+	-keyout "$work/hop-key.pem" -out "$work/hop.csr" 2>/dev/null
+openssl x509 -req -in "$work/hop.csr" -CA "$work/hop-ca.pem" -CAkey "$work/hop-ca-key.pem" -days 2 \
+	-extfile <(printf 'subjectAltName=DNS:hop.test\nextendedKeyUsage=serverAuth\n') -out "$work/hop-leaf.pem" 2>/dev/null
+cat "$work/hop-leaf.pem" "$work/hop-ca.pem" >"$work/hop.pem"
 
 # start_mp NAME BINDIR: a broker and an agent built from BINDIR, with their own ports and data.
 declare -A target=() procs=()
@@ -87,7 +97,7 @@ YAML
 "$lg" sink "127.0.0.1:$sink_port" 2>/dev/null & pids+=($!)
 "$lg" tlsfwd "127.0.0.1:$hop_port" "127.0.0.1:$sink_port" "$work/hop.pem" "$work/hop-key.pem" 2>/dev/null & pids+=($!); hop=$!
 target[direct]="--direct 127.0.0.1:$sink_port"
-target[tlshop]="--tls 127.0.0.1:$hop_port --cacert $work/hop.pem --sni hop.test"
+target[tlshop]="--tls 127.0.0.1:$hop_port --cacert $work/hop-ca.pem --sni hop.test"
 procs[direct]="" procs[tlshop]=$hop
 systems=(direct tlshop maintproxy)
 start_mp maintproxy "$work"
