@@ -30,6 +30,8 @@ type Server struct {
 	admission *guard.Admission
 	// loginDeadline, when set, says by when an agent's session must be registered.
 	loginDeadline func(r *http.Request) time.Time
+	// onRefused, when set, hears of each refused agent login (the broker's status).
+	onRefused func(LoginRefused)
 
 	login    loginState
 	sessions sync.WaitGroup
@@ -49,6 +51,13 @@ func WithAdmission(a *guard.Admission) ServerOption {
 // the hello is awaited for 10 s after the websocket upgrade.
 func WithLoginDeadline(deadline func(r *http.Request) time.Time) ServerOption {
 	return func(s *Server) { s.loginDeadline = deadline }
+}
+
+// WithLoginObserver makes f hear of every agent login refused for the agent's own reasons
+// (wrong secret, unknown system, locked out); refusals for the broker's load do not count.
+// f is called on the login path: it must not block.
+func WithLoginObserver(f func(LoginRefused)) ServerOption {
+	return func(s *Server) { s.onRefused = f }
 }
 
 // NewServer returns a Server; reg and secretHash are required.
