@@ -66,13 +66,13 @@ type customerSummary struct {
 
 // systemState is what the overview and a system's page both say of a system.
 type systemState struct {
-	Name         string     `json:"name"`
-	Primary      bool       `json:"primary"`
-	Host         string     `json:"host"`
-	Light        Light      `json:"light"`
-	Message      string     `json:"message"`
-	Online       bool       `json:"online"`
-	Since        *time.Time `json:"since,omitempty"`
+	Name    string     `json:"name"`
+	Primary bool       `json:"primary"`
+	Host    string     `json:"host"`
+	Light   Light      `json:"light"`
+	Message string     `json:"message"`
+	Online  bool       `json:"online"`
+	Since   *time.Time `json:"since,omitempty"`
 	// LastSeen is when an offline system was last connected (Since, said plainly).
 	LastSeen *time.Time `json:"last_seen,omitempty"`
 	// LoginFailed and LoginFailure are the last refused agent login and why (the manual's
