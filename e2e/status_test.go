@@ -323,3 +323,39 @@ func statusBrowser(t *testing.T, env *testenv.Env, fingerprint string, lastSeen 
 		checkPNG(t, shot(name))
 	}
 }
+
+// TestStatusAfterCrash: a broker killed without a shutdown (SIGKILL) while a system was
+// connected still knows after its restart that the system was seen: red "offline … since"
+// the last time it was known connected, not "waiting for first connection".
+func TestStatusAfterCrash(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	dataStatus := filepath.Join(env.DataDir, "status.json")
+	agent := env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true,
+		Services: map[int]string{22: testenv.RefusedAddr(t, "127.0.0.1")}})
+	v := overviewJSON(t, env, "resa")
+	since := v.system(t, "12345", "SE1").Since
+	if since == nil || !v.system(t, "12345", "SE1").Online {
+		t.Fatalf("SE1 not online: %+v", v.system(t, "12345", "SE1"))
+	}
+	// The connect is written within about a second (debounced), not at shutdown.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(dataStatus)
+		if bytes.Contains(data, []byte(`"12345/se1"`)) && bytes.Contains(data, []byte(`"connected"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status file never recorded SE1's connection: %s", data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	env.Crash(t, func() { agent.Stop(t); t.Logf("agent stopped after %v", time.Since(start)) })
+	t.Logf("broker back after %v", time.Since(start))
+
+	s := overviewJSON(t, env, "resa").system(t, "12345", "SE1")
+	if s.Online || s.Light != "red" || !strings.Contains(s.Message, "System not reachable or offline for the last") ||
+		s.LastSeen == nil || s.LastSeen.Before(*since) || time.Since(*s.LastSeen) > time.Minute+10*time.Second {
+		t.Errorf("SE1 after a crash: %+v; want red, offline since about %v", s, since)
+	}
+}
