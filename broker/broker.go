@@ -66,6 +66,8 @@ type Broker struct {
 	cluster *clustered // nil for a single broker
 	// status remembers each system's last seen, switches and refused logins (data_dir).
 	status *statusStore
+	// described caches what the listeners serve, for the access pages.
+	described describedCerts
 
 	proxyLn, webLn, plainLn, metricsLn net.Listener
 

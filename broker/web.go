@@ -32,7 +32,7 @@ func (b *Broker) webHandler() http.Handler {
 		Authenticate: b.webAuth,
 		RootPEM:      b.certs.RootPEM,
 		CertWarning:  b.certs.Warning,
-		Certificates: b.certs.Describe,
+		Certificates: b.describeCerts,
 		ToolsDir:     b.opts.ToolsDir,
 		Logger:       b.log,
 	}))
