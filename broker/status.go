@@ -277,15 +277,6 @@ func (s *statusStore) get(id tunnel.Identity) (systemRecord, bool) {
 	return *r, true
 }
 
-// unknownLogins returns the aggregate of refused logins of unknown names (a copy).
-func (s *statusStore) unknownLogins() unknownLogins {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u := s.unknown
-	u.Recent = append([]unknownLogin(nil), u.Recent...)
-	return u
-}
-
 // run writes the file after changes, at most once per statusFlushEvery, and writes the
 // connected systems' heartbeat (live lists them) every statusHeartbeat, until ctx is done.
 // The final write is flush's, after the agents' sessions have ended.
