@@ -253,15 +253,25 @@ func clip(name string) string {
 	return name
 }
 
-// touch notes that the systems ids are connected at time at (the heartbeat).
-func (s *statusStore) touch(ids []tunnel.Identity, at time.Time) {
-	if len(ids) == 0 {
+// liveSystem is a connected system and the switches its session holds now.
+type liveSystem struct {
+	id     tunnel.Identity
+	policy tunnel.Policy
+}
+
+// touch notes that the systems live are connected at time at (the heartbeat), with the
+// switches they hold now: an agent that reports a change during its session is kept
+// up to date without waiting for its disconnect.
+func (s *statusStore) touch(live []liveSystem, at time.Time) {
+	if len(live) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, id := range ids {
-		s.record(id).SeenAt = at
+	for _, l := range live {
+		r := s.record(l.id)
+		p := l.policy
+		r.SeenAt, r.Policy = at, &p
 	}
 	s.changed()
 }
@@ -280,7 +290,7 @@ func (s *statusStore) get(id tunnel.Identity) (systemRecord, bool) {
 // run writes the file after changes, at most once per statusFlushEvery, and writes the
 // connected systems' heartbeat (live lists them) every statusHeartbeat, until ctx is done.
 // The final write is flush's, after the agents' sessions have ended.
-func (s *statusStore) run(ctx context.Context, live func() []tunnel.Identity) {
+func (s *statusStore) run(ctx context.Context, live func() []liveSystem) {
 	heartbeat := time.NewTicker(statusHeartbeat)
 	defer heartbeat.Stop()
 	pause := time.NewTimer(0)

@@ -95,13 +95,13 @@ func TestStatusStoreLastSeenWithoutShutdown(t *testing.T) {
 	t0 := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
 	s.disconnected(se1, t0.Add(-time.Hour), tunnel.Policy{})
 	s.connected(se1, t0, tunnel.Policy{Version: 1})
-	s.touch([]tunnel.Identity{se1}, t0.Add(5*time.Minute))
+	s.touch([]liveSystem{{id: se1, policy: tunnel.Policy{Version: 1, RemoteAccess: true}}}, t0.Add(5*time.Minute))
 	if err := s.flush(); err != nil {
 		t.Fatal(err)
 	}
 	s2, _ := testStore(t, path, nil)
-	if r, _ := s2.get(se1); !r.lastSeen().Equal(t0.Add(5 * time.Minute)) {
-		t.Errorf("last seen %v, want the heartbeat %v", r.lastSeen(), t0.Add(5*time.Minute))
+	if r, _ := s2.get(se1); !r.lastSeen().Equal(t0.Add(5*time.Minute)) || r.Policy == nil || !r.Policy.RemoteAccess {
+		t.Errorf("last seen %v, want the heartbeat %v; switches %+v, want the heartbeat's", r.lastSeen(), t0.Add(5*time.Minute), r.Policy)
 	}
 }
 
@@ -204,7 +204,7 @@ func TestStatusStoreWriterDebounces(t *testing.T) {
 	s, _ := testStore(t, path, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { s.run(ctx, func() []tunnel.Identity { return nil }); close(done) }()
+	go func() { s.run(ctx, func() []liveSystem { return nil }); close(done) }()
 	defer func() { cancel(); <-done }()
 	se1 := tunnel.NewIdentity("12345", "SE1")
 	deadline := time.Now().Add(5 * time.Second)

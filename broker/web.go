@@ -104,12 +104,13 @@ func (b *Broker) sessionChanged(s *tunnel.Session, up bool) {
 	}
 }
 
-// liveSystems lists the systems with a session at this broker (the status heartbeat).
-func (b *Broker) liveSystems() []tunnel.Identity {
+// liveSystems lists the systems with a session at this broker and their switches now
+// (the status heartbeat).
+func (b *Broker) liveSystems() []liveSystem {
 	sessions := b.registry.Sessions()
-	out := make([]tunnel.Identity, 0, len(sessions))
+	out := make([]liveSystem, 0, len(sessions))
 	for _, s := range sessions {
-		out = append(out, s.Identity())
+		out = append(out, liveSystem{id: s.Identity(), policy: s.Policy()})
 	}
 	return out
 }
