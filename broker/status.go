@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"maintproxy/tunnel"
@@ -64,6 +65,8 @@ type statusStore struct {
 
 	kick    chan struct{}
 	writeMu sync.Mutex // one write of the file at a time
+
+	writes, writeErrors atomic.Int64 // for metrics
 }
 
 // systemRecord is one system's remembered status.
@@ -339,7 +342,10 @@ func (s *statusStore) flush() error {
 	if err == nil {
 		err = writeFileAtomic(s.path, data)
 	}
-	if err != nil {
+	if err == nil {
+		s.writes.Add(1)
+	} else {
+		s.writeErrors.Add(1)
 		s.mu.Lock()
 		s.dirty = true
 		s.mu.Unlock()

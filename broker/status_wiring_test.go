@@ -96,6 +96,9 @@ func TestStatusRefusedAgentLogins(t *testing.T) {
 		data, err := os.ReadFile(path)
 		return err == nil && json.Unmarshal(data, &f) == nil && f.Unknown.Count > 0
 	})
+	if m := r.metrics(t); m[`maintproxy_status_writes_total{result="ok"}`] < 1 || m[`maintproxy_status_writes_total{result="error"}`] != 0 {
+		t.Errorf("status writes: ok %v, error %v", m[`maintproxy_status_writes_total{result="ok"}`], m[`maintproxy_status_writes_total{result="error"}`])
+	}
 	if len(f.Systems) > 2 || f.Systems["67890/se1"] == nil || f.Unknown.Recent[0].Identity != "99999/nope" {
 		t.Errorf("status file: systems %v, unknown %+v", f.Systems, f.Unknown)
 	}
