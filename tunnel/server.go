@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -106,6 +107,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		link.close()
 		s.Logger.Warn("agent sent no valid hello", "remote", r.RemoteAddr, "identity", id.String(), "err", err)
+		if errors.As(err, new(protocolError)) {
+			s.observeRefusal(r, id, err) // an agent that cannot work with this broker until updated
+		}
 		return
 	}
 	sess := &Session{id: id, link: link, policy: policy, since: time.Now(), remote: r.RemoteAddr, secretHash: hash}
@@ -156,9 +160,16 @@ func decodeHello(r io.Reader) (Policy, error) {
 		return Policy{}, fmt.Errorf("decoding hello: %w", err)
 	}
 	if p.Version != Version {
-		return Policy{}, fmt.Errorf("agent speaks protocol %d, broker %d", p.Version, Version)
+		return Policy{}, protocolError{p.Version}
 	}
 	return p, nil
+}
+
+// protocolError is a hello of another protocol version than the broker's.
+type protocolError struct{ version int }
+
+func (e protocolError) Error() string {
+	return fmt.Sprintf("agent speaks protocol %d, broker %d", e.version, Version)
 }
 
 // Wait blocks until every session handler has returned, or ctx is done.
