@@ -97,7 +97,13 @@ func (b *Broker) sessionChanged(s *tunnel.Session, up bool) {
 	if up {
 		b.status.connected(s.Identity(), s.Since(), s.Policy())
 	} else {
-		b.status.disconnected(s.Identity(), time.Now(), s.Policy())
+		// The registry's own offline time, so that the pages say the same before and
+		// after a restart; a session replaced by a newer one ends now.
+		at := time.Now()
+		if st := b.registry.Status(s.Identity()); !st.Online && !st.Since.IsZero() {
+			at = st.Since
+		}
+		b.status.disconnected(s.Identity(), at, s.Policy())
 	}
 	if b.cluster != nil {
 		b.cluster.publishSession(s, up)
