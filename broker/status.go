@@ -57,6 +57,8 @@ type statusStore struct {
 	log   *slog.Logger
 	now   func() time.Time
 	known func(tunnel.Identity) bool
+	// flushEvery and heartbeat are statusFlushEvery and statusHeartbeat (tests shorten them).
+	flushEvery, heartbeat time.Duration
 
 	mu      sync.Mutex
 	systems map[tunnel.Identity]*systemRecord
@@ -123,7 +125,7 @@ type statusFileData struct {
 // store starts empty: the broker serves on, and the pages say "waiting for first
 // connection" until the agents are back. known says which systems are configured.
 func openStatusStore(path string, log *slog.Logger, known func(tunnel.Identity) bool) *statusStore {
-	s := &statusStore{path: path, log: log, now: time.Now, known: known,
+	s := &statusStore{path: path, log: log, now: time.Now, known: known, flushEvery: statusFlushEvery, heartbeat: statusHeartbeat,
 		systems: map[tunnel.Identity]*systemRecord{}, kick: make(chan struct{}, 1)}
 	if err := s.load(); err != nil {
 		aside := fmt.Sprintf("%s.corrupt-%d", path, s.now().Unix())
@@ -294,7 +296,7 @@ func (s *statusStore) get(id tunnel.Identity) (systemRecord, bool) {
 // connected systems' heartbeat (live lists them) every statusHeartbeat, until ctx is done.
 // The final write is flush's, after the agents' sessions have ended.
 func (s *statusStore) run(ctx context.Context, live func() []liveSystem) {
-	heartbeat := time.NewTicker(statusHeartbeat)
+	heartbeat := time.NewTicker(s.heartbeat)
 	defer heartbeat.Stop()
 	pause := time.NewTimer(0)
 	defer pause.Stop()
@@ -308,7 +310,7 @@ func (s *statusStore) run(ctx context.Context, live func() []liveSystem) {
 			s.touch(live(), s.now())
 		}
 		s.flush()
-		pause.Reset(statusFlushEvery)
+		pause.Reset(s.flushEvery)
 		select {
 		case <-ctx.Done():
 			return

@@ -229,3 +229,35 @@ func TestStatusStoreWriterDebounces(t *testing.T) {
 		t.Errorf("%d writes for a burst of changes: not debounced", writes)
 	}
 }
+
+// TestStatusStoreHeartbeat: while agents are connected, the writer records their last-seen
+// time and current switches on its own, for a broker that is killed rather than stopped.
+func TestStatusStoreHeartbeat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), StatusFile)
+	s, _ := testStore(t, path, nil)
+	s.flushEvery, s.heartbeat = 10*time.Millisecond, 50*time.Millisecond
+	se1 := tunnel.NewIdentity("12345", "SE1")
+	t0 := time.Now().Add(-time.Hour)
+	s.connected(se1, t0, tunnel.Policy{Version: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		s.run(ctx, func() []liveSystem {
+			return []liveSystem{{id: se1, policy: tunnel.Policy{Version: 1, RemoteAccess: true}}}
+		})
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s2, _ := testStore(t, path, nil)
+		if r, ok := s2.get(se1); ok && r.lastSeen().After(t0.Add(30*time.Minute)) && r.Policy != nil && r.Policy.RemoteAccess {
+			break
+		}
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(path)
+			t.Fatalf("no heartbeat written within 5 s: %s", data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
