@@ -3,8 +3,13 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 )
 
 // batchConn is the TCP connection under an agent link's TLS. TLS writes each record of at
@@ -15,6 +20,61 @@ type batchConn struct {
 	net.Conn
 	mu  sync.Mutex
 	buf *[]byte // collecting while non-nil
+	// nowait makes Read a single attempt that never waits (see readNow); only the
+	// connection's one reader sets it, around a read of its own.
+	nowait atomic.Bool
+}
+
+// Read reads from the socket; in nowait mode it takes only what is there already.
+func (c *batchConn) Read(p []byte) (int, error) {
+	if c.nowait.Load() {
+		return c.readNow(p)
+	}
+	return c.Conn.Read(p)
+}
+
+// errNotReady is readNow's "nothing there yet". It is a temporary net.Error, which TLS
+// passes up without failing the connection, keeping any partial record for the next read.
+var errNotReady error = notReady{}
+
+type notReady struct{}
+
+func (notReady) Error() string   { return "no data ready" }
+func (notReady) Timeout() bool   { return true }
+func (notReady) Temporary() bool { return true }
+
+// readNow makes one read system call that does not wait: errNotReady when the socket holds
+// nothing. Without access to the socket it reports nothing ready.
+func (c *batchConn) readNow(p []byte) (int, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return 0, errNotReady
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, errNotReady
+	}
+	var n int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = syscall.Read(int(fd), p)
+			if rerr != syscall.EINTR {
+				return true // one attempt: never wait for readiness
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr == syscall.EAGAIN:
+		return 0, errNotReady
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 var cipherPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*maxBatch+4<<10); return &b }}
@@ -116,6 +176,18 @@ func (c *batchedTLS) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	if serr := c.sock.end(); err == nil {
 		err = serr
+	}
+	return n, err
+}
+
+// ReadMore reads what TLS holds or the socket has ready, without waiting, so that a relay
+// can fill its buffer with several records (relay.MoreReader).
+func (c *batchedTLS) ReadMore(p []byte) (int, error) {
+	c.sock.nowait.Store(true)
+	n, err := c.Conn.Read(p)
+	c.sock.nowait.Store(false)
+	if errors.Is(err, errNotReady) {
+		err = nil
 	}
 	return n, err
 }

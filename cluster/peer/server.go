@@ -130,7 +130,8 @@ func (s *Server) tlsConfig() *tls.Config {
 // serveConn runs one link: handshake, then a yamux session whose streams are served until
 // it ends.
 func (s *Server) serveConn(raw net.Conn) {
-	tc := tls.Server(raw, s.tlsConfig())
+	sock := &sockConn{Conn: raw}
+	tc := tls.Server(sock, s.tlsConfig())
 	hctx, cancel := context.WithTimeout(s.ctx, s.Tuning.handshake())
 	err := tc.HandshakeContext(hctx)
 	cancel()
@@ -143,7 +144,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	if !ok {
 		return
 	}
-	sess, err := yamux.Server(&frameConn{Conn: tc}, s.Tuning.mux())
+	sess, err := yamux.Server(newLinkConn(tc, sock), s.Tuning.mux())
 	if err != nil {
 		return
 	}
