@@ -3,7 +3,7 @@ package peer
 // Writes on a peer link are batched the way the agent link's are: yamux's send loop hands
 // each frame to linkConn, which appends it to a pooled buffer and returns at once; a flusher
 // goroutine, running only while there is something to send, gives the buffer to TLS in one
-// write, and sockConn under TLS sends all of that write's records with one system call.
+// write, and the linkbatch.Sock under TLS sends all of that write's records with one system call.
 //
 // Without it yamux's send loop encrypts and writes each frame itself while the stream's
 // writer waits for it: a relay could not read the next chunk while the last one was being
@@ -11,50 +11,33 @@ package peer
 // a system call. With it a forwarded tunnel is pipelined like a local one.
 
 import (
-	"encoding/binary"
 	"net"
 	"sync"
+
+	"maintproxy/internal/linkbatch"
 )
 
-const (
-	// maxBatch is where the send loop stops adding to a batch and waits for the flusher:
-	// four full TLS records.
-	maxBatch = 64 << 10
-	// maxPooled is the largest buffer kept for reuse; a batch grows past maxBatch by at
-	// most one frame, and a rare huge frame should not pin its buffer.
-	maxPooled = 4 * maxBatch
-)
+// maxBatch is where the send loop stops adding to a batch and waits for the flusher.
+const maxBatch = linkbatch.MaxBatch
 
-var (
-	batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*maxBatch); return &b }}
-	// sealPool holds the records of one flush: a batch plus TLS's 22 bytes per record.
-	sealPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*maxBatch+4<<10); return &b }}
-)
-
-func putBuf(p *sync.Pool, b *[]byte) {
-	if cap(*b) > maxPooled {
-		return
-	}
-	*b = (*b)[:0]
-	p.Put(b)
-}
+// batchPool holds write buffers; a batch grows past maxBatch by at most one frame.
+var batchPool = linkbatch.NewPool(2 * maxBatch)
 
 // linkConn is the TLS connection of a peer link as yamux sees it: reads go straight to TLS,
 // writes are queued for the flusher.
 type linkConn struct {
-	net.Conn           // the TLS connection
-	sock     *sockConn // the TCP connection under it
+	net.Conn                 // the TLS connection
+	sock     *linkbatch.Sock // the TCP connection under it
 
 	mu       sync.Mutex
 	space    sync.Cond // signalled when the flusher takes a batch or stops
 	batch    *[]byte   // frames waiting for the flusher; nil when none
-	pend     [yamuxHeaderLen]byte
-	hasPend  bool // pend is a data frame's header waiting for its body
+	frames   linkbatch.Joiner
 	flushing bool
 	werr     error // sticky: the link is dead once a write failed
 }
 
-func newLinkConn(tc net.Conn, sock *sockConn) *linkConn {
+func newLinkConn(tc net.Conn, sock *linkbatch.Sock) *linkConn {
 	c := &linkConn{Conn: tc, sock: sock}
 	c.space.L = &c.mu
 	return c
@@ -70,17 +53,11 @@ func (c *linkConn) Write(b []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
-	switch {
-	case c.hasPend:
-		c.hasPend = false
-		c.append(c.pend[:], b)
-	case len(b) == yamuxHeaderLen && b[1] == yamuxTypeData && binary.BigEndian.Uint32(b[8:12]) > 0:
-		copy(c.pend[:], b)
-		c.hasPend = true
+	head, body, ok := c.frames.Add(b)
+	if !ok {
 		return len(b), nil
-	default:
-		c.append(b, nil)
 	}
+	c.append(head, body)
 	for c.batch != nil && len(*c.batch) >= maxBatch && c.werr == nil {
 		c.space.Wait()
 	}
@@ -94,7 +71,7 @@ func (c *linkConn) Write(b []byte) (int, error) {
 // held.
 func (c *linkConn) append(a, b []byte) {
 	if c.batch == nil {
-		c.batch = batchPool.Get().(*[]byte)
+		c.batch = batchPool.Get()
 	}
 	*c.batch = append(append(*c.batch, a...), b...)
 	if !c.flushing {
@@ -111,12 +88,12 @@ func (c *linkConn) flush() {
 		c.batch = nil
 		c.space.Broadcast()
 		c.mu.Unlock()
-		c.sock.begin()
+		c.sock.Begin()
 		_, err := c.Conn.Write(*batch)
-		if serr := c.sock.end(); err == nil {
+		if serr := c.sock.End(); err == nil {
 			err = serr
 		}
-		putBuf(&batchPool, batch)
+		batchPool.Put(batch)
 		c.mu.Lock()
 		if err != nil && c.werr == nil {
 			c.werr = err
@@ -137,40 +114,4 @@ func (c *linkConn) Close() error {
 	c.space.Broadcast()
 	c.mu.Unlock()
 	return c.Conn.Close()
-}
-
-// sockConn is the TCP connection under a peer link's TLS. TLS writes each record (at most
-// 16 KiB) with its own socket write; between begin and end sockConn collects them and
-// sends them with one.
-type sockConn struct {
-	net.Conn
-	mu  sync.Mutex
-	buf *[]byte // collecting while non-nil
-}
-
-func (c *sockConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	if c.buf != nil {
-		*c.buf = append(*c.buf, b...)
-		c.mu.Unlock()
-		return len(b), nil
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(b)
-}
-
-func (c *sockConn) begin() {
-	c.mu.Lock()
-	c.buf = sealPool.Get().(*[]byte)
-	c.mu.Unlock()
-}
-
-func (c *sockConn) end() error {
-	c.mu.Lock()
-	buf := c.buf
-	c.buf = nil
-	c.mu.Unlock()
-	_, err := c.Conn.Write(*buf)
-	putBuf(&sealPool, buf)
-	return err
 }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"maintproxy/internal/linkbatch"
 )
 
 // TestLinkConnBatches: a data frame's header and body leave in one socket write and Write
@@ -16,11 +18,11 @@ import (
 func TestLinkConnBatches(t *testing.T) {
 	a, b := net.Pipe() // unbuffered: a write waits until the other side reads
 	defer b.Close()
-	sock := &sockConn{Conn: a}
+	sock := &linkbatch.Sock{Conn: a}
 	lc := newLinkConn(sock, sock)
 
-	hdr := make([]byte, yamuxHeaderLen)
-	hdr[1] = yamuxTypeData
+	hdr := make([]byte, linkbatch.FrameHeaderLen)
+	hdr[1] = linkbatch.TypeData
 	binary.BigEndian.PutUint32(hdr[4:8], 1)
 	binary.BigEndian.PutUint32(hdr[8:12], 5)
 	// Nobody reads yet: both writes must return anyway.
@@ -39,7 +41,7 @@ func TestLinkConnBatches(t *testing.T) {
 
 	// 240 KiB of window updates with nobody reading: at most a batch queued and one in the
 	// flusher's write fit, so the writer must still be waiting when Close comes.
-	upd := make([]byte, yamuxHeaderLen)
+	upd := make([]byte, linkbatch.FrameHeaderLen)
 	upd[1] = 1
 	done := make(chan error, 1)
 	go func() {

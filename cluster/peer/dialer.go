@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"maintproxy/internal/linkbatch"
 )
 
 // Dialer is the forwarding side: it keeps one long-lived link to each broker it forwards
@@ -203,7 +205,7 @@ func (d *Dialer) dial(parent context.Context, node string, l *link) {
 		l.err = fmt.Errorf("peer: dial %s at %s: %w", node, l.addr, err)
 		return
 	}
-	sock := &sockConn{Conn: raw}
+	sock := &linkbatch.Sock{Conn: raw}
 	c := tls.Client(sock, cfg)
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"maintproxy/internal/conns"
+	"maintproxy/internal/linkbatch"
 
 	"github.com/hashicorp/yamux"
 )
@@ -130,7 +131,7 @@ func (s *Server) tlsConfig() *tls.Config {
 // serveConn runs one link: handshake, then a yamux session whose streams are served until
 // it ends.
 func (s *Server) serveConn(raw net.Conn) {
-	sock := &sockConn{Conn: raw}
+	sock := &linkbatch.Sock{Conn: raw}
 	tc := tls.Server(sock, s.tlsConfig())
 	hctx, cancel := context.WithTimeout(s.ctx, s.Tuning.handshake())
 	err := tc.HandshakeContext(hctx)

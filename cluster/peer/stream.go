@@ -145,8 +145,3 @@ func (s *Stream) SetReadDeadline(t time.Time) error { return s.st.SetReadDeadlin
 
 // SetWriteDeadline sets the write deadline.
 func (s *Stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }
-
-const (
-	yamuxHeaderLen = 12
-	yamuxTypeData  = 0
-)
