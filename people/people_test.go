@@ -450,7 +450,7 @@ func TestStartUnloaded(t *testing.T) {
 		t.Errorf("unloaded: %v", err)
 	}
 	m.Heal()
-	testkit.WaitFor(t, 20*time.Second, "alice loaded once etcd answers", func() bool { _, err := s.Principal("alice"); return err == nil })
+	testkit.WaitFor(t, 45*time.Second, "alice loaded once etcd answers", func() bool { _, err := s.Principal("alice"); return err == nil })
 }
 
 func TestBoltBusy(t *testing.T) {
