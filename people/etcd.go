@@ -192,15 +192,20 @@ func (e *etcdBackend) Replace(ctx context.Context, data map[string]map[string][]
 }
 
 // Watch calls changed after every change below the prefix except the audit history,
-// whoever made it; a watch that ends (compaction, lost connection) is started again after
-// a pause, with a call of changed, since changes may have been missed.
+// whoever made it, and once each time the watch is (re)established: a change made between
+// the caller's load and the watch's start, or while a watch was down (compaction, lost
+// connection), is not missed.
 func (e *etcdBackend) Watch(ctx context.Context, changed func()) {
 	audit := e.bucketPrefix(bucketAudit)
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		for resp := range e.cli.Watch(wctx, e.prefix, clientv3.WithPrefix()) {
+		for resp := range e.cli.Watch(wctx, e.prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify()) {
 			if resp.Err() != nil {
 				break
+			}
+			if resp.Created {
+				changed()
+				continue
 			}
 			for _, ev := range resp.Events {
 				if !strings.HasPrefix(string(ev.Kv.Key), audit) {
@@ -214,7 +219,6 @@ func (e *etcdBackend) Watch(ctx context.Context, changed func()) {
 		select {
 		case <-ctx.Done():
 		case <-t.C:
-			changed()
 		}
 		t.Stop()
 	}
