@@ -76,7 +76,7 @@ func headerHasToken(h http.Header, name, token string) bool {
 
 // acceptWS completes the server side of the handshake on an authenticated request and
 // takes the connection over. On error it has answered the request.
-func acceptWS(w http.ResponseWriter, r *http.Request) (*wsConn, error) {
+func acceptWS(w http.ResponseWriter, r *http.Request, extraHeaders string) (*wsConn, error) {
 	key := r.Header.Get("Sec-WebSocket-Key")
 	raw, _ := base64.StdEncoding.DecodeString(key)
 	switch {
@@ -102,7 +102,7 @@ func acceptWS(w http.ResponseWriter, r *http.Request) (*wsConn, error) {
 	// The server's header timeout must not cut the session; keepalives guard it instead.
 	conn.SetDeadline(time.Time{})
 	tuneAccepted(conn)
-	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsAccept(key) + "\r\n\r\n"
+	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsAccept(key) + "\r\n" + extraHeaders + "\r\n"
 	if _, err := io.WriteString(conn, resp); err != nil {
 		conn.Close()
 		return nil, err
