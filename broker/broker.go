@@ -156,6 +156,7 @@ func New(o Options) (_ *Broker, err error) {
 		ReadHeaderTimeout: timeouts.RequestHeaders,
 		IdleTimeout:       timeouts.Idle,
 		Observer:          proxyObserver{b.metrics},
+		Carrier:           b.carrier,
 	}
 	if b.cluster != nil {
 		b.wireCluster(&po)

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
@@ -51,18 +50,16 @@ func (b *Broker) webAuth(username, password, clientIP string) (*config.Account, 
 
 // systemStatus tells the access pages what the registry knows of one system's agent;
 // pac.Indicate turns it into the light. In cluster mode a system this broker does not hold
-// is online if another broker holds it, with the switches its agent reported there.
-// Refused agent logins (LoginFailed, LoginFailure) and secondaries reached through their
-// primary (Via) are not known to the registry yet.
+// is online if another broker holds it, with the switches its agent reported there. A
+// secondary without an agent of its own that another system's agent reaches (its
+// network.systems) is shown with that agent's state and switches, Via naming the system.
+// Refused agent logins (LoginFailed, LoginFailure) are not known to the registry yet.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
-	st := b.registry.Status(tunnel.NewIdentity(customer, system))
-	if k := b.cluster; k != nil && !st.Online {
-		if hs := k.store.Presence().Holders(customer, system); len(hs) > 0 {
-			var p tunnel.Policy
-			if json.Unmarshal(hs[0].Switches, &p) == nil {
-				st.Policy = p
-			}
-			st.Online, st.Since = true, hs[0].Since
+	own, st := b.agentOf(customer, system)
+	via := ""
+	if !own.online {
+		if name, v := b.carrierView(customer, system); name != "" {
+			via, st.Online, st.Since, st.Policy = name, true, v.since, v.policy
 		}
 	}
 	p := st.Policy
@@ -71,6 +68,7 @@ func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 		// An agent reports its policy when it connects; Version 0 means it never did.
 		Reported:     p.Version != 0 || st.Online,
 		RemoteAccess: p.RemoteAccess, Colocated: p.Colocated, Services: p.Services,
+		Via: via,
 	}
 	for _, t := range p.Tunnels {
 		s.Tunnels = append(s.Tunnels, pac.TunnelEntry{Application: t.Application, IP: t.IP, Port: t.Port})

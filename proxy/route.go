@@ -47,12 +47,19 @@ type PeerRequest struct {
 	ClientAddr string
 	// Session is the tunnel's id, so both brokers' records and the agent's name one tunnel.
 	Session [16]byte
+	// Through, when set, is the system whose agent carries the tunnel to System (which has
+	// no agent of its own).
+	Through string
 }
 
 // openRequest is one tunnel to open to a system's agent.
 type openRequest struct {
-	cfg     *config.Broker
-	id      tunnel.Identity
+	cfg *config.Broker
+	// id is the system whose agent carries the tunnel.
+	id tunnel.Identity
+	// via, when set, is the system of id's network the tunnel goes to (id's agent reaches
+	// it; it has no agent of its own).
+	via     string
 	ip      netip.Addr
 	port    uint16
 	session [16]byte
@@ -85,7 +92,8 @@ func (l localAgents) openAgent(ctx context.Context, r openRequest) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	stream, err := sess.Open(ctx, tunnel.Header{Port: r.port, IP: r.ip, Session: r.session})
+	stream, err := sess.Open(ctx, tunnel.Header{Port: r.port, IP: r.ip, Session: r.session,
+		User: r.account, Client: r.client, System: r.via})
 	if err != nil {
 		release()
 		return nil, err
@@ -100,10 +108,14 @@ type peerAgent struct {
 }
 
 func (p peerAgent) openAgent(ctx context.Context, r openRequest) (net.Conn, error) {
-	conn, code, msg, err := p.peers.Open(ctx, p.node, PeerRequest{
+	req := PeerRequest{
 		Customer: r.id.Customer, System: r.id.System, IP: r.ip, Port: r.port,
 		Account: r.account, ClientAddr: r.client, Session: r.session,
-	})
+	}
+	if r.via != "" {
+		req.System, req.Through = r.via, r.id.System
+	}
+	conn, code, msg, err := p.peers.Open(ctx, p.node, req)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s): %v", errTransport, p.node, err)
 	}

@@ -1,0 +1,77 @@
+package config
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Agent file watching: events are gathered for watchSettle before the file is read, so
+// that an editor's several steps (truncate, write, rename) are read once; a poll every
+// watchPoll catches what the events missed (a file system without inotify, a replaced
+// directory).
+const (
+	watchSettle = 100 * time.Millisecond
+	watchPoll   = 2 * time.Second
+)
+
+// WatchAgent watches the agent configuration file path (through its directory, so that an
+// editor's write to a new file renamed over the old one is seen) and calls apply with each
+// new valid configuration, within about watchSettle of the change. An invalid edit goes to
+// onError (the error names the field) and the configuration in force stays. It returns
+// when ctx is done; an error only if the directory cannot be watched at all.
+func WatchAgent(ctx context.Context, path string, apply func(*Agent), onError func(error)) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	if err := w.Add(filepath.Dir(abs)); err != nil {
+		return err
+	}
+	last := fileSum(abs)
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	poll := time.NewTicker(watchPoll)
+	defer poll.Stop()
+	check := func() {
+		sum := fileSum(abs)
+		if sum == last || sum == ([32]byte{}) {
+			return // unchanged, or missing for a moment during a rename
+		}
+		last = sum
+		cfg, err := LoadAgent(abs)
+		if err != nil {
+			onError(err)
+			return
+		}
+		apply(cfg)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if filepath.Clean(ev.Name) == abs {
+				settle.Reset(watchSettle)
+			}
+		case err, ok := <-w.Errors:
+			if ok {
+				onError(err)
+			}
+		case <-settle.C:
+			check()
+		case <-poll.C:
+			check()
+		}
+	}
+}
