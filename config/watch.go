@@ -2,7 +2,9 @@ package config
 
 import (
 	"context"
+	"crypto/sha256"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -20,9 +22,10 @@ const (
 // WatchAgent watches the agent configuration file path (through its directory, so that an
 // editor's write to a new file renamed over the old one is seen) and calls apply with each
 // new valid configuration, within about watchSettle of the change. An invalid edit goes to
-// onError (the error names the field) and the configuration in force stays. It returns
-// when ctx is done; an error only if the directory cannot be watched at all.
-func WatchAgent(ctx context.Context, path string, apply func(*Agent), onError func(error)) error {
+// onError (the error names the field) and the configuration in force stays. loaded is the
+// configuration the agent started with: an edit made before the watch began is applied
+// too. It returns when ctx is done; an error only if the directory cannot be watched.
+func WatchAgent(ctx context.Context, path string, loaded *Agent, apply func(*Agent), onError func(error)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -35,24 +38,30 @@ func WatchAgent(ctx context.Context, path string, apply func(*Agent), onError fu
 	if err := w.Add(filepath.Dir(abs)); err != nil {
 		return err
 	}
-	last := fileSum(abs)
+	var last [32]byte // unknown: the first check compares with loaded instead
+	emptySum := sha256.Sum256(nil)
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
 	poll := time.NewTicker(watchPoll)
 	defer poll.Stop()
 	check := func() {
 		sum := fileSum(abs)
-		if sum == last || sum == ([32]byte{}) {
-			return // unchanged, or missing for a moment during a rename
+		if sum == last || sum == ([32]byte{}) || sum == emptySum {
+			return // unchanged, or missing or empty for a moment during a write
 		}
+		first := last == [32]byte{}
 		last = sum
 		cfg, err := LoadAgent(abs)
 		if err != nil {
 			onError(err)
 			return
 		}
+		if first && reflect.DeepEqual(cfg, loaded) {
+			return
+		}
 		apply(cfg)
 	}
+	check()
 	for {
 		select {
 		case <-ctx.Done():

@@ -48,7 +48,7 @@ func main() {
 			watched := make(chan struct{})
 			go func() {
 				defer close(watched)
-				err := config.WatchAgent(ctx, path, func(next *config.Agent) {
+				err := config.WatchAgent(ctx, path, cfg, func(next *config.Agent) {
 					_ = level.UnmarshalText([]byte(next.Log.Level))
 					restart := agent.SetConfig(next)
 					logger.Info("configuration reloaded; the customer's settings are in force",
