@@ -36,6 +36,9 @@ type Options struct {
 	ReloadInterval time.Duration
 	// ToolsDir holds built `maint` binaries for the tool bundle (optional).
 	ToolsDir string
+	// CertCheckInterval is how often certificates are checked for renewal, changed files
+	// and the identity CA rollover (default certs.DefaultCheckInterval).
+	CertCheckInterval time.Duration
 }
 
 // Broker is a running maintproxy.
@@ -122,13 +125,16 @@ func New(o Options) (_ *Broker, err error) {
 		}
 	}
 	b.cfg.Store(inForce)
-	co := certs.Options{Config: o.Config, Logger: o.Logger}
+	co := certs.Options{Config: o.Config, Logger: o.Logger, CheckInterval: o.CertCheckInterval}
 	if b.cluster != nil {
 		b.cluster.certOptions(o.Config, &co)
 	}
 	b.certs, err = certs.New(co)
 	if err != nil {
 		return nil, err
+	}
+	if b.cluster != nil {
+		b.cluster.cas.patient.Store(false) // started: a store outage now keeps the CAs in use
 	}
 	b.auth = proxy.NewAuth(b.Config, nil)
 	b.auth.Log = o.Logger

@@ -35,6 +35,7 @@ type clustered struct {
 	peerLn   net.Listener
 	server   *peer.Server
 	dialer   *peer.Dialer
+	cas      *clusterCAs
 	// configRev is the revision of the shared config in force (config: store); 0: none yet.
 	configRev atomic.Int64
 }
@@ -72,23 +73,11 @@ func (b *Broker) joinCluster(c *config.Broker) (err error) {
 	return nil
 }
 
-// certOptions hands certs the shared identity CA and ACME cache.
+// certOptions hands certs the shared identity CAs and ACME cache.
 func (k *clustered) certOptions(c *config.Broker, o *certs.Options) {
-	o.CA = func(create func() ([]byte, []byte, error)) ([]byte, []byte, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), caTimeout)
-		defer cancel()
-		for {
-			cert, key, err := k.store.EnsureCA(ctx, create)
-			if err == nil || !errors.Is(err, cluster.ErrNoQuorum) || ctx.Err() != nil {
-				return cert, key, err
-			}
-			select { // the store is not there yet: the broker cannot serve TLS without it
-			case <-ctx.Done():
-				return nil, nil, err
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
-	}
+	k.cas = &clusterCAs{store: k.store}
+	k.cas.patient.Store(true)
+	o.CAStore = k.cas
 	ns := "acme"
 	if u, err := url.Parse(c.TLS.ACME.DirectoryURL); err == nil && u.Host != "" {
 		// One account and set of certificates per ACME directory, as in data_dir.
@@ -230,4 +219,58 @@ type peerStream struct{ *peer.Stream }
 
 func (s peerStream) Reply(code proxy.PeerCode, msg string) error {
 	return s.Stream.Reply(peer.Reply{Code: peer.Code(code), Message: msg})
+}
+
+// SharedCAs is the cluster's identity CA record for `maintproxy certs` (show, regenerate).
+func SharedCAs(c *cluster.Client) certs.CAStore { return &clusterCAs{store: c} }
+
+// clusterCAs keeps the identity CAs in the cluster store for certs. While patient (the
+// broker's start: it cannot serve TLS without a CA) a store without quorum is waited for up
+// to caTimeout; afterwards a check that cannot reach the store keeps the CAs in use.
+type clusterCAs struct {
+	store interface {
+		LoadCAs(context.Context) (cluster.CASet, int64, error)
+		SwapCAs(context.Context, cluster.CASet, int64) (bool, error)
+	}
+	patient atomic.Bool
+}
+
+func (c *clusterCAs) LoadCAs() (certs.CASet, int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), caTimeout)
+	defer cancel()
+	for {
+		set, ver, err := c.store.LoadCAs(ctx)
+		if err == nil {
+			return certs.CASet{Current: toCerts(set.Current), Next: toCerts(set.Next), Previous: toCerts(set.Previous)}, ver, nil
+		}
+		if !c.patient.Load() || !errors.Is(err, cluster.ErrNoQuorum) {
+			return certs.CASet{}, 0, err
+		}
+		select { // the store is not there yet
+		case <-ctx.Done():
+			return certs.CASet{}, 0, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (c *clusterCAs) SwapCAs(set certs.CASet, version int64) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), caTimeout)
+	defer cancel()
+	return c.store.SwapCAs(ctx, cluster.CASet{Current: toCluster(set.Current), Next: toCluster(set.Next),
+		Previous: toCluster(set.Previous)}, version)
+}
+
+func toCerts(p *cluster.CAPair) *certs.CAPair {
+	if p == nil {
+		return nil
+	}
+	return &certs.CAPair{CertPEM: p.CertPEM, KeyPEM: p.KeyPEM}
+}
+
+func toCluster(p *certs.CAPair) *cluster.CAPair {
+	if p == nil {
+		return nil
+	}
+	return &cluster.CAPair{CertPEM: p.CertPEM, KeyPEM: p.KeyPEM}
 }

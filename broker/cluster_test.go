@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"maintproxy/broker"
+	"maintproxy/certs"
 	"maintproxy/cluster"
 	"maintproxy/cluster/etcdtest"
 	"maintproxy/config"
@@ -69,7 +70,7 @@ func startCluster(t *testing.T, o clusterOpts) ([]*member, *etcdtest.Member) {
 		}
 		buf := &logBuffer{}
 		logger := slog.New(slog.NewTextHandler(io.MultiWriter(buf, testOutput(t, node)), &slog.HandlerOptions{Level: slog.LevelDebug}))
-		b, err := broker.New(broker.Options{Config: parse(t, conf), Logger: logger})
+		b, err := broker.New(broker.Options{Config: parse(t, conf), Logger: logger, CertCheckInterval: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatalf("%s: %v", node, err)
 		}
@@ -84,8 +85,7 @@ func startCluster(t *testing.T, o clusterOpts) ([]*member, *etcdtest.Member) {
 		t.Cleanup(func() { r.stop(t) })
 		out = append(out, &member{rig: r, node: node, log: buf})
 	}
-	// Every broker registered and known to every other (a peer link is refused until the
-	// holder's directory lists the asking broker).
+	// Every broker registered and known to every other.
 	for _, b := range out {
 		waitFor(t, b.node+" sees every broker", func() bool {
 			return len(b.Store().Directory().Brokers()) == len(out) && (o.store || b.Ready())
@@ -463,4 +463,45 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestClusterRegenerateCA: `certs regenerate` on the store reaches every broker: the next
+// identity CA is published by all (agents fetch it from any), and with --now every broker
+// serves leaves from it while the old one stays published.
+func TestClusterRegenerateCA(t *testing.T) {
+	ms, etcd := startCluster(t, clusterOpts{brokers: 2})
+	roots := func(m *member) int { return strings.Count(string(m.Certs().RootPEM()), "BEGIN CERTIFICATE") }
+	if roots(ms[0]) != 1 || string(ms[0].Certs().RootPEM()) != string(ms[1].Certs().RootPEM()) {
+		t.Fatal("the brokers do not serve one identity CA")
+	}
+	opts, err := cluster.FromConfig(&ms[0].Config().Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Endpoints = []string{etcd.ClientURL}
+	cli, err := cluster.Dial(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := certs.RegenerateIn(ms[0].Config(), broker.SharedCAs(cli), time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		waitFor(t, m.node+" publishes the next CA", func() bool { return roots(m) == 2 })
+	}
+	if string(ms[0].Certs().RootPEM()) != string(ms[1].Certs().RootPEM()) {
+		t.Fatal("the brokers publish different CAs")
+	}
+	old := ms[0].Certs().Describe().Roots[0].SHA256
+
+	if _, err := certs.RegenerateIn(ms[0].Config(), broker.SharedCAs(cli), time.Now(), true); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		waitFor(t, m.node+" serves leaves from the new CA", func() bool {
+			d := m.Certs().Describe()
+			return len(d.Served) > 0 && len(d.Served[0].Chain) == 2 && d.Served[0].Chain[1].SHA256 != old && roots(m) == 2
+		})
+	}
 }

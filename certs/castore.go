@@ -98,7 +98,7 @@ type dirStore struct{ dir string }
 
 func (d dirStore) path(name string) string { return filepath.Join(d.dir, name) }
 
-func (d dirStore) where() string { return d.dir }
+func (d dirStore) where() string { return "data_dir " + d.dir }
 
 func (d dirStore) sum() [32]byte {
 	h := sha256.New()

@@ -35,10 +35,9 @@ type Options struct {
 	// CheckInterval is how often Run looks for renewals, changed files and expiry
 	// warnings (default 10s: the files mode notices a replaced certificate this quickly).
 	CheckInterval time.Duration
-	// CA, when set, supplies the self-signed identity CA instead of data_dir (cluster mode:
-	// the store, so every broker serves leaves of one CA). It returns the CA it has, or the
-	// one create makes when it has none; it does not replace an expired CA.
-	CA func(create func() (certPEM, keyPEM []byte, err error)) (certPEM, keyPEM []byte, err error)
+	// CAStore, when set, keeps the self-signed identity CAs instead of data_dir (cluster
+	// mode: the store, so every broker serves leaves of one CA and the rollover is shared).
+	CAStore CAStore
 	// ACMECache, when set, replaces the ACME cache in data_dir (cluster mode: the store, so
 	// brokers share one ACME account and order each certificate once).
 	ACMECache autocert.Cache
@@ -58,7 +57,7 @@ type Manager struct {
 	now      func() time.Time
 	interval time.Duration
 	source   source
-	caFrom   func(create func() (certPEM, keyPEM []byte, err error)) (certPEM, keyPEM []byte, err error)
+	caStore  CAStore
 	acmeFrom autocert.Cache
 
 	mu         sync.Mutex
@@ -100,7 +99,7 @@ func New(opts Options) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{cfg: opts.Config, log: opts.Logger, now: opts.Now, interval: opts.CheckInterval,
-		caFrom: opts.CA, acmeFrom: opts.ACMECache}
+		caStore: opts.CAStore, acmeFrom: opts.ACMECache}
 	var err error
 	switch opts.Config.TLS.Mode {
 	case config.ModeSelfSigned:

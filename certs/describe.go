@@ -77,7 +77,7 @@ func (m *Manager) Describe() *Description {
 		s.mu.RLock()
 		leaf := s.leaf.Leaf
 		s.mu.RUnlock()
-		describeSelfSigned(d, s.current(), leaf, m.cfg)
+		describeSelfSigned(d, s.current(), leaf, m.cfg, s.store.where())
 	case *filesSource:
 		s.mu.RLock()
 		cur := s.cur
@@ -95,20 +95,27 @@ func (m *Manager) Describe() *Description {
 // lives only in a running broker's memory, so it is described by what it covers; the
 // running broker's Describe has it in full. Errors name the config field.
 func Inspect(cfg *config.Broker, now time.Time) (*Description, error) {
+	return InspectIn(cfg, nil, now)
+}
+
+// InspectIn is Inspect with the identity CAs read from shared (cluster mode), or from
+// data_dir when shared is nil.
+func InspectIn(cfg *config.Broker, shared CAStore, now time.Time) (*Description, error) {
 	d := newDescription(cfg, now)
 	switch cfg.TLS.Mode {
 	case config.ModeSelfSigned:
-		set, err := dirStore{cfg.DataDir}.load()
+		st := storeFor(cfg, shared)
+		set, err := st.load()
 		if errors.Is(err, errNoCA) {
 			for i := range d.Served {
-				d.Served[i].Note = "no identity CA in data_dir yet: the broker makes one at its first start"
+				d.Served[i].Note = "no identity CA in " + st.where() + " yet: the broker makes one at its first start"
 			}
 			return d, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		describeSelfSigned(d, set, nil, cfg)
+		describeSelfSigned(d, set, nil, cfg, st.where())
 		s := &selfSigned{set: set, rolloverBefore: cfg.TLS.SelfSigned.RolloverBefore}
 		d.Warning = s.warning(now)
 	case config.ModeFiles:
@@ -147,8 +154,8 @@ func newDescription(cfg *config.Broker, now time.Time) *Description {
 	return d
 }
 
-func describeSelfSigned(d *Description, set *caSet, leaf *x509.Certificate, cfg *config.Broker) {
-	d.Source = "identity CA in data_dir " + cfg.DataDir
+func describeSelfSigned(d *Description, set *caSet, leaf *x509.Certificate, cfg *config.Broker, where string) {
+	d.Source = "identity CA in " + where
 	rb := cfg.TLS.SelfSigned.RolloverBefore
 	for i := range d.Served {
 		if leaf == nil {

@@ -145,16 +145,22 @@ func (s *selfSigned) warning(now time.Time) string {
 // technicians whose trust holds only the old CA cannot connect until they get the new one.
 // A running broker picks the change up within its check interval.
 func Regenerate(cfg *config.Broker, at time.Time, now bool) (*Description, error) {
+	return RegenerateIn(cfg, nil, at, now)
+}
+
+// RegenerateIn is Regenerate on the identity CAs in shared (cluster mode: the store every
+// broker reads), or in data_dir when shared is nil.
+func RegenerateIn(cfg *config.Broker, shared CAStore, at time.Time, now bool) (*Description, error) {
 	if cfg.TLS.Mode != config.ModeSelfSigned {
 		return nil, fmt.Errorf("tls.mode: %s; regenerate makes a new self-signed identity CA (tls.mode selfsigned)", cfg.TLS.Mode)
 	}
-	st := dirStore{cfg.DataDir}
+	st := storeFor(cfg, shared)
 	set, err := st.load()
 	if errors.Is(err, errNoCA) {
 		if err := st.create(cfg.Domain, at); err != nil {
 			return nil, err
 		}
-		return Inspect(cfg, at)
+		return InspectIn(cfg, shared, at)
 	}
 	if err != nil {
 		return nil, err
@@ -186,5 +192,5 @@ func Regenerate(cfg *config.Broker, at time.Time, now bool) (*Description, error
 			return nil, err
 		}
 	}
-	return Inspect(cfg, at)
+	return InspectIn(cfg, shared, at)
 }

@@ -63,11 +63,7 @@ type selfSigned struct {
 }
 
 func newSelfSigned(m *Manager) (*selfSigned, error) {
-	var store caStore = dirStore{m.cfg.DataDir}
-	if m.caFrom != nil {
-		store = &providedStore{m: m}
-	}
-	s := &selfSigned{m: m, store: store, rolloverBefore: m.cfg.TLS.SelfSigned.RolloverBefore}
+	s := &selfSigned{m: m, store: storeFor(m.cfg, m.caStore), rolloverBefore: m.cfg.TLS.SelfSigned.RolloverBefore}
 	now := m.now()
 	set, err := s.store.load()
 	if errors.Is(err, errNoCA) {
@@ -75,7 +71,7 @@ func newSelfSigned(m *Manager) (*selfSigned, error) {
 			return nil, err
 		}
 		if set, err = s.store.load(); err == nil {
-			m.log.Info("created the self-signed identity CA", "file", filepath.Join(m.cfg.DataDir, CACertFile),
+			m.log.Info("created the self-signed identity CA", "store", s.store.where(),
 				"expires", set.cur.cert.NotAfter.UTC().Format(time.DateOnly), "sha256", fingerprint(set.cur.cert))
 		}
 	}

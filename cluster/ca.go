@@ -3,78 +3,129 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/crypto/acme/autocert"
 )
 
-// caRecord is the stored identity CA: the certificate in clear, the key sealed.
+// caRecord is the stored identity CAs: the current one (its fields stay where a record with
+// only a current CA had them) and, during a rollover, the next and the previous one.
+// Certificates are in clear, keys sealed and bound to their certificate, so a CA moves from
+// slot to slot without being sealed again.
 type caRecord struct {
+	CertPEM  string  `json:"cert_pem"`
+	Key      sealed  `json:"key"`
+	Next     *caSlot `json:"next,omitempty"`
+	Previous *caSlot `json:"previous,omitempty"`
+}
+
+type caSlot struct {
 	CertPEM string `json:"cert_pem"`
 	Key     sealed `json:"key"`
 }
 
 const caPurpose = "identity-ca-key"
 
-// EnsureCA returns the cluster's identity CA, creating it with create if the store has none.
-// When several brokers start at once each may call create, but one transaction (the key must
-// not exist yet) decides, and every broker returns that winner's CA. The key is stored sealed
-// with the cluster secret (see the comment on sealed values in this package): reading etcd
-// does not reveal it, and a broker with a different secret gets ErrBadSecret.
-func (c *Client) EnsureCA(ctx context.Context, create func() (certPEM, keyPEM []byte, err error)) (certPEM, keyPEM []byte, err error) {
+// CAPair is one identity CA: certificate and private key, PEM.
+type CAPair struct{ CertPEM, KeyPEM []byte }
+
+// CASet is the cluster's identity CAs. Current is nil when the store has none yet.
+type CASet struct{ Current, Next, Previous *CAPair }
+
+// LoadCAs returns the cluster's identity CAs and the record's version (0 when there is
+// none), for SwapCAs. A broker with a different cluster secret gets ErrBadSecret.
+func (c *Client) LoadCAs(ctx context.Context) (CASet, int64, error) {
 	if len(c.secret) == 0 {
-		return nil, nil, ErrNoSecret
+		return CASet{}, 0, ErrNoSecret
 	}
-	key := c.keys.ca()
 	rctx, cancel := c.reqCtx(ctx)
-	resp, err := c.cli.Get(rctx, key)
+	resp, err := c.cli.Get(rctx, c.keys.ca())
 	cancel()
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: reading the identity CA: %w", storeErr(err))
+		return CASet{}, 0, fmt.Errorf("cluster: reading the identity CA: %w", storeErr(err))
 	}
-	if len(resp.Kvs) == 1 {
-		return c.openCA(resp.Kvs[0].Value)
+	if len(resp.Kvs) == 0 {
+		return CASet{}, 0, nil
 	}
-	certPEM, keyPEM, err = create()
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := seal(c.secret, caPurpose, key+"\x00"+string(certPEM), keyPEM)
-	if err != nil {
-		return nil, nil, err
-	}
-	val, err := json.Marshal(caRecord{CertPEM: string(certPEM), Key: s})
-	if err != nil {
-		return nil, nil, err
-	}
-	rctx, cancel = c.reqCtx(ctx)
-	defer cancel()
-	tr, err := c.cli.Txn(rctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(val))).Else(clientv3.OpGet(key)).Commit()
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: storing the identity CA: %w", storeErr(err))
-	}
-	if tr.Succeeded {
-		return certPEM, keyPEM, nil
-	}
-	kvs := tr.Responses[0].GetResponseRange().Kvs
-	if len(kvs) != 1 {
-		return nil, nil, fmt.Errorf("cluster: identity CA vanished while being created; try again")
-	}
-	return c.openCA(kvs[0].Value)
+	set, err := c.openCAs(resp.Kvs[0].Value)
+	return set, resp.Kvs[0].ModRevision, err
 }
 
-func (c *Client) openCA(val []byte) (certPEM, keyPEM []byte, err error) {
+// SwapCAs stores set if the record is still at version (0: the store has none). It
+// returns false, storing nothing, when another broker changed the record first: brokers
+// moving a rollover on at the same moment make one change between them.
+func (c *Client) SwapCAs(ctx context.Context, set CASet, version int64) (bool, error) {
+	if len(c.secret) == 0 {
+		return false, ErrNoSecret
+	}
+	if set.Current == nil {
+		return false, errors.New("cluster: an identity CA set needs a current CA")
+	}
+	key := c.keys.ca()
+	sealSlot := func(p *CAPair) (*caSlot, error) {
+		if p == nil {
+			return nil, nil
+		}
+		s, err := seal(c.secret, caPurpose, key+"\x00"+string(p.CertPEM), p.KeyPEM)
+		return &caSlot{CertPEM: string(p.CertPEM), Key: s}, err
+	}
+	cur, err := sealSlot(set.Current)
+	if err != nil {
+		return false, err
+	}
+	rec := caRecord{CertPEM: cur.CertPEM, Key: cur.Key}
+	if rec.Next, err = sealSlot(set.Next); err != nil {
+		return false, err
+	}
+	if rec.Previous, err = sealSlot(set.Previous); err != nil {
+		return false, err
+	}
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return false, err
+	}
+	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", version)
+	if version == 0 {
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	}
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	tr, err := c.cli.Txn(rctx).If(cmp).Then(clientv3.OpPut(key, string(val))).Commit()
+	if err != nil {
+		return false, fmt.Errorf("cluster: storing the identity CA: %w", storeErr(err))
+	}
+	return tr.Succeeded, nil
+}
+
+func (c *Client) openCAs(val []byte) (CASet, error) {
 	var r caRecord
 	if err := json.Unmarshal(val, &r); err != nil || r.CertPEM == "" {
-		return nil, nil, fmt.Errorf("cluster: the identity CA record in the store is damaged")
+		return CASet{}, fmt.Errorf("cluster: the identity CA record in the store is damaged")
 	}
-	keyPEM, err = r.Key.open(c.secret, caPurpose, c.keys.ca()+"\x00"+r.CertPEM)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: identity CA key: %w", err)
+	open := func(s *caSlot) (*CAPair, error) {
+		if s == nil {
+			return nil, nil
+		}
+		key, err := s.Key.open(c.secret, caPurpose, c.keys.ca()+"\x00"+s.CertPEM)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: identity CA key: %w", err)
+		}
+		return &CAPair{CertPEM: []byte(s.CertPEM), KeyPEM: key}, nil
 	}
-	return []byte(r.CertPEM), keyPEM, nil
+	var set CASet
+	var err error
+	if set.Current, err = open(&caSlot{CertPEM: r.CertPEM, Key: r.Key}); err != nil {
+		return CASet{}, err
+	}
+	if set.Next, err = open(r.Next); err != nil {
+		return CASet{}, err
+	}
+	if set.Previous, err = open(r.Previous); err != nil {
+		return CASet{}, err
+	}
+	return set, nil
 }
 
 // Cache is a small shared key/value store for secrets such as ACME account keys and

@@ -56,7 +56,7 @@ type Options struct {
 	// LeaseTTL is the broker lease's time to live (default 10 s; etcd raises values below ~2 s).
 	LeaseTTL time.Duration
 	// Secret is the cluster secret (at least MinSecretLength bytes) that seals the identity
-	// CA key and cache values. Only EnsureCA and Cache need it.
+	// CA key and cache values. Only the identity CA and Cache need it.
 	Secret []byte
 	// Self is what this broker publishes in the directory; Node, Instance and Started are
 	// filled by Open.

@@ -11,6 +11,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/time/rate"
 )
 
 // BrokerInfo is what a broker publishes about itself under its lease.
@@ -41,10 +42,13 @@ type Directory struct {
 	mu     sync.RWMutex
 	byNode map[string]BrokerInfo
 	byFP   map[string]string // peer fingerprint → node
+	// lookups bounds the store reads for fingerprints not (yet) in memory.
+	lookups *rate.Limiter
 }
 
 func newDirectory(s *Store) *Directory {
-	return &Directory{s: s, byNode: map[string]BrokerInfo{}, byFP: map[string]string{}}
+	return &Directory{s: s, byNode: map[string]BrokerInfo{}, byFP: map[string]string{},
+		lookups: rate.NewLimiter(4, 2)}
 }
 
 // Directory returns the broker directory.
@@ -71,12 +75,33 @@ func (d *Directory) Lookup(node string) (BrokerInfo, bool) {
 }
 
 // Trusted returns the node whose published peer fingerprint is fp; the peer server's trust
-// check (peer.Server.Trust).
+// check (peer.Server.Trust). A fingerprint the watch has not brought yet (a broker that
+// registered a moment ago and dials at once) is looked up in the store itself, a few times
+// a second at most, so a stranger cannot turn handshakes into store reads.
 func (d *Directory) Trusted(fp string) (node string, ok bool) {
 	d.mu.RLock()
-	defer d.mu.RUnlock()
 	node, ok = d.byFP[fp]
-	return node, ok
+	d.mu.RUnlock()
+	if ok || fp == "" || !d.lookups.Allow() {
+		return node, ok
+	}
+	ctx, cancel := context.WithTimeout(d.s.ctx, d.s.timeout)
+	defer cancel()
+	resp, err := d.s.cli.Get(clientv3.WithRequireLeader(ctx), d.s.keys.brokers(), clientv3.WithPrefix())
+	if err != nil {
+		return "", false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, kv := range resp.Kvs {
+		// Added only: the watch, behind this read, brings any later change or delete.
+		if b, ok := d.decode(kv); ok && b.PeerFingerprint == fp {
+			d.byNode[b.Node] = b
+			d.reindex()
+			return b.Node, true
+		}
+	}
+	return "", false
 }
 
 // Resolve returns where to dial node and the fingerprint its certificate must have; the

@@ -160,17 +160,14 @@ func makeCA(name string) func() ([]byte, []byte, error) {
 	}
 }
 
-// Brokers starting together end up with one identity CA; etcd holds the key only sealed; a
-// broker with another secret is told so; the cache is shared and sealed too.
-func TestEnsureCAConcurrentAndSealed(t *testing.T) {
+// Brokers starting together end up with one identity CA (one create wins, the others
+// read it); a rollover step at a stale version is refused; etcd holds the keys only sealed;
+// a broker with another secret is told so; the cache is shared and sealed too.
+func TestSharedCAsConcurrentAndSealed(t *testing.T) {
 	t.Parallel()
 	ep := startEtcd(t)
-	type res struct {
-		cert, key []byte
-		err       error
-	}
 	const n = 4
-	out := make(chan res, n)
+	won := make(chan bool, n)
 	for i := 0; i < n; i++ {
 		c, err := Dial(opts(ep, "x"))
 		if err != nil {
@@ -178,19 +175,47 @@ func TestEnsureCAConcurrentAndSealed(t *testing.T) {
 		}
 		defer c.Close()
 		go func() {
-			cert, key, err := c.EnsureCA(ctxT(t, 10*time.Second), makeCA(fmt.Sprint("b", i)))
-			out <- res{cert, key, err}
+			cert, key, err := makeCA(fmt.Sprint("b", i))()
+			if err != nil {
+				t.Error(err)
+			}
+			ok, err := c.SwapCAs(ctxT(t, 10*time.Second), CASet{Current: &CAPair{cert, key}}, 0)
+			if err != nil {
+				t.Error(err)
+			}
+			won <- ok
 		}()
 	}
-	first := <-out
-	if first.err != nil {
-		t.Fatal(first.err)
-	}
-	for i := 1; i < n; i++ {
-		r := <-out
-		if r.err != nil || !bytes.Equal(r.cert, first.cert) || !bytes.Equal(r.key, first.key) {
-			t.Fatalf("broker %d got another CA (err %v)", i, r.err)
+	wins := 0
+	for range n {
+		if <-won {
+			wins++
 		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d brokers created the CA, want 1", wins)
+	}
+	c0, _ := Dial(opts(ep, "x"))
+	defer c0.Close()
+	set, ver, err := c0.LoadCAs(ctxT(t, 5*time.Second))
+	if err != nil || set.Current == nil || ver == 0 {
+		t.Fatalf("load: %+v %d %v", set, ver, err)
+	}
+	first := *set.Current
+
+	// A rollover step: the next CA beside the current one; a second writer at the old
+	// version is refused and changes nothing.
+	nc, nk, _ := makeCA("next")()
+	if ok, err := c0.SwapCAs(ctxT(t, 5*time.Second), CASet{Current: &first, Next: &CAPair{nc, nk}}, ver); !ok || err != nil {
+		t.Fatalf("swap at the current version: %v %v", ok, err)
+	}
+	oc, ok2, _ := makeCA("other")()
+	if ok, err := c0.SwapCAs(ctxT(t, 5*time.Second), CASet{Current: &first, Next: &CAPair{oc, ok2}}, ver); ok || err != nil {
+		t.Fatalf("swap at a stale version: %v %v", ok, err)
+	}
+	set, _, err = c0.LoadCAs(ctxT(t, 5*time.Second))
+	if err != nil || set.Next == nil || !bytes.Equal(set.Next.KeyPEM, nk) || !bytes.Equal(set.Current.KeyPEM, first.KeyPEM) {
+		t.Fatalf("after the rollover step: %+v %v", set, err)
 	}
 
 	cli := raw(t, ep)
@@ -199,8 +224,8 @@ func TestEnsureCAConcurrentAndSealed(t *testing.T) {
 		t.Fatalf("ca key: %v", err)
 	}
 	stored := resp.Kvs[0].Value
-	blk, _ := pem.Decode(first.key)
-	if bytes.Contains(stored, first.key) || bytes.Contains(stored, blk.Bytes) || bytes.Contains(stored, []byte("PRIVATE KEY")) {
+	blk, _ := pem.Decode(first.KeyPEM)
+	if bytes.Contains(stored, first.KeyPEM) || bytes.Contains(stored, blk.Bytes) || bytes.Contains(stored, []byte("PRIVATE KEY")) {
 		t.Fatal("the CA key is readable in etcd")
 	}
 	if !bytes.Contains(stored, []byte("cert of b")) && !strings.Contains(string(stored), "CERTIFICATE") {
@@ -214,7 +239,7 @@ func TestEnsureCAConcurrentAndSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, _, err := other.EnsureCA(ctxT(t, 5*time.Second), makeCA("other")); !errors.Is(err, ErrBadSecret) {
+	if _, _, err := other.LoadCAs(ctxT(t, 5*time.Second)); !errors.Is(err, ErrBadSecret) {
 		t.Errorf("wrong secret: %v", err)
 	}
 
@@ -309,5 +334,25 @@ func TestPeerTrustFromDirectory(t *testing.T) {
 	// b2's directory view is frozen at close; it still knows where b1 is.
 	if err := open(); err == nil {
 		t.Fatal("a broker that left the cluster still gets streams")
+	}
+}
+
+// A broker that has just registered is trusted even before this broker's watch brings its
+// entry: the directory looks an unknown fingerprint up in the store. A stranger's is not
+// found there either.
+func TestTrustedLooksUpUnseenBroker(t *testing.T) {
+	t.Parallel()
+	ep := startEtcd(t)
+	a := open(t, opts(ep, "b1"))
+	open(t, opts(ep, "b2"))
+	d := newDirectory(a) // no watch: it has seen nothing
+	if node, ok := d.Trusted("fp-b2"); !ok || node != "b2" {
+		t.Fatalf("unseen broker: %q %v", node, ok)
+	}
+	if _, ok := d.Lookup("b2"); !ok {
+		t.Error("the entry read from the store was not kept")
+	}
+	if node, ok := d.Trusted("fp-stranger"); ok {
+		t.Fatalf("a stranger was trusted as %q", node)
 	}
 }

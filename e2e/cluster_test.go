@@ -442,6 +442,34 @@ func TestClusterConfigPushAndDrain(t *testing.T) {
 	}
 	t.Logf("cluster status:\n%s", out)
 
+	// `certs regenerate` on one broker's config makes the next identity CA in the store:
+	// every broker publishes it (an agent may fetch it from any), and `certs show` on another
+	// broker's config lists it.
+	for i, b := range c.Brokers {
+		marks[i] = b.Proc().Mark()
+	}
+	if out, err := exec.Command(bin, "certs", "regenerate", "--config", b1.ConfigPath).CombinedOutput(); err != nil {
+		t.Fatalf("certs regenerate: %v\n%s", err, out)
+	}
+	for i, b := range c.Brokers {
+		b.Proc().WaitLogAfter(t, marks[i], 20*time.Second, func(r testenv.Record) bool {
+			return r.Msg() == "reloaded the identity CAs" && r.Str("next") != ""
+		})
+		resp, err := b.WebClient(t).Get("https://" + b.WebAddr + "/agent/v1/ca")
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if n := bytes.Count(roots, []byte("BEGIN CERTIFICATE")); n != 2 {
+			t.Errorf("broker %d publishes %d identity CAs after regenerate, want 2", i+1, n)
+		}
+	}
+	out, err = exec.Command(bin, "certs", "show", "--config", b2.ConfigPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cluster store") || !strings.Contains(string(out), "next") {
+		t.Errorf("certs show on the cluster: %v\n%s", err, out)
+	}
+
 	// An invalid file is refused by the command, naming the field; nothing is written.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	raw, _ := os.ReadFile(b1.ConfigPath)

@@ -2,19 +2,19 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"maintproxy/broker"
 	"maintproxy/certs"
 	"maintproxy/config"
 )
 
-// certsCmd groups the certificate commands; they read data_dir and the configured files
-// and never start a broker.
+// certsCmd groups the certificate commands; they read data_dir (in cluster mode the
+// store) and the configured files and never start a broker.
 func certsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",
@@ -34,8 +34,8 @@ func certsShowCmd() *cobra.Command {
 		Long: `Print, for each listener (proxy and web), the certificate chain it serves: issuer, subject,
 SANs, validity (days left) and SHA-256 fingerprint; then the roots that clients must trust
 (the tool bundle's root file, GET /agent/v1/ca) and, for the self-signed identity CA, the
-rollover schedule. It reads data_dir and the configured files only; a running broker is
-neither needed nor contacted. The self-signed leaf lives in the running broker's memory:
+rollover schedule. It reads data_dir (in cluster mode the identity CAs in the store) and the
+configured files only; a running broker is neither needed nor contacted. The self-signed leaf lives in the running broker's memory:
 its fingerprint is in the broker's GET /certs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,7 +43,12 @@ its fingerprint is in the broker's GET /certs.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
-			d, err := certs.Inspect(cfg, time.Now())
+			shared, done, err := sharedCAs(cfg)
+			if err != nil {
+				return err
+			}
+			defer done()
+			d, err := certs.InspectIn(cfg, shared, time.Now())
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
@@ -61,28 +66,32 @@ func certsRegenerateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "regenerate --config FILE [--now]",
 		Short: "Make a new self-signed identity CA, published beside the current one before it serves",
-		Long: `Make a new self-signed identity CA in data_dir (tls.mode selfsigned).
+		Long: `Make a new self-signed identity CA in data_dir (tls.mode selfsigned); in cluster mode in the
+store, for every broker of the cluster.
 
 The new CA becomes the next CA: published at once beside the current one (the tool bundle's
 maintproxy-ca.pem holds both, GET /agent/v1/ca serves both and agents keep them beside their
 ca_file), while leaves keep coming from the current CA until the switch, half of
-tls.selfsigned.rollover_before later (default about six months). A running broker picks the
-change up within seconds. Technicians download the tool bundle again before the switch.
+tls.selfsigned.rollover_before later (default about six months). A running broker (every
+broker of a cluster) picks the change up within seconds. Technicians download the tool
+bundle again before the switch.
 
 --now switches at once (to the next CA already published, if there is one). Agents whose
 ca_file holds only the old CA, and that have not fetched the new one since, cannot connect
-until they are given it; technicians need the new tool bundle at once. The old CA stays in
-data_dir as ca-previous.pem until it expires.`,
+until they are given it; technicians need the new tool bundle at once. The old CA stays
+published (data_dir: ca-previous.pem) until it expires.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.LoadBroker(path)
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
-			if cfg.Cluster.Enabled() {
-				return errors.New("cluster: in cluster mode the identity CA is shared through the store, not data_dir; regenerate is for a single broker")
+			shared, done, err := sharedCAs(cfg)
+			if err != nil {
+				return err
 			}
-			d, err := certs.Regenerate(cfg, time.Now(), now)
+			defer done()
+			d, err := certs.RegenerateIn(cfg, shared, time.Now(), now)
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
@@ -115,4 +124,17 @@ func writeDescription(w io.Writer, d *certs.Description, asJSON bool) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(d)
+}
+
+// sharedCAs is the cluster's identity CA record in cluster mode (tls.mode selfsigned), nil
+// for a single broker (data_dir). done closes the connection to the store.
+func sharedCAs(cfg *config.Broker) (certs.CAStore, func(), error) {
+	if !cfg.Cluster.Enabled() || cfg.TLS.Mode != config.ModeSelfSigned {
+		return nil, func() {}, nil
+	}
+	cli, err := dialStore(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return broker.SharedCAs(cli), func() { cli.Close() }, nil
 }
