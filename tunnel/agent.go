@@ -184,14 +184,19 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 		defer wg.Done()
 		a.keepTrustFresh(sessCtx, mux.CloseChan())
 	}()
+	wg.Add(1)
 	if updates {
 		// The hello stream stays open as the control stream: the hello now, then every
 		// changed policy.
-		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer control.Close()
 			a.pushPolicy(control, control.SetWriteDeadline, mux.CloseChan())
+		}()
+	} else {
+		go func() {
+			defer wg.Done()
+			a.noteStalePolicy(c, mux.CloseChan())
 		}()
 	}
 	for {

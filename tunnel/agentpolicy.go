@@ -158,6 +158,22 @@ func (a *Agent) pushPolicy(w io.Writer, setDeadline func(time.Time) error, done 
 	}
 }
 
+// noteStalePolicy logs each policy change while connection c is to a broker that takes no
+// policy updates: the agent applies the change itself, but that broker shows the old
+// switches until the next connection.
+func (a *Agent) noteStalePolicy(c *brokerConn, done <-chan struct{}) {
+	for {
+		_, changed := a.policy.current()
+		select {
+		case <-done:
+			return
+		case <-changed:
+			a.log.Warn("the broker of this connection takes no policy updates (an earlier release): the new settings are in force here, but it shows the old ones until the agent reconnects",
+				"connection", c.n+1, "addr", c.current())
+		}
+	}
+}
+
 // hasFeature reports whether a FeaturesHeader value lists feature.
 func hasFeature(header, feature string) bool {
 	for f := range strings.SplitSeq(header, ",") {

@@ -24,7 +24,7 @@ type Policy struct {
 	Header int `json:"header,omitempty"`
 	// Network lists the systems of the customer's network this agent reaches for the
 	// broker (network.systems), by name in lower case, sorted.
-	Network []NetworkSystem `json:"network,omitempty"`
+	Network []NetworkSystem `json:"network"`
 }
 
 // TunnelEntry is one co-located server/service the customer opened.
