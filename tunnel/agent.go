@@ -159,19 +159,10 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 	mux := link.mux
 	sessCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	control, err := mux.OpenStream()
-	if err != nil {
-		return fmt.Errorf("sending hello: %w", err)
-	}
 	updates := hasFeature(features, FeaturePolicyUpdates)
-	cfg, _ := a.policy.current()
-	if !updates {
-		// A broker of an earlier release reads one policy and closes the stream.
-		err := a.hello(control, cfg)
-		control.Close()
-		if err != nil {
-			return fmt.Errorf("sending hello: %w", err)
-		}
+	cfg, changed := a.policy.current()
+	if err := a.hello(mux, cfg); err != nil {
+		return fmt.Errorf("sending hello: %w", err)
 	}
 	a.log.Info("connected to broker", "broker", a.url, "addr", c.current(), "connection", c.n+1, "customer", a.cfg.Customer, "system", a.cfg.System,
 		"remote_access", cfg.RemoteAccess.Enabled, "colocated", cfg.Colocated.Enabled, "policy_updates", updates)
@@ -186,12 +177,9 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 	}()
 	wg.Add(1)
 	if updates {
-		// The hello stream stays open as the control stream: the hello now, then every
-		// changed policy.
 		go func() {
 			defer wg.Done()
-			defer control.Close()
-			a.pushPolicy(control, control.SetWriteDeadline, mux.CloseChan())
+			a.pushPolicy(link.ws, PolicyFromConfig(cfg, a.version), changed, mux.CloseChan())
 		}()
 	} else {
 		go func() {
@@ -216,8 +204,13 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 	}
 }
 
-// hello writes the policy of cfg on st, the session's first stream.
-func (a *Agent) hello(st *yamux.Stream, cfg *config.Agent) error {
+// hello opens the session's first stream and writes the policy of cfg on it.
+func (a *Agent) hello(mux *yamux.Session, cfg *config.Agent) error {
+	st, err := mux.OpenStream()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	st.SetWriteDeadline(time.Now().Add(helloTimeout))
 	return json.NewEncoder(st).Encode(PolicyFromConfig(cfg, a.version))
 }

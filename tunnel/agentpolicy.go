@@ -3,13 +3,11 @@ package tunnel
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"maintproxy/config"
 )
@@ -129,32 +127,30 @@ func (a *Agent) SetConfig(cfg *config.Agent) []string {
 	return restart
 }
 
-// pushPolicy writes the policy on the control stream w now and at every change until
-// done is closed or a write fails.
-func (a *Agent) pushPolicy(w io.Writer, setDeadline func(time.Time) error, done <-chan struct{}) {
-	enc := json.NewEncoder(w)
-	var sent []byte
+// pushPolicy sends the broker of ws each policy that differs from the last one it got
+// (sent, in the hello), as a websocket text message, from the change that changed
+// signals until done is closed or the link fails.
+func (a *Agent) pushPolicy(ws *wsConn, sent Policy, changed <-chan struct{}, done <-chan struct{}) {
+	last, _ := json.Marshal(sent)
 	for {
-		cfg, changed := a.policy.current()
-		p := PolicyFromConfig(cfg, a.version)
-		b, _ := json.Marshal(p)
-		// A changed file that leaves the policy as it was (a log level, a comment) is not news.
-		if string(b) != string(sent) {
-			setDeadline(time.Now().Add(helloTimeout))
-			if err := enc.Encode(p); err != nil {
-				return
-			}
-			setDeadline(time.Time{})
-			if sent != nil {
-				a.log.Info("policy sent to the broker", "remote_access", p.RemoteAccess, "colocated", p.Colocated)
-			}
-			sent = b
-		}
 		select {
 		case <-done:
 			return
 		case <-changed:
 		}
+		var cfg *config.Agent
+		cfg, changed = a.policy.current()
+		p := PolicyFromConfig(cfg, a.version)
+		b, _ := json.Marshal(p)
+		// A changed file that leaves the policy as it was (a log level, a comment) is not news.
+		if string(b) == string(last) {
+			continue
+		}
+		if err := ws.sendText(b); err != nil {
+			return
+		}
+		last = b
+		a.log.Info("policy sent to the broker", "remote_access", p.RemoteAccess, "colocated", p.Colocated)
 	}
 }
 

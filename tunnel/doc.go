@@ -13,13 +13,16 @@
 // brokers of different releases work together.
 //
 // Hello. The agent opens the first stream and writes its policy as one JSON object
-// (Policy). The broker registers the session only after it has read the hello, so an
-// online system is always a ready one. Without policy-updates the agent then closes its
-// side. With it, the stream stays open as the control stream: whenever the customer's
-// settings change the agent writes the new Policy there (one JSON object, at most 64 KiB),
-// and the broker puts it in force for the session and tells the registry's OnChange hook.
-// The hello's "header" field is the highest stream header version the agent reads (absent:
-// 1); "network" lists the systems it reaches for the broker (network.systems).
+// (Policy), then closes its side. The broker registers the session only after it has read
+// the hello, so an online system is always a ready one. The hello's "header" field is the
+// highest stream header version the agent reads (absent: 1); "network" lists the systems
+// it reaches for the broker (network.systems).
+//
+// Policy updates (where the broker offers policy-updates). Whenever the customer's
+// settings change, the agent sends the new Policy as one websocket text message (at most
+// 64 KiB), between the binary messages that carry yamux. The broker puts it in force for
+// the session and tells the registry's OnChange hook. The link's reader takes it, so an
+// idle session costs the broker no goroutine for this.
 //
 // Open. For every tunnel the broker opens a stream and writes a header. Version 1 (for
 // agents that report no "header") is 24 bytes:

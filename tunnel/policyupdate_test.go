@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -211,5 +212,31 @@ func TestNetworkSystemThroughAgent(t *testing.T) {
 	held.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := held.Read(make([]byte, 1)); err == nil || isTimeout(err) {
 		t.Fatalf("tunnel to a removed network system not ended: %v", err)
+	}
+}
+
+// TestPolicyInboxKeepsAnEarlyUpdate: an update that overtakes the hello waits for the
+// session and then wins over the hello's policy; a malformed one changes nothing.
+func TestPolicyInboxKeepsAnEarlyUpdate(t *testing.T) {
+	reg := NewRegistry()
+	srv := &Server{Registry: reg, Logger: slog.New(slog.DiscardHandler)}
+	id := Identity{"12345", "se1"}
+	in := &policyInbox{s: srv, id: id}
+	in.receive([]byte(`{"version":1,"remote_access":false}`))
+	in.receive([]byte(`not json`))
+	sess := &Session{id: id, since: time.Now()}
+	sess.setPolicy(Policy{Version: Version, RemoteAccess: true})
+	reg.register(sess)
+	in.attach(sess)
+	if sess.Policy().RemoteAccess {
+		t.Fatal("the early update was lost")
+	}
+	in.receive([]byte(`{"version":2,"remote_access":true}`))
+	if sess.Policy().RemoteAccess {
+		t.Fatal("an update of another protocol version was taken")
+	}
+	in.receive([]byte(`{"version":1,"remote_access":true}`))
+	if !reg.Status(id).Policy.RemoteAccess {
+		t.Fatal("the registry does not show the update")
 	}
 }

@@ -1,9 +1,9 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -90,11 +90,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.Logger.Warn("agent websocket upgrade failed", "remote", r.RemoteAddr, "identity", id.String(), "err", err)
 		return
 	}
+	// Policy updates come as text messages, read by the link's own reader: an idle session
+	// costs no goroutine for them.
+	inbox := &policyInbox{s: s, id: id}
+	ws.onText = inbox.receive
 	link, err := newMuxLink(ws, true, s.Tuning)
 	if err != nil {
 		return
 	}
-	policy, control, err := acceptHello(r.Context(), link.mux, s.helloDeadline(r))
+	policy, err := readHello(r.Context(), link.mux, s.helloDeadline(r))
 	if err != nil {
 		link.close()
 		s.Logger.Warn("agent sent no valid hello", "remote", r.RemoteAddr, "identity", id.String(), "err", err)
@@ -116,9 +120,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Logger.Info("agent connected", "identity", id.String(), "customer", id.Customer, "system", id.System,
 		"remote", r.RemoteAddr, "remote_access", policy.RemoteAccess, "colocated", policy.Colocated, "agent_version", policy.AgentVersion)
-	// The hello stream stays the agent's control stream: an agent that knows of policy
-	// updates writes each new policy there; one of an earlier release has closed it.
-	go s.followPolicy(sess, control)
+	inbox.attach(sess)
 	// The agent has no reason to open streams after its hello: nothing accepts them, and
 	// the broker's small accept backlog (newMuxLink) refuses all but one.
 }
@@ -138,82 +140,25 @@ func (s *Server) helloDeadline(r *http.Request) time.Time {
 const (
 	// FeaturesHeader is the login answer's header that lists the broker's features.
 	FeaturesHeader = "Maintproxy-Features"
-	// FeaturePolicyUpdates: the broker keeps reading the hello stream, on which the agent
-	// writes each changed policy as one more JSON Policy.
+	// FeaturePolicyUpdates: after its hello the agent may send each changed policy as one
+	// websocket text message (one JSON Policy, at most 64 KiB).
 	FeaturePolicyUpdates = "policy-updates"
 )
 
 // readHello accepts the agent's first stream and decodes its policy, by deadline.
 func readHello(ctx context.Context, mux *yamux.Session, deadline time.Time) (Policy, error) {
-	p, st, err := acceptHello(ctx, mux, deadline)
-	if st != nil {
-		st.st.Close()
-	}
-	return p, err
-}
-
-// acceptHello accepts the agent's first stream and decodes its policy, by deadline. The
-// stream is returned open, to read the agent's policy updates from.
-func acceptHello(ctx context.Context, mux *yamux.Session, deadline time.Time) (Policy, *controlStream, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	st, err := mux.AcceptStreamWithContext(ctx)
 	if err != nil {
-		return Policy{}, nil, err
-	}
-	st.SetReadDeadline(deadline)
-	c := newControlStream(st)
-	p, err := c.next()
-	if err != nil {
-		st.Close()
-		return Policy{}, nil, fmt.Errorf("decoding hello: %w", err)
-	}
-	st.SetReadDeadline(time.Time{})
-	return p, c, nil
-}
-
-// controlStream reads the policies an agent writes on its hello stream, each one JSON
-// Policy of at most maxHelloBytes.
-type controlStream struct {
-	st  *yamux.Stream
-	lim *budgetReader
-	dec *json.Decoder
-}
-
-func newControlStream(st *yamux.Stream) *controlStream {
-	lim := &budgetReader{r: st}
-	return &controlStream{st: st, lim: lim, dec: json.NewDecoder(lim)}
-}
-
-// next reads the next policy.
-func (c *controlStream) next() (Policy, error) {
-	c.lim.left = maxHelloBytes
-	var p Policy
-	if err := c.dec.Decode(&p); err != nil {
 		return Policy{}, err
 	}
-	if p.Version != Version {
-		return Policy{}, fmt.Errorf("agent speaks protocol %d, broker %d", p.Version, Version)
-	}
-	return p, nil
+	defer st.Close()
+	st.SetReadDeadline(deadline)
+	return decodeHello(st)
 }
 
-// budgetReader reads at most left more bytes, then fails: one policy cannot be endless.
-type budgetReader struct {
-	r    io.Reader
-	left int
-}
-
-func (b *budgetReader) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, fmt.Errorf("policy larger than %d bytes", maxHelloBytes)
-	}
-	n, err := b.r.Read(p[:min(len(p), b.left)])
-	b.left -= n
-	return n, err
-}
-
-// decodeHello reads one hello from r (for the fuzz target).
+// decodeHello reads the agent's hello: one JSON Policy of at most maxHelloBytes.
 func decodeHello(r io.Reader) (Policy, error) {
 	var p Policy
 	if err := json.NewDecoder(io.LimitReader(r, maxHelloBytes)).Decode(&p); err != nil {
@@ -225,25 +170,53 @@ func decodeHello(r io.Reader) (Policy, error) {
 	return p, nil
 }
 
-// followPolicy puts each policy the agent writes on its control stream in force until the
-// stream or the session ends. An agent of an earlier release closed the stream after its
-// hello, which ends this at once.
-func (s *Server) followPolicy(sess *Session, c *controlStream) {
-	defer c.st.Close()
-	for {
-		p, err := c.next()
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, yamux.ErrStreamClosed) && !errors.Is(err, yamux.ErrSessionShutdown) &&
-				!errors.Is(err, yamux.ErrConnectionReset) {
-				s.Logger.Warn("agent policy update not understood; the control stream is closed", "identity", sess.id.String(), "err", err.Error())
-			}
-			return
-		}
-		s.Registry.policyChanged(sess, p)
-		s.Logger.Info("agent policy updated", "identity", sess.id.String(), "customer", sess.id.Customer, "system", sess.id.System,
-			"remote_access", p.RemoteAccess, "colocated", p.Colocated, "services", len(p.Services), "tunnels", len(p.Tunnels),
-			"network", len(p.Network))
+// policyInbox takes an agent's policy updates (websocket text messages) for its session.
+// An update may overtake the hello (it does not queue behind the hello's stream data); it
+// waits here until the session is registered, and the newest one then wins.
+type policyInbox struct {
+	s       *Server
+	id      Identity
+	mu      sync.Mutex
+	sess    *Session
+	pending *Policy
+}
+
+// receive handles one text message, in the link's reader goroutine (it must not block:
+// the registry's change hook does not).
+func (in *policyInbox) receive(msg []byte) {
+	p, err := decodeHello(bytes.NewReader(msg))
+	if err != nil {
+		in.s.Logger.Warn("agent policy update not understood; the previous policy stays", "identity", in.id.String(), "err", err.Error())
+		return
 	}
+	in.mu.Lock()
+	sess := in.sess
+	if sess == nil {
+		in.pending = &p
+	}
+	in.mu.Unlock()
+	if sess != nil {
+		in.apply(sess, p)
+	}
+}
+
+// attach makes sess the inbox's session and applies an update that came before it.
+func (in *policyInbox) attach(sess *Session) {
+	in.mu.Lock()
+	in.sess = sess
+	p := in.pending
+	in.pending = nil
+	in.mu.Unlock()
+	if p != nil {
+		in.apply(sess, *p)
+	}
+}
+
+func (in *policyInbox) apply(sess *Session, p Policy) {
+	in.s.Registry.policyChanged(sess, p)
+	in.s.Logger.Info("agent policy updated", "identity", in.id.String(), "customer", in.id.Customer, "system", in.id.System,
+		"remote_access", p.RemoteAccess, "colocated", p.Colocated, "services", len(p.Services), "tunnels", len(p.Tunnels),
+		"network", len(p.Network))
 }
 
 // Wait blocks until every session handler has returned, or ctx is done.
