@@ -240,3 +240,51 @@ func TestPolicyInboxKeepsAnEarlyUpdate(t *testing.T) {
 		t.Fatal("the registry does not show the update")
 	}
 }
+
+// TestColocatedChangesEndTunnels: switching co-located access off ends a tunnel to a
+// co-located server; with it on again, removing that tunnel entry does too, while a tunnel
+// to the server itself stays.
+func TestColocatedChangesEndTunnels(t *testing.T) {
+	echo := echoServer(t)
+	host, port, _ := net.SplitHostPort(echo)
+	var p uint16
+	for _, c := range port {
+		p = p*10 + uint16(c-'0')
+	}
+	cfg := &config.Agent{
+		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": echo}},
+		Colocated:    config.Colocated{Enabled: true, Tunnels: []config.Tunnel{{Application: "TELNET", IP: host, Port: int(p)}}},
+	}
+	l := startLink(t, cfg, Tuning{}, nil)
+	sess := l.waitSession(t, nil)
+	ended := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err != nil && !isTimeout(err)
+	}
+	colo := netip.MustParseAddr(host)
+	for _, change := range []func(c *config.Agent){
+		func(c *config.Agent) { c.Colocated.Enabled = false },
+		func(c *config.Agent) { c.Colocated.Tunnels = nil },
+	} {
+		l.agent.SetConfig(edit(t, l, func(*config.Agent) {})) // back to the start
+		waitCond(t, "co-located on", func() bool { return sess.Policy().Colocated && len(sess.Policy().Tunnels) == 1 })
+		own, err := sess.Open(context.Background(), Header{Port: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tun, err := sess.Open(context.Background(), Header{Port: p, IP: colo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.agent.SetConfig(edit(t, l, change))
+		if !ended(tun) {
+			t.Fatal("co-located tunnel not ended by the change")
+		}
+		own.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := own.Read(make([]byte, 1)); !isTimeout(err) {
+			t.Fatalf("tunnel to the server itself ended too: %v", err)
+		}
+		own.Close()
+	}
+}
