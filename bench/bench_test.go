@@ -22,6 +22,7 @@ import (
 
 	"maintproxy/broker"
 	"maintproxy/config"
+	"maintproxy/internal/conns"
 	"maintproxy/internal/echo"
 	"maintproxy/tunnel"
 )
@@ -57,27 +58,9 @@ func startRig(b *testing.B) *rig {
 	brokerDone := make(chan struct{})
 	go func() { defer close(brokerDone); brk.Run(ctx) }()
 
-	sink := startSink(b)
-	target, err := echo.Start(ctx, "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { target.Close() })
-	acfg, err := config.NewAgent(config.Agent{
-		Broker: "https://" + brk.WebAddr().String(), CAFile: filepath.Join(dir, "ca.pem"), ServerName: "admin.example.test",
-		Customer: "12345", System: "se1", Secret: "pw",
-		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": sink, "7": target.Addr()}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	agent, err := tunnel.NewAgent(acfg, slog.New(slog.DiscardHandler), "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	agentDone := make(chan struct{})
-	go func() { defer close(agentDone); agent.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-agentDone; <-brokerDone })
+	b.Cleanup(func() { cancel(); <-brokerDone })
+	caFile := filepath.Join(dir, "ca.pem")
+	startAgent(b, brk.WebAddr().String(), caFile, "se1", "pw")
 	deadline := time.Now().Add(10 * time.Second)
 	for brk.Registry().Len() == 0 {
 		if time.Now().After(deadline) {
@@ -85,7 +68,7 @@ func startRig(b *testing.B) *rig {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	pem, _ := os.ReadFile(acfg.CAFile)
+	pem, _ := os.ReadFile(caFile)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	return &rig{
@@ -95,45 +78,63 @@ func startRig(b *testing.B) *rig {
 	}
 }
 
+// startAgent runs an in-process agent for 12345/system against the broker whose web
+// listener is webAddr (trusting caFile), offering the sink (9) and an echo target (7),
+// until the benchmark ends.
+func startAgent(b *testing.B, webAddr, caFile, system, secret string) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	target, err := echo.Start(ctx, "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	acfg, err := config.NewAgent(config.Agent{
+		Broker: "https://" + webAddr, CAFile: caFile, ServerName: "admin.example.test",
+		Customer: "12345", System: system, Secret: secret,
+		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": startSink(b), "7": target.Addr()}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	agent, err := tunnel.NewAgent(acfg, slog.New(slog.DiscardHandler), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); agent.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done; target.Close() })
+}
+
 // startSink answers by the first byte: 'U' read n bytes then ack, 'D' send n bytes.
 func startSink(b *testing.B) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	s := conns.Serve(ln, 0, func(c net.Conn) {
+		var hdr [9]byte
+		if _, err := io.ReadFull(c, hdr[:1]); err != nil {
+			return
+		}
+		switch hdr[0] {
+		case 'U', 'D':
+			if _, err := io.ReadFull(c, hdr[1:]); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				var hdr [9]byte
-				if _, err := io.ReadFull(c, hdr[:1]); err != nil {
-					return
-				}
-				switch hdr[0] {
-				case 'U', 'D':
-					if _, err := io.ReadFull(c, hdr[1:]); err != nil {
-						return
-					}
-					n := int64(0)
-					for _, x := range hdr[1:] {
-						n = n<<8 | int64(x)
-					}
-					if hdr[0] == 'U' {
-						io.CopyN(io.Discard, c, n)
-						c.Write([]byte{1})
-					} else {
-						io.CopyN(c, zeros{}, n)
-					}
-				}
-			}()
+			n := int64(0)
+			for _, x := range hdr[1:] {
+				n = n<<8 | int64(x)
+			}
+			if hdr[0] == 'U' {
+				io.CopyN(io.Discard, c, n)
+				c.Write([]byte{1})
+			} else {
+				io.CopyN(c, zeros{}, n)
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
+	b.Cleanup(func() { s.Close() })
+	return s.Addr()
 }
 
 type zeros struct{}
@@ -164,6 +165,32 @@ func header(op byte, n int64) []byte {
 	return h
 }
 
+// upload sends size bytes (a multiple of len(buf)) to the sink through a tunnel of its own
+// and waits for the sink's receipt.
+func (r *rig) upload(b *testing.B, size int64, buf []byte) {
+	c := r.connect(b, 9)
+	defer c.Close()
+	c.Write(header('U', size))
+	for left := size; left > 0; left -= int64(len(buf)) {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := io.ReadFull(c, buf[:1]); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// download has the sink send size bytes through a tunnel of its own and reads them all.
+func (r *rig) download(b *testing.B, size int64, buf []byte) {
+	c := r.connect(b, 9)
+	defer c.Close()
+	c.Write(header('D', size))
+	if n, err := io.CopyBuffer(io.Discard, io.LimitReader(c, size), buf); err != nil || n != size {
+		b.Fatalf("%d %v", n, err)
+	}
+}
+
 // BenchmarkThroughput moves 64 MiB per op through one tunnel (single stream).
 func BenchmarkThroughput(b *testing.B) {
 	const size = 64 << 20
@@ -172,28 +199,13 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Run("up", func(b *testing.B) {
 		b.SetBytes(size)
 		for i := 0; i < b.N; i++ {
-			c := r.connect(b, 9)
-			c.Write(header('U', size))
-			for left := size; left > 0; left -= chunk {
-				if _, err := c.Write(buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if _, err := io.ReadFull(c, buf[:1]); err != nil {
-				b.Fatal(err)
-			}
-			c.Close()
+			r.upload(b, size, buf)
 		}
 	})
 	b.Run("down", func(b *testing.B) {
 		b.SetBytes(size)
 		for i := 0; i < b.N; i++ {
-			c := r.connect(b, 9)
-			c.Write(header('D', size))
-			if n, err := io.CopyBuffer(io.Discard, io.LimitReader(c, size), buf); err != nil || n != size {
-				b.Fatalf("%d %v", n, err)
-			}
-			c.Close()
+			r.download(b, size, buf)
 		}
 	})
 }

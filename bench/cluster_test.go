@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,8 +20,6 @@ import (
 	"maintproxy/broker"
 	"maintproxy/cluster/etcdtest"
 	"maintproxy/config"
-	"maintproxy/internal/echo"
-	"maintproxy/tunnel"
 )
 
 // clusterRig is two brokers on one embedded etcd member; the agent is held by the first,
@@ -98,28 +95,9 @@ func startClusterRig(b *testing.B, systems int, hash string) *clusterRig {
 // echo target (7).
 func (cr *clusterRig) startAgent(b *testing.B, system, secret string) {
 	b.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	target, err := echo.Start(ctx, "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	ca := filepath.Join(b.TempDir(), "ca.pem")
 	os.WriteFile(ca, cr.brokers[0].Certs().RootPEM(), 0o644)
-	acfg, err := config.NewAgent(config.Agent{
-		Broker: "https://" + cr.brokers[0].WebAddr().String(), CAFile: ca, ServerName: "admin.example.test",
-		Customer: "12345", System: system, Secret: secret,
-		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": startSink(b), "7": target.Addr()}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	agent, err := tunnel.NewAgent(acfg, slog.New(slog.DiscardHandler), "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	d := make(chan struct{})
-	go func() { defer close(d); agent.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-d; target.Close() })
+	startAgent(b, cr.brokers[0].WebAddr().String(), ca, system, secret)
 }
 
 // waitHeld waits until the second broker sees n systems held by the first.
@@ -202,28 +180,13 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		b.Run(c.name+"/down", func(b *testing.B) {
 			b.SetBytes(size)
 			for i := 0; i < b.N; i++ {
-				conn := c.r.connect(b, 9)
-				conn.Write(header('D', size))
-				if n, err := io.CopyBuffer(io.Discard, io.LimitReader(conn, size), buf); err != nil || n != size {
-					b.Fatalf("%d %v", n, err)
-				}
-				conn.Close()
+				c.r.download(b, size, buf)
 			}
 		})
 		b.Run(c.name+"/up", func(b *testing.B) {
 			b.SetBytes(size)
 			for i := 0; i < b.N; i++ {
-				conn := c.r.connect(b, 9)
-				conn.Write(header('U', size))
-				for left := size; left > 0; left -= chunk {
-					if _, err := conn.Write(buf); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if _, err := io.ReadFull(conn, buf[:1]); err != nil {
-					b.Fatal(err)
-				}
-				conn.Close()
+				c.r.upload(b, size, buf)
 			}
 		})
 	}

@@ -10,12 +10,11 @@
 #        LOADGEN_SRC (default ../shared/bench/loadgen or ../../shared/…), KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 reps=${1:-3}
 mib=${2:-512}
 (( reps >= 1 && reps <= 20 && mib >= 16 && mib <= 8192 )) || { echo "usage: $0 [REPS 1-20] [MIB 16-8192]" >&2; exit 2; }
-loadgen_src=${LOADGEN_SRC:-}
-for d in ../shared/bench/loadgen ../../shared/bench/loadgen; do [[ -z $loadgen_src && -d $d ]] && loadgen_src=$d; done
-[[ -d $loadgen_src ]] || { echo "set LOADGEN_SRC to the shared loadgen source directory" >&2; exit 2; }
+loadgen_src=$(loadgen_dir) || exit 2
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -37,45 +36,20 @@ port() { # port VAR: sets VAR to a port nobody listens on and we have not handed
 }
 port sink_port; port hop_port
 
-# Built like `make build`: static, stripped.
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/" ./cmd/maintproxy ./cmd/maintagent
-(cd "$loadgen_src" && go build -o "$work/loadgen" .)
+build_tools "$work" "$loadgen_src"
 lg=$work/loadgen
-
-# The TLS hop gets the same kind of key as the broker (ECDSA P-256), so handshakes cost the same.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=hop.test \
-	-addext subjectAltName=DNS:hop.test -keyout "$work/hop-key.pem" -out "$work/hop.pem" 2>/dev/null
 
 # start_mp NAME BINDIR: a broker and an agent built from BINDIR, with their own ports and data.
 declare -A target=() procs=()
 start_mp() {
-	local name=$1 bin=$2 d=$work/sys-$1 proxy_port web_port hash broker agent
+	local name=$1 bin=$2 d=$work/sys-$1 proxy_port web_port broker agent
 	port proxy_port; port web_port
-	mkdir -p "$d"
-	hash=$(echo pw | "$bin/maintproxy" passwd)
-	cat >"$d/broker.yaml" <<YAML
-domain: example.test
-listen: {proxy: "127.0.0.1:$proxy_port", web: "127.0.0.1:$web_port"}
-data_dir: $d/data
-log: {level: warn}
-limits: {per_account: 100000, per_system: 100000}
-accounts: [{username: u, password_hash: "$hash", customers: ["12345"]}]
-customers: [{id: "12345", systems: [{name: SE1, primary: true, agent_secret_hash: "$hash"}]}]
-YAML
+	mp_config "$d" "$bin" "127.0.0.1:$proxy_port" "127.0.0.1:$web_port" "https://127.0.0.1:$web_port" "127.0.0.1:$sink_port" \
+		"limits: {per_account: 100000, per_system: 100000}"
 	"$bin/maintproxy" serve --config "$d/broker.yaml" & pids+=($!); broker=$!
-	for _ in $(seq 100); do [[ -f $d/data/ca.pem ]] && break; sleep 0.1; done
-	cat >"$d/agent.yaml" <<YAML
-broker: https://127.0.0.1:$web_port
-ca_file: $d/data/ca.pem
-server_name: admin.example.test
-customer: "12345"
-system: SE1
-secret: pw
-log: {level: warn}
-remote_access: {enabled: true, services: {"7071": "127.0.0.1:$sink_port"}}
-YAML
+	wait_ca "$d"
 	"$bin/maintagent" --config "$d/agent.yaml" & pids+=($!); agent=$!
-	target[$name]="--proxy https://u:pw@127.0.0.1:$proxy_port --dest 12345-SE1.maint.example.test:7071 --cacert $d/data/ca.pem --sni maint.example.test"
+	target[$name]=$(mp_target "127.0.0.1:$proxy_port" "$d")
 	procs[$name]="$broker $agent"
 	for _ in $(seq 100); do
 		# shellcheck disable=SC2086
@@ -134,13 +108,8 @@ echo
 "$lg" summarize "$out"
 echo
 # Medians per system, then maintproxy ÷ TLS hop (for CPU and p99 lower is better).
-awk '
-function med(key,   n, i, j, t, a) {
-	n = split(vals[key], a, " ")
-	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-	if (n == 0) return ""
-	return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
-}
+awk "$awk_median"'
+function med(key) { return median(vals[key]) }
 /^RESULT/ {
 	delete kv
 	for (i = 2; i <= NF; i++) { split($i, f, "="); kv[f[1]] = f[2] }

@@ -10,6 +10,7 @@
 #        BASE_BIN=DIR adds "baseline" from older maintproxy/maintagent binaries, LOADGEN_SRC.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 reps=${1:-3}
 mib=${2:-512}
 delay=${DELAY_MS:-50}
@@ -17,9 +18,7 @@ rate=${RATE:-0}
 (( reps >= 1 && reps <= 20 && mib >= 16 && mib <= 8192 && delay >= 0 && delay <= 1000 )) ||
 	{ echo "usage: $0 [REPS 1-20] [MIB 16-8192]; DELAY_MS 0-1000" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "$0 needs root (ip netns)" >&2; exit 1; }
-loadgen_src=${LOADGEN_SRC:-}
-for d in ../shared/bench/loadgen ../../shared/bench/loadgen; do [[ -z $loadgen_src && -d $d ]] && loadgen_src=$d; done
-[[ -d $loadgen_src ]] || { echo "set LOADGEN_SRC to the shared loadgen source directory" >&2; exit 2; }
+loadgen_src=$(loadgen_dir) || exit 2
 
 work=$(mktemp -d)
 tag=mpw$$
@@ -33,11 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/" ./cmd/maintproxy ./cmd/maintagent ./bench/delayfwd
-(cd "$loadgen_src" && go build -o "$work/loadgen" .)
+build_tools "$work" "$loadgen_src" ./bench/delayfwd
 lg=$work/loadgen
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=hop.test \
-	-addext subjectAltName=DNS:hop.test -keyout "$work/hop-key.pem" -out "$work/hop.pem" 2>/dev/null
 
 declare -A target=()
 # b [vb 10.77.0.1] <-> [vbm] m: delayfwd [vcm] <-> [vc 10.77.0.2] c
@@ -69,31 +65,12 @@ done
 echo "path: $(inb "$lg" connrate --direct 10.77.0.2:19000 --n 5 --c 1 | grep -o 'setup_p50_ms=[0-9.]*') (TCP connect = 1 RTT)"
 
 start_mp() { # start_mp NAME BINDIR PORTBASE
-	local name=$1 bin=$2 base=$3 d=$work/sys-$1 hash
-	mkdir -p "$d"
-	hash=$(echo pw | "$bin/maintproxy" passwd)
-	cat >"$d/broker.yaml" <<YAML
-domain: example.test
-listen: {proxy: "127.0.0.1:$base", web: "10.77.0.1:$((base + 1))"}
-data_dir: $d/data
-log: {level: warn}
-accounts: [{username: u, password_hash: "$hash", customers: ["12345"]}]
-customers: [{id: "12345", systems: [{name: SE1, primary: true, agent_secret_hash: "$hash"}]}]
-YAML
+	local name=$1 bin=$2 base=$3 d=$work/sys-$1
+	mp_config "$d" "$bin" "127.0.0.1:$base" "10.77.0.1:$((base + 1))" "https://10.77.0.1:$((base + 1))" "127.0.0.1:19000"
 	ip netns exec "$nb" "$bin/maintproxy" serve --config "$d/broker.yaml" & pids+=($!)
-	for _ in $(seq 100); do [[ -f $d/data/ca.pem ]] && break; sleep 0.1; done
-	cat >"$d/agent.yaml" <<YAML
-broker: https://10.77.0.1:$((base + 1))
-ca_file: $d/data/ca.pem
-server_name: admin.example.test
-customer: "12345"
-system: SE1
-secret: pw
-log: {level: warn}
-remote_access: {enabled: true, services: {"7071": "127.0.0.1:19000"}}
-YAML
+	wait_ca "$d"
 	ip netns exec "$nc" "$bin/maintagent" --config "$d/agent.yaml" & pids+=($!)
-	target[$name]="--proxy https://u:pw@127.0.0.1:$base --dest 12345-SE1.maint.example.test:7071 --cacert $d/data/ca.pem --sni maint.example.test"
+	target[$name]=$(mp_target "127.0.0.1:$base" "$d")
 	for _ in $(seq 100); do
 		# shellcheck disable=SC2086
 		inb "$lg" connrate ${target[$name]} --n 1 --c 1 >/dev/null 2>&1 && return
@@ -120,17 +97,13 @@ for rep in $(seq "$reps"); do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
 echo
-awk -v rtt="$((2 * delay))" '
+awk -v rtt="$((2 * delay))" "$awk_median"'
 /^RESULT/ {
 	delete kv
 	for (i = 2; i <= NF; i++) { split($i, f, "="); kv[f[1]] = f[2] }
 	k = kv["system"] SUBSEP kv["dir"]; v[k] = v[k] " " (kv["ok"] == "true" ? kv["mib_s"] : "fail"); sys[kv["system"]] = 1
 }
-function med(s,   n, a, i, j, t) {
-	n = split(s, a, " ")
-	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-	return n == 0 ? "" : n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
-}
+function med(s) { return median(s) }
 END {
 	printf "| %d ms RTT, one stream, MiB/s (median) | up | down | up ÷ tls | down ÷ tls |\n|---|---|---|---|---|\n", rtt
 	for (s in sys) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"maintproxy/internal/testkit"
 	"maintproxy/tunnel"
 )
 
@@ -39,7 +40,7 @@ func TestReloadPrunesAgents(t *testing.T) {
 	sessions := map[system]*tunnel.Session{se1: r.Registry().Get(se1.id()), third: r.Registry().Get(third.id())}
 	// Only what happens from the reload on counts: an agent may have been asked to come back
 	// later while the others logged in.
-	marks := map[system]int{se1: agents[se1].log.mark(), third: agents[third].log.mark()}
+	marks := map[system]int{se1: agents[se1].log.Len(), third: agents[third].log.Len()}
 
 	// 12345/se2 leaves the configuration; 67890/se1 gets a new secret.
 	next := r.conf(t, se1, other, third)
@@ -57,12 +58,12 @@ func TestReloadPrunesAgents(t *testing.T) {
 	agents[se2].stop()
 	waitClosed(t, removed, "tunnel through the removed system")
 	waitFor(t, "67890/se1 disconnected", func() bool { return !r.Registry().Status(other.id()).Online })
-	waitFor(t, "67890/se1 refused on reconnection", func() bool { return agents[other].log.contains("refused this agent") })
+	waitFor(t, "67890/se1 refused on reconnection", func() bool { return agents[other].log.Contains("refused this agent") })
 	for s, sess := range sessions {
 		if got := r.Registry().Get(s.id()); got == nil || got != sess {
 			t.Errorf("%s: session replaced or gone after a reload that kept it", s.id())
 		}
-		if agents[s].log.containsSince(marks[s], "disconnected") {
+		if agents[s].log.ContainsSince(marks[s], "disconnected") {
 			t.Errorf("%s: agent was disconnected by a reload that kept it", s.id())
 		}
 	}
@@ -108,7 +109,7 @@ func TestShutdownWithTunnelsAndAgents(t *testing.T) {
 	a2.stop()
 	target.Close()
 	web.Transport.(*http.Transport).CloseIdleConnections()
-	waitGoroutines(t, before)
+	testkit.WaitGoroutines(t, before)
 }
 
 // TestMetricsAndHealthz: /healthz answers only ok; /metrics is not on the public web

@@ -104,7 +104,7 @@ func TestAgentsFollowCARollover(t *testing.T) {
 	r2.dataDir = dataDir
 	r2.waitOnline(t, se1) // the running agent, on the roots it fetched
 	roundTrip(t, r2.mustConnect(t, "12345-se1.maint."+domain+":7"), "after the switch")
-	if a.log.contains("unknown authority") {
+	if a.log.Contains("unknown authority") {
 		t.Error("the agent that fetched the roots was refused on the way")
 	}
 
@@ -113,7 +113,7 @@ func TestAgentsFollowCARollover(t *testing.T) {
 	stale := r2.startAgentCA(t, other, target.Addr(), caStale)
 	r2.startAgentCA(t, se2, target.Addr(), caA)
 	r2.waitOnline(t, se2)
-	waitFor(t, "the stale agent refused", func() bool { return stale.log.contains("certificate signed by unknown authority") })
+	waitFor(t, "the stale agent refused", func() bool { return stale.log.Contains("certificate signed by unknown authority") })
 	if r2.Registry().Status(other.id()).Online {
 		t.Error("an agent trusting only the old CA connected after the switch")
 	}

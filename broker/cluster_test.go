@@ -24,13 +24,14 @@ import (
 	"maintproxy/config"
 	"maintproxy/internal/refusal"
 	"maintproxy/internal/testenv"
+	"maintproxy/internal/testkit"
 )
 
 // member is one broker of an in-process cluster.
 type member struct {
 	*rig
 	node string
-	log  *logBuffer
+	log  *testkit.Buffer
 }
 
 // clusterOpts shape startCluster.
@@ -68,7 +69,7 @@ func startCluster(t *testing.T, o clusterOpts) ([]*member, *etcdtest.Member) {
 		if o.edit != nil {
 			o.edit(i, conf)
 		}
-		buf := &logBuffer{}
+		buf := &testkit.Buffer{}
 		logger := slog.New(slog.NewTextHandler(io.MultiWriter(buf, testOutput(t, node)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 		b, err := broker.New(broker.Options{Config: parse(t, conf), Logger: logger, CertCheckInterval: 200 * time.Millisecond})
 		if err != nil {
@@ -172,7 +173,7 @@ func TestClusterForwardsTunnels(t *testing.T) {
 	if err != nil || string(got) != msg {
 		t.Fatalf("after half-close: %d of %d bytes, %v", len(got), len(msg), err)
 	}
-	waitFor(t, "audit record with via=b1", func() bool { return b3.log.contains("via=b1") })
+	waitFor(t, "audit record with via=b1", func() bool { return b3.log.Contains("via=b1") })
 
 	for _, row := range []struct{ name, target string }{
 		{"port not offered", "12345-SE1.maint." + domain + ":3389"},
@@ -320,7 +321,7 @@ func TestClusterConfigFromStore(t *testing.T) {
 	bad := []byte(strings.Replace(string(doc), "12345", "99999", 1)) // an account names an unknown customer
 	badRev := push(bad)
 	for _, m := range ms {
-		waitFor(t, m.node+" refuses the bad config", func() bool { return m.log.contains(fmt.Sprintf("revision=%d", badRev)) })
+		waitFor(t, m.node+" refuses the bad config", func() bool { return m.log.Contains(fmt.Sprintf("revision=%d", badRev)) })
 		if got := m.Store().Self().ConfigRevision; got != rev {
 			t.Errorf("%s runs revision %d after a refused push, want %d", m.node, got, rev)
 		}
@@ -434,7 +435,7 @@ func TestClusterDrainAndFailover(t *testing.T) {
 		t.Fatal("b1 did not stop once its last tunnel ended")
 	}
 	b2.waitHolders(t, se1) // its only broker is gone: offline at once, not after the lease
-	if !b1.log.contains("drained") {
+	if !b1.log.Contains("drained") {
 		t.Error("b1 did not log its drain")
 	}
 }
@@ -444,16 +445,10 @@ func TestClusterDrainAndFailover(t *testing.T) {
 func TestClusterStrangerOnPeerPort(t *testing.T) {
 	ms, _ := startCluster(t, clusterOpts{brokers: 1, systems: []system{se1}})
 	addr := ms[0].Store().Self().PeerAddr
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"maintproxy-peer/1"}})
-	if err == nil {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = c.Read(make([]byte, 1))
-		c.Close()
-	}
-	if err == nil {
+	if testenv.PeerLinkError(addr) == nil {
 		t.Fatal("a stranger without a client certificate got a peer link")
 	}
-	waitFor(t, "refusal logged", func() bool { return ms[0].log.contains("peer link refused") })
+	waitFor(t, "refusal logged", func() bool { return ms[0].log.Contains("peer link refused") })
 }
 
 func mustJSON(t *testing.T, v any) []byte {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"maintproxy/internal/testenv"
+	"maintproxy/internal/testkit"
 	"maintproxy/tunnel"
 )
 
@@ -37,20 +38,20 @@ func TestHangUpDuringOpen(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the technician's patience, not synchronisation: the agent dials for 4 s
 	hungUp := time.Now()
 	c.Close()
-	waitFor(t, "audit record of the abandoned CONNECT", func() bool { return r.log.contains(`result="client gone"`) })
+	waitFor(t, "audit record of the abandoned CONNECT", func() bool { return r.log.Contains(`result="client gone"`) })
 	took := time.Since(hungUp)
 	t.Logf("audit record %v after the hang-up (the agent dials for 4 s)", took.Round(time.Millisecond))
 	if took > 2*time.Second {
 		t.Errorf("the audit record came %v after the hang-up: the handler waited for the agent", took)
 	}
-	if r.log.contains("status=504") {
+	if r.log.Contains("status=504") {
 		t.Error("the abandoned CONNECT was recorded as a 504")
 	}
 	if n := r.metrics(t)["maintproxy_tunnels_abandoned_total"]; n != 1 {
 		t.Errorf("abandoned CONNECTs counted: %v, want 1", n)
 	}
 	// The agent's dial ends after 4 s; then nothing of the attempt may remain.
-	waitGoroutines(t, before)
+	testkit.WaitGoroutines(t, before)
 	if st := r.Registry().Status(se1.id()); !st.Online || st.Tunnels != 0 {
 		t.Errorf("agent after the abandoned CONNECT: %+v", st)
 	}

@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,21 +14,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/broker"
 	"maintproxy/certs"
 	"maintproxy/config"
 	"maintproxy/internal/echo"
+	"maintproxy/internal/testenv"
+	"maintproxy/internal/testkit"
 	"maintproxy/tunnel"
 )
 
@@ -112,8 +108,8 @@ type rig struct {
 	dataDir string
 	ca      string // the root to trust, when not the identity CA in dataDir (cluster mode)
 	hashes  hashes
-	log     *logBuffer // everything the broker logged
-	run     chan error // Run's result once it returned
+	log     *testkit.Buffer // everything the broker logged
+	run     chan error      // Run's result once it returned
 	cancel  context.CancelFunc
 	once    sync.Once
 	err     error
@@ -137,7 +133,7 @@ func newBrokerErr(t *testing.T, edit func(map[string]any), systems ...system) (*
 	if edit != nil {
 		edit(m)
 	}
-	r.log = &logBuffer{}
+	r.log = &testkit.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(r.log, testOutput(t, "broker")), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b, err := broker.New(broker.Options{Config: parse(t, m), Logger: logger})
 	if err != nil {
@@ -202,7 +198,7 @@ func (r *rig) caPool(t testing.TB) *x509.CertPool {
 
 // agent is an in-process agent with its log.
 type agent struct {
-	log    *logBuffer
+	log    *testkit.Buffer
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -247,7 +243,7 @@ func loadAgent(t *testing.T, m map[string]any) *config.Agent {
 // runAgent runs an in-process agent for s until the test ends; its log is kept to assert on.
 func runAgent(t *testing.T, s system, cfg *config.Agent) *agent {
 	t.Helper()
-	a := &agent{log: &logBuffer{}, done: make(chan struct{})}
+	a := &agent{log: &testkit.Buffer{}, done: make(chan struct{})}
 	ag, err := tunnel.NewAgent(cfg, slog.New(slog.NewTextHandler(io.MultiWriter(a.log, testOutput(t, s.id().String())), nil)), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -389,104 +385,16 @@ func (r *rig) get(t *testing.T, c *http.Client, path string) (int, http.Header, 
 	return resp.StatusCode, resp.Header, string(body)
 }
 
-// metrics scrapes the metrics listener and parses it with the Prometheus text parser into
-// series → value; a series is its name, followed by its labels as name="value" in order,
-// in braces (as the exposition writes them).
+// metrics scrapes the metrics listener (testenv.Scrape).
 func (r *rig) metrics(t testing.TB) map[string]float64 {
 	t.Helper()
-	// No keep-alive: a scrape leaves no connection (nor goroutines) behind.
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + r.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatalf("scraping the metrics listener: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d", resp.StatusCode)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	m := map[string]float64{}
-	for name, f := range fams {
-		for _, s := range f.GetMetric() {
-			key := name
-			if len(s.GetLabel()) > 0 {
-				var ls []string
-				for _, l := range s.GetLabel() {
-					ls = append(ls, l.GetName()+"="+strconv.Quote(l.GetValue()))
-				}
-				key += "{" + strings.Join(ls, ",") + "}"
-			}
-			switch {
-			case s.Counter != nil:
-				m[key] = s.GetCounter().GetValue()
-			case s.Gauge != nil:
-				m[key] = s.GetGauge().GetValue()
-			case s.Histogram != nil:
-				m[key+"_count"] = float64(s.GetHistogram().GetSampleCount())
-			case s.Untyped != nil:
-				m[key] = s.GetUntyped().GetValue()
-			}
-		}
-	}
-	return m
+	return testenv.Scrape(t, r.MetricsAddr().String())
 }
 
 // waitFor polls cond until it holds, failing the test after 10 seconds.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// waitGoroutines waits until no more than want goroutines are left and dumps them all
-// when some remain after 10 seconds.
-func waitGoroutines(t testing.TB, want int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > want {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines left, %d before the broker started:\n%s", runtime.NumGoroutine(), want, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// logBuffer collects a component's log so that a test can look for a message.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) contains(s string) bool { return b.containsSince(0, s) }
-
-// mark is the log's length now, for containsSince.
-func (b *logBuffer) mark() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-// containsSince reports whether s was logged after mark.
-func (b *logBuffer) containsSince(mark int, s string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Contains(b.buf.Bytes()[mark:], []byte(s))
+	testkit.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func testOutput(t *testing.T, component string) io.Writer {

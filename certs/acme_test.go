@@ -25,6 +25,7 @@ import (
 	"maintproxy/config"
 	"maintproxy/dns"
 	"maintproxy/internal/testenv"
+	"maintproxy/internal/testkit"
 )
 
 // TestACMEWithPebble obtains certificates from a real ACME server: maint.<domain> over
@@ -174,13 +175,8 @@ func TestACMEWithPebble(t *testing.T) {
 	handshake(t, again, "maint."+domain, roots, "maint."+domain)
 
 	cancel()
-	select {
-	case err := <-runDone:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Error("Run did not return promptly after cancel")
+	if err := testkit.Recv(t, runDone, 5*time.Second, "Run returning after cancel"); err != nil {
+		t.Errorf("Run: %v", err)
 	}
 	t.Logf("whole ACME flow %v", time.Since(start).Round(time.Millisecond))
 }

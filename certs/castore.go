@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"maintproxy/internal/atomicfile"
 )
 
 // CA file names inside data_dir. Key files are written with mode 0600. The current CA
@@ -256,10 +258,10 @@ func (d dirStore) addNext(domain string, now time.Time) error {
 // every later start, a key without its certificate is ignored.
 func (d dirStore) write(s slot, certPEM, keyPEM []byte) error {
 	certName, keyName := s.files()
-	if err := writeFileAtomic(d.path(keyName), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(d.path(keyName), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	if err := writeFileAtomic(d.path(certName), certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(d.path(certName), certPEM, 0o644); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	return nil

@@ -104,11 +104,14 @@ func InspectIn(cfg *config.Broker, shared CAStore, now time.Time) (*Description,
 	d := newDescription(cfg, now)
 	switch cfg.TLS.Mode {
 	case config.ModeSelfSigned:
-		st := storeFor(cfg, shared)
+		st, place := storeFor(cfg, shared), "data_dir"
+		if shared != nil {
+			place = "the cluster store"
+		}
 		set, err := st.load()
 		if errors.Is(err, errNoCA) {
 			for i := range d.Served {
-				d.Served[i].Note = "no identity CA in " + st.where() + " yet: the broker makes one at its first start"
+				d.Served[i].Note = "no identity CA in " + place + " yet: the broker makes one at its first start"
 			}
 			return d, nil
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/atomicfile"
 	"maintproxy/internal/testclock"
 )
 
@@ -41,7 +42,7 @@ func writePair(t *testing.T, ca *identityCA, certPath, keyPath string, names ...
 // replaceFile swaps path's content with a rename, as deployment tools do.
 func replaceFile(t *testing.T, path string, data []byte) {
 	t.Helper()
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -72,11 +73,7 @@ func filesConfig(t *testing.T) (*config.Broker, *identityCA) {
 func TestFilesReloadWithoutRestart(t *testing.T) {
 	cfg, ca := filesConfig(t)
 	clk := testclock.New(time.Now())
-	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Logger: logs.logger(), Now: clk.Now, CheckInterval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now, CheckInterval: 10 * time.Millisecond})
 	if string(m.RootPEM()) != string(ca.pem) {
 		t.Error("RootPEM is not the self-signed top of the chain")
 	}

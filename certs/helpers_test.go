@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -9,12 +8,12 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"maintproxy/config"
 	"maintproxy/internal/echo"
+	"maintproxy/internal/testkit"
 )
 
 const testDomain = "example.test"
@@ -52,25 +51,17 @@ func testConfig(t *testing.T, mode string, edits ...func(*config.Broker)) *confi
 	return ready(t, cfg)
 }
 
-// logBuffer is a slog destination the test reads.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// newLogged is New with opts, logging as text into the returned buffer.
+func newLogged(t *testing.T, opts Options) (*Manager, *testkit.Buffer) {
+	t.Helper()
+	logs := &testkit.Buffer{}
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	m, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, logs
 }
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
 // serveTLS runs the echo target behind a TLS listener on loopback with cfg; the handshake
 // happens on its first read.
@@ -122,17 +113,27 @@ func tryDialLeaf(addr, serverName, verifyName string, rootPEM []byte, now time.T
 			return err
 		},
 	}
+	cs, err := handshake(addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if p := cs.NegotiatedProtocol; p != "http/1.1" {
+		return nil, &net.AddrError{Err: "negotiated " + p, Addr: addr}
+	}
+	return leaf, nil
+}
+
+// handshake connects to addr with cfg (within 30 seconds) and returns what the TLS
+// handshake settled.
+func handshake(addr string, cfg *tls.Config) (tls.ConnectionState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, err
+		return tls.ConnectionState{}, err
 	}
 	defer c.Close()
-	if p := c.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != "http/1.1" {
-		return nil, &net.AddrError{Err: "negotiated " + p, Addr: addr}
-	}
-	return leaf, nil
+	return c.(*tls.Conn).ConnectionState(), nil
 }
 
 func sha256Hex(b []byte) string {

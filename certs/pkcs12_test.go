@@ -68,11 +68,7 @@ func TestPKCS12(t *testing.T) {
 				t.Fatal(err)
 			}
 			clk := testclock.New(time.Now())
-			logs := &logBuffer{}
-			m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now})
 			if string(m.RootPEM()) != string(ca.pem) {
 				t.Error("RootPEM is not the CA inside the PKCS#12 file")
 			}
@@ -101,7 +97,7 @@ func TestPKCS12(t *testing.T) {
 			if got := dialLeaf(t, proxy, "", "maint."+testDomain, ca.pem, clk.Now()); !got.Equal(second) {
 				t.Fatal("a file that cannot be opened replaced the served certificate")
 			}
-			err = Check(cfg)
+			err := Check(cfg)
 			if err == nil || !strings.HasPrefix(err.Error(), "tls.files.pkcs12_password_file: ") {
 				t.Errorf("Check with a wrong password: %v", err)
 			}

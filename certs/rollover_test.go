@@ -2,8 +2,6 @@ package certs
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"maintproxy/config"
 	"maintproxy/internal/capool"
 	"maintproxy/internal/testclock"
+	"maintproxy/internal/testkit"
 )
 
 const day = 24 * time.Hour
@@ -43,14 +42,8 @@ func newTestAgent(t *testing.T, rootPEM []byte) *testAgent {
 // the served chain.
 func (a *testAgent) dial(addr string, now time.Time) ([]*x509.Certificate, error) {
 	cfg := a.trust.TLSConfig("admin."+testDomain, func() time.Time { return now })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	return c.(*tls.Conn).ConnectionState().PeerCertificates, nil
+	cs, err := handshake(addr, cfg)
+	return cs.PeerCertificates, err
 }
 
 // fetch is the agent's fetch after a login: connect, then take the published roots (what
@@ -91,20 +84,23 @@ func issuerOf(t *testing.T, addr string, now time.Time, roots []byte) *x509.Cert
 	return leaf
 }
 
+// startSelfSigned is a self-signed Manager with its own data directory on a test clock
+// (now), logging into logs, its web configuration served at web.
+func startSelfSigned(t *testing.T) (cfg *config.Broker, clk *testclock.Clock, m *Manager, logs *testkit.Buffer, web string) {
+	t.Helper()
+	cfg = testConfig(t, config.ModeSelfSigned)
+	clk = testclock.New(time.Now())
+	m, logs = newLogged(t, Options{Config: cfg, Now: clk.Now})
+	return cfg, clk, m, logs, serveTLS(t, m.WebTLSConfig())
+}
+
 // TestRolloverWalkthrough walks one identity CA rollover with an injected clock and real
 // TLS handshakes against the Manager's web configuration: before, overlap (both roots
 // published, leaves from the old CA), after the switch (leaves from the new CA; an agent
 // that fetched during the overlap still connects, also after a restart; one that never
 // fetched is stranded), and after the old CA expired (dropped from the published roots).
 func TestRolloverWalkthrough(t *testing.T) {
-	cfg := testConfig(t, config.ModeSelfSigned)
-	clk := testclock.New(time.Now())
-	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	web := serveTLS(t, m.WebTLSConfig())
+	cfg, clk, m, logs, web := startSelfSigned(t)
 	oldPEM := m.RootPEM()
 	old, err := loadCA(cfg.DataDir)
 	if err != nil {
@@ -232,11 +228,7 @@ func TestRolloverWarningRepeatsDaily(t *testing.T) {
 	m.check()
 	sw := m.Describe().Rollover.SwitchAt
 	clk.Set(sw.Add(-44*day - time.Hour))
-	logs := &logBuffer{}
-	m, err = New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now})
 	if n := strings.Count(logs.String(), "(in 44 days)"); n != 1 {
 		t.Fatalf("warning logged %d times at start, want 1:\n%s", n, logs.String())
 	}
@@ -263,11 +255,7 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 	}
 	old, _ := loadCA(cfg.DataDir)
 	clk := testclock.New(old.cert.NotAfter.Add(400 * day))
-	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, logs := newLogged(t, Options{Config: cfg, Now: clk.Now})
 	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "expired before its successor was published") {
 		t.Errorf("no loud log for a switch without overlap:\n%s", logs.String())
 	}
@@ -286,11 +274,7 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 	// The same while running: Run's check finds the CA expired.
 	cfg2 := testConfig(t, config.ModeSelfSigned)
 	clk2 := testclock.New(time.Now())
-	logs2 := &logBuffer{}
-	m2, err := New(Options{Config: cfg2, Now: clk2.Now, Logger: logs2.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2, logs2 := newLogged(t, Options{Config: cfg2, Now: clk2.Now})
 	oldRoot := m2.RootPEM()
 	// Without a check for over three years (a frozen Run): the CA has expired.
 	clk2.Set(m2.CAExpiry().Add(time.Minute))
@@ -306,14 +290,7 @@ func TestExpiredCAWithoutOverlap(t *testing.T) {
 // TestRegenerate: `certs regenerate` makes a next CA with overlap, a running broker picks
 // it up from data_dir, a second call without --now refuses, and --now switches at once.
 func TestRegenerate(t *testing.T) {
-	cfg := testConfig(t, config.ModeSelfSigned)
-	clk := testclock.New(time.Now())
-	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Now: clk.Now, Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	web := serveTLS(t, m.WebTLSConfig())
+	cfg, clk, m, logs, web := startSelfSigned(t)
 	oldPEM := m.RootPEM()
 	agent := newTestAgent(t, oldPEM)
 

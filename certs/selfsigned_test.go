@@ -15,11 +15,7 @@ import (
 
 func TestSelfSignedCreateThenReuse(t *testing.T) {
 	cfg := testConfig(t, config.ModeSelfSigned, func(b *config.Broker) { b.DNS.Addresses = []string{"192.0.2.10"} })
-	logs := &logBuffer{}
-	m, err := New(Options{Config: cfg, Logger: logs.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, logs := newLogged(t, Options{Config: cfg})
 	if !strings.Contains(logs.String(), "created the self-signed identity CA") {
 		t.Errorf("no creation log: %s", logs.String())
 	}

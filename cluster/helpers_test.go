@@ -62,12 +62,6 @@ func raw(t *testing.T, endpoints []string) *clientv3.Client {
 	return c
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // waitFor polls cond until it holds or the deadline passes, and returns how long it took.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()

@@ -89,17 +89,3 @@ func AdvertiseAddr(listen, advertise string) (string, error) {
 	}
 	return "", errors.New("cluster.peer.advertise: this host has no routable address; set it")
 }
-
-// validNode accepts names safe as one etcd key segment (the same rule as cluster.node).
-func validNode(s string) bool {
-	if s == "" || len(s) > 63 || s == "." || s == ".." {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}

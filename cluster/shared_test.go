@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"maintproxy/cluster/peer"
+	"maintproxy/internal/testkit"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/crypto/acme/autocert"
@@ -39,7 +40,7 @@ func TestConfigPushAndWatch(t *testing.T) {
 	got := make(chan pushed, 10)
 	b.WatchConfig(func(y []byte, rev int64) { got <- pushed{y, rev} })
 
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	var lat []time.Duration
 	var last int64
 	for i := 0; i < 20; i++ {
@@ -106,7 +107,7 @@ func TestLocksAndCountsAcrossBrokers(t *testing.T) {
 	ep := startEtcd(t)
 	a := open(t, opts(ep, "b1"))
 	b := open(t, opts(ep, "b2"))
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 
 	until := time.Now().Add(time.Minute)
 	start := time.Now()
@@ -179,7 +180,7 @@ func TestSharedCAsConcurrentAndSealed(t *testing.T) {
 			if err != nil {
 				t.Error(err)
 			}
-			ok, err := c.SwapCAs(ctxT(t, 10*time.Second), CASet{Current: &CAPair{cert, key}}, 0)
+			ok, err := c.SwapCAs(testkit.Context(t, 10*time.Second), CASet{Current: &CAPair{cert, key}}, 0)
 			if err != nil {
 				t.Error(err)
 			}
@@ -197,7 +198,7 @@ func TestSharedCAsConcurrentAndSealed(t *testing.T) {
 	}
 	c0, _ := Dial(opts(ep, "x"))
 	defer c0.Close()
-	set, ver, err := c0.LoadCAs(ctxT(t, 5*time.Second))
+	set, ver, err := c0.LoadCAs(testkit.Context(t, 5*time.Second))
 	if err != nil || set.Current == nil || ver == 0 {
 		t.Fatalf("load: %+v %d %v", set, ver, err)
 	}
@@ -206,20 +207,20 @@ func TestSharedCAsConcurrentAndSealed(t *testing.T) {
 	// A rollover step: the next CA beside the current one; a second writer at the old
 	// version is refused and changes nothing.
 	nc, nk, _ := makeCA("next")()
-	if ok, err := c0.SwapCAs(ctxT(t, 5*time.Second), CASet{Current: &first, Next: &CAPair{nc, nk}}, ver); !ok || err != nil {
+	if ok, err := c0.SwapCAs(testkit.Context(t, 5*time.Second), CASet{Current: &first, Next: &CAPair{nc, nk}}, ver); !ok || err != nil {
 		t.Fatalf("swap at the current version: %v %v", ok, err)
 	}
 	oc, ok2, _ := makeCA("other")()
-	if ok, err := c0.SwapCAs(ctxT(t, 5*time.Second), CASet{Current: &first, Next: &CAPair{oc, ok2}}, ver); ok || err != nil {
+	if ok, err := c0.SwapCAs(testkit.Context(t, 5*time.Second), CASet{Current: &first, Next: &CAPair{oc, ok2}}, ver); ok || err != nil {
 		t.Fatalf("swap at a stale version: %v %v", ok, err)
 	}
-	set, _, err = c0.LoadCAs(ctxT(t, 5*time.Second))
+	set, _, err = c0.LoadCAs(testkit.Context(t, 5*time.Second))
 	if err != nil || set.Next == nil || !bytes.Equal(set.Next.KeyPEM, nk) || !bytes.Equal(set.Current.KeyPEM, first.KeyPEM) {
 		t.Fatalf("after the rollover step: %+v %v", set, err)
 	}
 
 	cli := raw(t, ep)
-	resp, err := cli.Get(ctxT(t, 5*time.Second), "/mp-test/ca/identity")
+	resp, err := cli.Get(testkit.Context(t, 5*time.Second), "/mp-test/ca/identity")
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("ca key: %v", err)
 	}
@@ -239,7 +240,7 @@ func TestSharedCAsConcurrentAndSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, _, err := other.LoadCAs(ctxT(t, 5*time.Second)); !errors.Is(err, ErrBadSecret) {
+	if _, _, err := other.LoadCAs(testkit.Context(t, 5*time.Second)); !errors.Is(err, ErrBadSecret) {
 		t.Errorf("wrong secret: %v", err)
 	}
 
@@ -248,7 +249,7 @@ func TestSharedCAsConcurrentAndSealed(t *testing.T) {
 	defer c1.Close()
 	c2, _ := Dial(opts(ep, "x"))
 	defer c2.Close()
-	ctx := ctxT(t, 5*time.Second)
+	ctx := testkit.Context(t, 5*time.Second)
 	var cache autocert.Cache = c1.Cache("acme")
 	if _, err := cache.Get(ctx, "maint.example.com"); err != autocert.ErrCacheMiss {
 		t.Fatalf("miss: %v", err)
@@ -313,7 +314,7 @@ func TestPeerTrustFromDirectory(t *testing.T) {
 	open := func() error {
 		d := &peer.Dialer{Identity: id2, Resolve: b.Directory().Resolve}
 		defer d.Close()
-		conn, rep, err := d.Open(ctxT(t, 5*time.Second), "b1", peer.Request{Customer: "12345", System: "se1", Port: 22})
+		conn, rep, err := d.Open(testkit.Context(t, 5*time.Second), "b1", peer.Request{Customer: "12345", System: "se1", Port: 22})
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"maintproxy/config"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -57,7 +59,7 @@ type Store struct {
 // ready until the store answers.
 func Open(opts Options) (*Store, error) {
 	opts.applyDefaults()
-	if !validNode(opts.Node) {
+	if !config.ValidNodeName(opts.Node) {
 		return nil, fmt.Errorf("cluster.node: %q must be 1-63 letters, digits, '-', '_' or '.'", opts.Node)
 	}
 	c, err := Dial(opts)

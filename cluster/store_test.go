@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"maintproxy/cluster/etcdtest"
+	"maintproxy/internal/testkit"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -30,7 +31,7 @@ func TestPresenceAcrossBrokers(t *testing.T) {
 		t.Errorf("Resolve(b1) = %q %q %v", addr, fp, ok)
 	}
 
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	since := time.Now().UTC().Truncate(time.Millisecond)
 	sw := json.RawMessage(`{"remote_access":true}`)
 	var lat []time.Duration
@@ -86,7 +87,7 @@ func TestCleanCloseRemovesAtOnce(t *testing.T) {
 	o.LeaseTTL = 30 * time.Second // expiry would take this long: the test shows it does not wait
 	a := open(t, o)
 	b := open(t, opts(ep, "b2"))
-	if err := a.Presence().Add(ctxT(t, 5*time.Second), "12345", "se1", "s1", AgentInfo{}); err != nil {
+	if err := a.Presence().Add(testkit.Context(t, 5*time.Second), "12345", "se1", "s1", AgentInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 2*time.Second, "b2 sees the agent", func() bool { return b.Presence().Online("12345", "se1") })
@@ -110,7 +111,7 @@ func TestCrashExpiresWithLease(t *testing.T) {
 	ep := startEtcd(t)
 	a := open(t, opts(ep, "b1"))
 	b := open(t, opts(ep, "b2"))
-	if err := a.Presence().Add(ctxT(t, 5*time.Second), "12345", "se1", "s1", AgentInfo{}); err != nil {
+	if err := a.Presence().Add(testkit.Context(t, 5*time.Second), "12345", "se1", "s1", AgentInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 2*time.Second, "b2 sees the agent", func() bool { return b.Presence().Online("12345", "se1") })
@@ -135,7 +136,7 @@ func TestReRegisterAfterLeaseRevoked(t *testing.T) {
 	o.OnReady = rl.on
 	a := open(t, o)
 	b := open(t, opts(ep, "b2"))
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	if err := a.Presence().Add(ctx, "12345", "se1", "s1", AgentInfo{}); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestNodeNameTaken(t *testing.T) {
 		t.Fatalf("directory entry taken over: %+v", b)
 	}
 	a.Close()
-	if err := dup.WaitReady(ctxT(t, 10*time.Second)); err != nil {
+	if err := dup.WaitReady(testkit.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -223,7 +224,7 @@ func TestNoQuorumAndRecovery(t *testing.T) {
 	a := open(t, o)
 	b := open(t, opts(ep, "b2"))
 	c := open(t, opts(ep, "b3"))
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	for _, s := range []string{"s1", "s2"} {
 		if err := a.Presence().Add(ctx, "12345", "se1", s, AgentInfo{}); err != nil {
 			t.Fatal(err)
@@ -300,10 +301,10 @@ func TestUnreachableThenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Presence().Add(ctxT(t, 200*time.Millisecond), "12345", "se1", "s1", AgentInfo{}); err == nil || s.Ready() {
+	if err := s.Presence().Add(testkit.Context(t, 200*time.Millisecond), "12345", "se1", "s1", AgentInfo{}); err == nil || s.Ready() {
 		t.Fatalf("add with etcd unreachable: err=%v ready=%v", err, s.Ready())
 	}
-	if err := s.PublishLock(ctxT(t, 200*time.Millisecond), "resa", time.Now().Add(time.Minute)); err == nil {
+	if err := s.PublishLock(testkit.Context(t, 200*time.Millisecond), "resa", time.Now().Add(time.Minute)); err == nil {
 		t.Error("lock reported published with etcd unreachable")
 	}
 	if _, ok := s.Locked("resa"); !ok {

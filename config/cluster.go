@@ -111,7 +111,7 @@ func (c *Cluster) validate() error {
 	if c.Node == "" {
 		return errors.New("cluster.node: required in cluster mode (a name unique per broker, e.g. b1)")
 	}
-	if !validNode(c.Node) {
+	if !ValidNodeName(c.Node) {
 		return fmt.Errorf("cluster.node: %q must be 1-63 letters, digits, '-', '_' or '.'", c.Node)
 	}
 	if len(c.Etcd.Endpoints) == 0 {
@@ -162,8 +162,9 @@ func (c *Cluster) validate() error {
 	return nil
 }
 
-// validNode accepts names that are safe as one segment of an etcd key and in logs.
-func validNode(s string) bool {
+// ValidNodeName accepts broker node names (cluster.node): safe as one segment of an etcd
+// key and in logs.
+func ValidNodeName(s string) bool {
 	if s == "" || len(s) > 63 {
 		return false
 	}

@@ -20,13 +20,7 @@ const (
 )
 
 // LoadBroker reads, defaults and validates the broker configuration in path.
-func LoadBroker(path string) (*Broker, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return ParseBroker(data)
-}
+func LoadBroker(path string) (*Broker, error) { return load(path, ParseBroker) }
 
 // ParseBroker parses YAML broker configuration (with environment overrides). A file that
 // does not mention listen.metrics gets DefaultMetricsListen; one that sets it empty has no
@@ -40,12 +34,15 @@ func ParseBroker(data []byte) (*Broker, error) {
 }
 
 // LoadAgent reads, defaults and validates the agent configuration in path.
-func LoadAgent(path string) (*Agent, error) {
+func LoadAgent(path string) (*Agent, error) { return load(path, ParseAgent) }
+
+// load reads path and hands its contents to parse.
+func load[T any](path string, parse func([]byte) (*T, error)) (*T, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return ParseAgent(data)
+	return parse(data)
 }
 
 // ParseAgent parses YAML agent configuration (with environment overrides).

@@ -13,6 +13,7 @@ import (
 
 	"maintproxy/config"
 	"maintproxy/internal/testclock"
+	"maintproxy/internal/testkit"
 )
 
 const testDomain = "example.test"
@@ -45,28 +46,11 @@ func startDNS(t *testing.T, rate int, now func() time.Time) *Server {
 	go func() { done <- s.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Serve did not return after cancel")
+		if err := testkit.Recv(t, done, 5*time.Second, "Serve returning after cancel"); err != nil {
+			t.Errorf("Serve: %v", err)
 		}
 	})
 	return s
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 func query(t *testing.T, s *Server, network, name string, qtype uint16, rd bool) *mdns.Msg {
@@ -264,7 +248,7 @@ func TestDNSRateLimit(t *testing.T) {
 	}
 	// settled waits until the server has judged every query sent so far.
 	settled := func(over uint64) {
-		waitFor(t, "every query judged", func() bool {
+		testkit.WaitFor(t, 10*time.Second, "every query judged", func() bool {
 			st := s.Stats()
 			return st.Queries == uint64(sent) && st.Dropped+st.Truncated == over
 		})
@@ -380,13 +364,8 @@ func TestDNSServeStopsAndPortInUse(t *testing.T) {
 	cancel()
 	done := make(chan error, 1)
 	go func() { done <- s2.Serve(ctx) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Error(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve with a cancelled context did not return")
+	if err := testkit.Recv(t, done, 5*time.Second, "Serve with a cancelled context returning"); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -180,14 +180,7 @@ func TestClusterForwarding(t *testing.T) {
 			t.Fatal(err)
 		}
 		mark := b2.Proc().Mark()
-		conn, err := tls.Dial("tcp", peerAddr(t, b2), &tls.Config{InsecureSkipVerify: true,
-			Certificates: []tls.Certificate{id.Certificate()}, NextProtos: []string{peer.ALPN}, MinVersion: tls.VersionTLS13})
-		if err == nil {
-			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, err = conn.Read(make([]byte, 1))
-			conn.Close()
-		}
-		if err == nil {
+		if testenv.PeerLinkError(peerAddr(t, b2), id.Certificate()) == nil {
 			t.Fatal("a stranger's certificate got a peer link")
 		}
 		b2.Proc().WaitLogAfter(t, mark, 5*time.Second, func(r testenv.Record) bool { return r.Msg() == "peer link refused" })

@@ -405,12 +405,7 @@ func TestTwentyThousandConnections(t *testing.T) {
 	if ok == 0 || len(errs) > 0 {
 		t.Errorf("technician during the flood: %d ok, failures %v", ok, errs)
 	}
-	lines := 0
-	for _, r := range env.Proc().Records()[mark:] {
-		if strings.HasPrefix(r.Msg(), "connection refused") {
-			lines++
-		}
-	}
+	lines := env.Proc().CountAfter(mark, func(r testenv.Record) bool { return strings.HasPrefix(r.Msg(), "connection refused") })
 	if lines > 30 {
 		t.Errorf("%d log lines for the refused connections: not rate-limited", lines)
 	}

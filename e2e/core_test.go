@@ -221,14 +221,7 @@ func TestAgentIdentity(t *testing.T) {
 // TestAgentKilledMidTransfer: the technician's connection ends promptly, it does not hang.
 func TestAgentKilledMidTransfer(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{})
-	source := testenv.StartTCP(t, "127.0.0.1:0", func(c net.Conn) {
-		buf := make([]byte, 32<<10)
-		for {
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-		}
-	})
+	source := testenv.StartSource(t, "127.0.0.1:0")
 	agent := env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true, Services: map[int]string{9: source}})
 	r := env.Connect(t, "resa", "pass-a", "12345.maint."+env.Domain+":9")
 	if r.Status != 200 {

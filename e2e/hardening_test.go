@@ -218,12 +218,7 @@ func TestPasswordFloodDoesNotStarveTechnicians(t *testing.T) {
 			t.Errorf("flood got status %d", s)
 		}
 	}
-	refusalLines := 0
-	for _, r := range env.Proc().Records()[mark:] {
-		if r.Msg() == "login refused" {
-			refusalLines++
-		}
-	}
+	refusalLines := env.Proc().CountAfter(mark, func(r testenv.Record) bool { return r.Msg() == "login refused" })
 	if refusalLines > 100 {
 		t.Errorf("%d refusal log lines for a 20 s flood: not rate-limited", refusalLines)
 	}
@@ -441,12 +436,7 @@ func TestGenuineAgentsDuringLoginFlood(t *testing.T) {
 	if res.Statuses[http.StatusServiceUnavailable] == 0 || res.Statuses[http.StatusUnauthorized] == 0 || res.NoRetryAfter > 0 {
 		t.Errorf("flood answers %v (%d 503s without Retry-After): want 401s and 503s with Retry-After", res.Statuses, res.NoRetryAfter)
 	}
-	lines := 0
-	for _, r := range env.Proc().Records()[mark:] {
-		if r.Msg() == "agent login refused" {
-			lines++
-		}
-	}
+	lines := env.Proc().CountAfter(mark, func(r testenv.Record) bool { return r.Msg() == "agent login refused" })
 	if lines > 60 {
 		t.Errorf("%d refusal log lines: not rate-limited", lines)
 	}

@@ -18,15 +18,7 @@ import (
 // back.
 func TestFrozenAgent(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{})
-	source := testenv.StartTCP(t, "127.0.0.1:0", func(c net.Conn) {
-		buf := make([]byte, 32<<10)
-		c.SetWriteDeadline(time.Now().Add(2 * time.Minute))
-		for {
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-		}
-	})
+	source := testenv.StartSource(t, "127.0.0.1:0")
 	agent := env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true, Services: map[int]string{9: source}})
 	t.Cleanup(func() { agent.Signal(syscall.SIGCONT) })
 	r := env.Connect(t, "resa", "pass-a", env.Host("12345")+":9")
@@ -176,15 +168,7 @@ func recordTime(r testenv.Record) time.Time {
 func TestStalledDownloadEnded(t *testing.T) {
 	const progress = 2 * time.Second
 	env := testenv.Start(t, testenv.Options{Extra: map[string]any{"timeouts": map[string]any{"write_progress": progress.String()}}})
-	source := testenv.StartTCP(t, "127.0.0.1:0", func(c net.Conn) {
-		buf := make([]byte, 32<<10)
-		c.SetWriteDeadline(time.Now().Add(2 * time.Minute))
-		for {
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-		}
-	})
+	source := testenv.StartSource(t, "127.0.0.1:0")
 	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	env.StartAgent(t, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true, Services: map[int]string{9: source, 7: echo}})
 	r := env.Connect(t, "resa", "pass-a", env.Host("12345")+":9")

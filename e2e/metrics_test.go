@@ -6,62 +6,16 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"maintproxy/internal/testenv"
 	"maintproxy/tunnel"
 )
-
-// scrape reads the broker's metrics listener with the Prometheus text parser into
-// series → value (labels sorted, as name{a="x",b="y"}; a histogram gives its _count).
-func scrape(t *testing.T, env *testenv.Env) map[string]float64 {
-	t.Helper()
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + env.MetricsAddr + "/metrics")
-	if err != nil {
-		t.Fatalf("scraping %s: %v", env.MetricsAddr, err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing the scrape: %v", err)
-	}
-	m := map[string]float64{}
-	for name, f := range fams {
-		for _, s := range f.GetMetric() {
-			var ls []string
-			for _, l := range s.GetLabel() {
-				ls = append(ls, l.GetName()+"="+strconv.Quote(l.GetValue()))
-			}
-			sort.Strings(ls)
-			key := name
-			if len(ls) > 0 {
-				key += "{" + strings.Join(ls, ",") + "}"
-			}
-			switch {
-			case s.Counter != nil:
-				m[key] = s.GetCounter().GetValue()
-			case s.Gauge != nil:
-				m[key] = s.GetGauge().GetValue()
-			case s.Histogram != nil:
-				m[key+"_count"] = float64(s.GetHistogram().GetSampleCount())
-			case s.Summary != nil:
-				m[key+"_count"] = float64(s.GetSummary().GetSampleCount())
-			}
-		}
-	}
-	return m
-}
 
 // TestMetricsCountEveryRefusal: /metrics is not on the public web listener; on its own
 // listener every counter of the broker is present, and each moves when what it counts
@@ -88,7 +42,7 @@ func TestMetricsCountEveryRefusal(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/metrics on the public web listener: %d, want 404", resp.StatusCode)
 	}
-	before := scrape(t, env)
+	before := testenv.Scrape(t, env.MetricsAddr)
 
 	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	hanging := testenv.UnansweredAddr(t)
@@ -230,7 +184,7 @@ func TestMetricsCountEveryRefusal(t *testing.T) {
 	var after map[string]float64
 	deadline := time.Now().Add(testenv.Scale(15 * time.Second))
 	for {
-		after = scrape(t, env)
+		after = testenv.Scrape(t, env.MetricsAddr)
 		still := 0
 		for _, k := range moving {
 			if after[k] <= before[k] {

@@ -62,20 +62,8 @@ func unpackedExtension(t *testing.T) string {
 
 func runExt(t *testing.T, dir string, job extJob) extResult {
 	t.Helper()
-	in, _ := json.Marshal(job)
-	cmd := exec.Command("node", "testdata/evalext.js", dir)
-	cmd.Stdin = strings.NewReader(string(in))
-	out, err := cmd.Output()
-	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			t.Fatalf("node: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatal(err)
-	}
 	var res extResult
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("%s: %v", out, err)
-	}
+	runNode(t, job, &res, "testdata/evalext.js", dir)
 	return res
 }
 

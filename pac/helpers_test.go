@@ -2,10 +2,12 @@ package pac
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +139,32 @@ func mustNotContain(t *testing.T, body string, subs ...string) {
 		if strings.Contains(body, s) {
 			t.Errorf("body contains %q", s)
 		}
+	}
+}
+
+// runNode runs Node with args (a script of testdata and its arguments), in as JSON on its
+// standard input, and decodes its JSON output into out. Without Node the test is skipped:
+// the scripts need a real JavaScript engine.
+func runNode(t *testing.T, in, out any, args ...string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed: these checks need a real JavaScript engine")
+	}
+	data, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(node, args...)
+	cmd.Stdin = bytes.NewReader(data)
+	got, err := cmd.Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("node: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(got, out); err != nil {
+		t.Fatalf("node output %q: %v", got, err)
 	}
 }

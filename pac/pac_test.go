@@ -1,10 +1,8 @@
 package pac
 
 import (
-	"encoding/json"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,10 +14,6 @@ import (
 // evalPAC runs script's FindProxyForURL in Node's vm (testdata/evalpac.js) for each host.
 func evalPAC(t *testing.T, script string, hosts []string) []string {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed: PAC evaluation needs a real JavaScript engine")
-	}
 	file := filepath.Join(t.TempDir(), "proxy.pac")
 	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
 		t.Fatal(err)
@@ -28,20 +22,8 @@ func evalPAC(t *testing.T, script string, hosts []string) []string {
 	for i, h := range hosts {
 		cases[i] = [2]string{"https://" + h + "/some/path?q=1", h}
 	}
-	in, _ := json.Marshal(cases)
-	cmd := exec.Command(node, "testdata/evalpac.js", file)
-	cmd.Stdin = strings.NewReader(string(in))
-	out, err := cmd.Output()
-	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			t.Fatalf("node: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatal(err)
-	}
 	var res []string
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("node output %q: %v", out, err)
-	}
+	runNode(t, cases, &res, "testdata/evalpac.js", file)
 	return res
 }
 

@@ -14,6 +14,7 @@ import (
 	"maintproxy/config"
 	"maintproxy/internal/guard"
 	"maintproxy/internal/testclock"
+	"maintproxy/internal/testkit"
 )
 
 func testBroker(t *testing.T, pass string) *config.Broker {
@@ -244,7 +245,7 @@ func TestAuthCachedCredentialSkipsAdmission(t *testing.T) {
 		}
 		queued <- err
 	}()
-	waitFor(t, func() bool { return a.adm.Stats().Waiting == 1 })
+	testkit.WaitFor(t, 10*time.Second, "one check waiting", func() bool { return a.adm.Stats().Waiting == 1 })
 
 	if _, err := a.Check("resa", "right", "10.0.0.1"); err != nil {
 		t.Fatalf("cached credential during a flood: %v", err)
@@ -282,16 +283,5 @@ func TestAuthSharesConcurrentIdenticalChecks(t *testing.T) {
 	}
 	if st := a.Stats(); st.Checks > 2 {
 		t.Errorf("8 identical concurrent checks ran bcrypt %d times", st.Checks)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/config"
+	"maintproxy/internal/testkit"
 )
 
 // TestBrokerPickerOrder: addresses another connection holds are left out, and those that
@@ -79,14 +80,7 @@ func TestAgentConnectionsToDifferentBrokers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := NewAgent(cfg, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runAgent(t, cfg, nil)
 	held := func() []int {
 		var out []int
 		for i, r := range regs {
@@ -96,11 +90,11 @@ func TestAgentConnectionsToDifferentBrokers(t *testing.T) {
 		}
 		return out
 	}
-	waitCond(t, "sessions at two brokers", func() bool { return len(held()) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "sessions at two brokers", func() bool { return len(held()) == 2 })
 	before := held()
 	free := 3 - before[0] - before[1]
 	regs[before[0]].CloseAll()
-	waitCond(t, "the lost connection at the third broker", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the lost connection at the third broker", func() bool {
 		h := held()
 		return len(h) == 2 && slices.Contains(h, free) && slices.Contains(h, before[1])
 	})
@@ -138,16 +132,5 @@ func TestRegistryOnChange(t *testing.T) {
 	}
 	if s1.ID() == s2.ID() {
 		t.Error("two sessions of one system share an ID")
-	}
-}
-
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

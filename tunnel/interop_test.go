@@ -23,6 +23,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/config"
+	"maintproxy/internal/testenv"
+	"maintproxy/internal/testkit"
 )
 
 // Agents and brokers released before this link layer speak websocket through
@@ -127,7 +129,7 @@ func TestOldAgentNewBroker(t *testing.T) {
 // TestNewAgentOldBroker: the agent logs in to a broker of an earlier release, which opens
 // a tunnel through it, pings it, and closes the websocket with the close handshake.
 func TestNewAgentOldBroker(t *testing.T) {
-	echo := echoServer(t)
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	result := make(chan error, 1)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != AgentPath { // e.g. the agent fetching the published roots
@@ -189,20 +191,8 @@ func TestNewAgentOldBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent, err := NewAgent(cfg, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
+	defer runAgent(t, cfg, nil)()
+	if err := testkit.Recv(t, result, 30*time.Second, "the old broker's test"); err != nil {
 		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); agent.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case err := <-result:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the old broker's test did not finish")
 	}
 }

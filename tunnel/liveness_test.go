@@ -1,12 +1,9 @@
 package tunnel
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,45 +22,16 @@ import (
 // throttle is a TCP relay that carries each direction at rate bytes per second: a slow
 // customer link in miniature.
 type throttle struct {
-	rate  int
-	mu    sync.Mutex
-	conns []net.Conn
+	rate int
 }
 
 func (th *throttle) start(t *testing.T, target string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		th.mu.Lock()
-		for _, c := range th.conns {
-			c.Close()
-		}
-		th.mu.Unlock()
+	return startRelay(t, target, func(c, u net.Conn) {
+		var wg sync.WaitGroup
+		wg.Go(func() { th.pipe(c, u) })
+		wg.Go(func() { th.pipe(u, c) })
 		wg.Wait()
 	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			th.mu.Lock()
-			th.conns = append(th.conns, c, u)
-			th.mu.Unlock()
-			wg.Go(func() { th.pipe(c, u) })
-			wg.Go(func() { th.pipe(u, c) })
-		}
-	})
-	return ln.Addr().String()
 }
 
 // pipe copies src to dst in 1 KiB steps, each after its share of time.
@@ -99,30 +67,12 @@ func (th *throttle) pipe(dst, src net.Conn) {
 func TestSlowLinkFullOfDataStaysUp(t *testing.T) {
 	const rate = 256 << 10 // a 64 KiB frame takes 250 ms
 	tuning := Tuning{KeepAliveInterval: 250 * time.Millisecond, KeepAliveTimeout: 1500 * time.Millisecond}
-	echo := echoServer(t)
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	th := &throttle{rate: rate}
 	l := startLink(t, &config.Agent{RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": echo}}}, tuning,
 		func(addr string) string { return th.start(t, addr) })
 	sess := l.waitSession(t, nil)
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Go(func() {
-			st, err := sess.Open(context.Background(), Header{Port: 7})
-			if err != nil {
-				t.Errorf("stream %d: %v", i, err)
-				return
-			}
-			defer st.Close()
-			data := bytes.Repeat([]byte{byte(i)}, 384<<10)
-			go func() { st.Write(data); st.(*countedStream).CloseWrite() }()
-			h := sha256.New()
-			n, err := io.Copy(h, st)
-			if err != nil || n != int64(len(data)) || !bytes.Equal(h.Sum(nil), sha256Sum(data)) {
-				t.Errorf("stream %d: echoed %d of %d bytes, err %v", i, n, len(data), err)
-			}
-		})
-	}
-	wg.Wait()
+	echoStreams(t, sess, 4, 384<<10)
 	select {
 	case <-sess.Done():
 		t.Fatal("a healthy session on a slow, busy link was declared dead")

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/testenv"
+	"maintproxy/internal/testkit"
 )
 
 // TestHeaderVersions: a v1 header is the 24 bytes an agent of an earlier release reads; a
@@ -81,7 +83,7 @@ func TestSessionWritesTheAgentsHeaderVersion(t *testing.T) {
 // policyLink starts a link whose agent reaches se2 at 127.0.0.1 and has the echo server
 // as its service 7 and, for se2, as its port; it returns the link and the echo port.
 func policyLink(t *testing.T) (*link, string) {
-	echo := echoServer(t)
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	_, port, _ := net.SplitHostPort(echo)
 	cfg := &config.Agent{
 		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": echo, port: freeAddr(t)}},
@@ -144,7 +146,7 @@ func TestPolicyUpdateReachesBrokerAndEndsTunnels(t *testing.T) {
 	if restart := l.agent.SetConfig(edit(t, l, func(c *config.Agent) { c.RemoteAccess.Enabled = false })); len(restart) != 0 {
 		t.Fatalf("switch flip needs a restart of %v", restart)
 	}
-	waitCond(t, "the broker's session has remote access off", func() bool { return !sess.Policy().RemoteAccess })
+	testkit.WaitFor(t, 10*time.Second, "the broker's session has remote access off", func() bool { return !sess.Policy().RemoteAccess })
 	mu.Lock()
 	if len(ups) != before+1 || ups[before] {
 		t.Errorf("change hook saw %v after %d, want one update with remote access off", ups, before)
@@ -162,7 +164,7 @@ func TestPolicyUpdateReachesBrokerAndEndsTunnels(t *testing.T) {
 	}
 
 	l.agent.SetConfig(edit(t, l, func(c *config.Agent) { c.RemoteAccess.Enabled = true }))
-	waitCond(t, "remote access back on", func() bool { return sess.Policy().RemoteAccess })
+	testkit.WaitFor(t, 10*time.Second, "remote access back on", func() bool { return sess.Policy().RemoteAccess })
 	if l.reg.Get(Identity{"12345", "se1"}) != sess {
 		t.Fatal("the policy update replaced the session")
 	}
@@ -208,7 +210,7 @@ func TestNetworkSystemThroughAgent(t *testing.T) {
 	}
 	defer held.Close()
 	l.agent.SetConfig(edit(t, l, func(c *config.Agent) { c.Network.Systems = nil }))
-	waitCond(t, "se2 gone from the broker's view", func() bool { return !sess.Policy().Reaches("se2") })
+	testkit.WaitFor(t, 10*time.Second, "se2 gone from the broker's view", func() bool { return !sess.Policy().Reaches("se2") })
 	held.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := held.Read(make([]byte, 1)); err == nil || isTimeout(err) {
 		t.Fatalf("tunnel to a removed network system not ended: %v", err)
@@ -245,7 +247,7 @@ func TestPolicyInboxKeepsAnEarlyUpdate(t *testing.T) {
 // co-located server; with it on again, removing that tunnel entry does too, while a tunnel
 // to the server itself stays.
 func TestColocatedChangesEndTunnels(t *testing.T) {
-	echo := echoServer(t)
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	host, port, _ := net.SplitHostPort(echo)
 	var p uint16
 	for _, c := range port {
@@ -268,7 +270,7 @@ func TestColocatedChangesEndTunnels(t *testing.T) {
 		func(c *config.Agent) { c.Colocated.Tunnels = nil },
 	} {
 		l.agent.SetConfig(edit(t, l, func(*config.Agent) {})) // back to the start
-		waitCond(t, "co-located on", func() bool { return sess.Policy().Colocated && len(sess.Policy().Tunnels) == 1 })
+		testkit.WaitFor(t, 10*time.Second, "co-located on", func() bool { return sess.Policy().Colocated && len(sess.Policy().Tunnels) == 1 })
 		own, err := sess.Open(context.Background(), Header{Port: 7})
 		if err != nil {
 			t.Fatal(err)

@@ -23,7 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"maintproxy/config"
-	"maintproxy/internal/echo"
+	"maintproxy/internal/testenv"
 )
 
 // link is an in-process broker endpoint and agent talking over real TLS on loopback.
@@ -72,6 +72,25 @@ func startLink(t *testing.T, cfg *config.Agent, tuning Tuning, front func(broker
 	return l
 }
 
+// runAgent runs an agent for cfg (edit, when not nil, adjusts it first) until stop is
+// called or the test ends; stop returns once Run has.
+func runAgent(t *testing.T, cfg *config.Agent, edit func(*Agent)) (stop func()) {
+	t.Helper()
+	a, err := NewAgent(cfg, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(a)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
 func (l *link) stop() {
 	l.cancel()
 	<-l.done
@@ -93,15 +112,29 @@ func (l *link) waitSession(t *testing.T, old *Session) *Session {
 	return nil
 }
 
-// echoServer runs the shared echo target until the test ends.
-func echoServer(t *testing.T) string {
+// echoStreams opens streams tunnels to the echo target on port 7 at once, sends size
+// bytes through each and checks that each comes back whole.
+func echoStreams(t *testing.T, sess *Session, streams, size int) {
 	t.Helper()
-	s, err := echo.Start(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var wg sync.WaitGroup
+	for i := range streams {
+		wg.Go(func() {
+			st, err := sess.Open(context.Background(), Header{Port: 7})
+			if err != nil {
+				t.Errorf("stream %d: %v", i, err)
+				return
+			}
+			defer st.Close()
+			data := bytes.Repeat([]byte{byte(i)}, size)
+			go func() { st.Write(data); st.(*countedStream).CloseWrite() }()
+			h := sha256.New()
+			n, err := io.Copy(h, st)
+			if err != nil || n != int64(len(data)) || !bytes.Equal(h.Sum(nil), sha256Sum(data)) {
+				t.Errorf("stream %d: echoed %d of %d bytes, err %v", i, n, len(data), err)
+			}
+		})
 	}
-	t.Cleanup(func() { s.Close() })
-	return s.Addr()
+	wg.Wait()
 }
 
 // TestLargeFramesAndNoLeaks moves 64 MiB through streams whose yamux frames are far larger
@@ -109,30 +142,10 @@ func echoServer(t *testing.T) string {
 // link, its tunnels and its copies has ended.
 func TestLargeFramesAndNoLeaks(t *testing.T) {
 	before := runtime.NumGoroutine()
-	echo := echoServer(t)
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	l := startLink(t, &config.Agent{RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": echo}}}, Tuning{}, nil)
 	sess := l.waitSession(t, nil)
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st, err := sess.Open(context.Background(), Header{Port: 7})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer st.Close()
-			data := bytes.Repeat([]byte{byte(i)}, 16<<20)
-			go func() { st.Write(data); st.(*countedStream).CloseWrite() }()
-			h := sha256.New()
-			n, err := io.Copy(h, st)
-			if err != nil || n != int64(len(data)) || !bytes.Equal(h.Sum(nil), sha256Sum(data)) {
-				t.Errorf("stream %d: echoed %d of %d bytes, err %v", i, n, len(data), err)
-			}
-		}()
-	}
-	wg.Wait()
+	echoStreams(t, sess, 4, 16<<20)
 	if n := sess.Active(); n != 0 {
 		t.Errorf("%d tunnels still counted after all closed", n)
 	}
@@ -194,47 +207,33 @@ func TestKeepaliveDetectsDeadPeer(t *testing.T) {
 	l.waitSession(t, first)
 }
 
+// startRelay relays each connection on a new loopback port to target with both (one call
+// per connection pair, returning when the pair is done) until the test ends.
+func startRelay(t *testing.T, target string, both func(c, u net.Conn)) string {
+	t.Helper()
+	return testenv.StartRelay(t, func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", target)
+	}, both)
+}
+
 // freezer is a TCP relay whose existing connections can be frozen: they swallow all
 // traffic and never close, while new connections pass.
 type freezer struct {
-	mu    sync.Mutex
-	conns map[net.Conn]*bool
+	mu     sync.Mutex
+	frozen []*bool
 }
 
 func (f *freezer) start(t *testing.T, target string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.conns = map[net.Conn]*bool{}
-	t.Cleanup(func() {
-		ln.Close()
+	return startRelay(t, target, func(c, u net.Conn) {
+		frozen := new(bool)
 		f.mu.Lock()
-		for c := range f.conns {
-			c.Close()
-		}
+		f.frozen = append(f.frozen, frozen)
 		f.mu.Unlock()
+		var wg sync.WaitGroup
+		wg.Go(func() { f.pipe(c, u, frozen) })
+		wg.Go(func() { f.pipe(u, c, frozen) })
+		wg.Wait()
 	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			frozen := new(bool)
-			f.mu.Lock()
-			f.conns[c], f.conns[u] = frozen, frozen
-			f.mu.Unlock()
-			go f.pipe(c, u, frozen)
-			go f.pipe(u, c, frozen)
-		}
-	}()
-	return ln.Addr().String()
 }
 
 func (f *freezer) pipe(dst, src net.Conn, frozen *bool) {
@@ -260,7 +259,7 @@ func (f *freezer) pipe(dst, src net.Conn, frozen *bool) {
 func (f *freezer) freeze() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, fz := range f.conns {
+	for _, fz := range f.frozen {
 		*fz = true
 	}
 }

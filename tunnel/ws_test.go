@@ -6,11 +6,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/testenv"
+	"maintproxy/internal/testkit"
 )
 
 // clientFrame is a masked frame as a client sends it.
@@ -34,7 +35,7 @@ func TestWSReadFraming(t *testing.T) {
 	in.Write(clientFrame(true, opContinuation, data[70001:]))
 	in.Write(clientFrame(true, opBinary, nil))
 	in.Write(clientFrame(true, opClose, []byte{0x03, 0xe8}))
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	c := newWSConn(nopCloser{out}, &in, nil, false)
 	got, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(got, data) {
@@ -55,7 +56,7 @@ func TestWSReadFraming(t *testing.T) {
 		"fragmented ping":    clientFrame(false, opPing, nil),
 		"oversized ping":     clientFrame(true, opPing, make([]byte, 126)),
 	} {
-		c := newWSConn(nopCloser{&syncBuffer{}}, bytes.NewReader(frames), nil, false)
+		c := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frames), nil, false)
 		if _, err := io.ReadAll(c); !errors.Is(err, errProtocol) {
 			t.Errorf("%s: err %v, want a protocol error", name, err)
 		}
@@ -65,7 +66,7 @@ func TestWSReadFraming(t *testing.T) {
 // TestWSWriteBatches checks what a client-side wsConn puts on the wire: each flush one
 // masked binary frame that unmasks to the yamux frames in order.
 func TestWSWriteBatches(t *testing.T) {
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	c := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, true)
 	var want []byte
 	for i := range 50 {
@@ -82,7 +83,7 @@ func TestWSWriteBatches(t *testing.T) {
 	}
 	c.waitFlushed(5 * time.Second)
 	// Read the frames back as the broker would.
-	r := newWSConn(nopCloser{&syncBuffer{}}, bytes.NewReader(out.Bytes()), nil, false)
+	r := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(out.Bytes()), nil, false)
 	got, err := io.ReadAll(r)
 	if !errors.Is(err, io.ErrUnexpectedEOF) && err != nil {
 		t.Fatal(err)
@@ -90,23 +91,6 @@ func TestWSWriteBatches(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("read back %d bytes, want %d", len(got), len(want))
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
 }
 
 type nopCloser struct{ io.Writer }
@@ -117,7 +101,7 @@ func (nopCloser) Close() error { return nil }
 // and whose readers then stop may hold no more than the session's budget plus each
 // stream's initial window; reading again lets them all move on.
 func TestSessionBudget(t *testing.T) {
-	source := sourceServer(t)
+	source := testenv.StartSource(t, "127.0.0.1:0")
 	l := startLink(t, &config.Agent{RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": source}}}, Tuning{}, nil)
 	sess := l.waitSession(t, nil)
 	const budget = 4 << 20
@@ -180,39 +164,6 @@ func TestSessionBudget(t *testing.T) {
 	readSome(8 << 20) // and every stream moves on
 }
 
-// sourceServer sends zeros on every connection until it is closed (at most 1 GiB).
-func sourceServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for range (1 << 30) / len(buf) {
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // TestWSTextMessages: where the broker takes text messages (policy updates), whole ones
 // between binary messages reach onText in order, the binary stream around them intact; a
 // text frame inside a fragmented binary message, a fragmented or oversized one is refused.
@@ -222,7 +173,7 @@ func TestWSTextMessages(t *testing.T) {
 	in.Write(clientFrame(true, opText, []byte(`{"version":1}`)))
 	in.Write(clientFrame(true, opBinary, []byte("def")))
 	in.Write(clientFrame(true, opText, []byte(`{"version":1,"remote_access":true}`)))
-	c := newWSConn(nopCloser{&syncBuffer{}}, &in, nil, false)
+	c := newWSConn(nopCloser{&testkit.Buffer{}}, &in, nil, false)
 	var got []string
 	c.onText = func(msg []byte) { got = append(got, string(msg)) }
 	data, err := io.ReadAll(c)
@@ -237,21 +188,21 @@ func TestWSTextMessages(t *testing.T) {
 		"fragmented":              clientFrame(false, opText, []byte("x")),
 		"oversized":               clientFrame(true, opText, make([]byte, maxTextMessage+1)),
 	} {
-		c := newWSConn(nopCloser{&syncBuffer{}}, bytes.NewReader(frames), nil, false)
+		c := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frames), nil, false)
 		c.onText = func([]byte) { t.Errorf("%s: delivered", name) }
 		if _, err := io.ReadAll(c); !errors.Is(err, errProtocol) {
 			t.Errorf("%s: err %v, want a protocol error", name, err)
 		}
 	}
 	// What the agent's sendText puts on the wire is one masked, final text frame.
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	client := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, true)
 	if err := client.sendText([]byte("policy")); err != nil {
 		t.Fatal(err)
 	}
 	client.waitFlushed(5 * time.Second)
 	frame := out.Bytes()
-	r := newWSConn(nopCloser{&syncBuffer{}}, bytes.NewReader(frame), nil, false)
+	r := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frame), nil, false)
 	var seen string
 	r.onText = func(msg []byte) { seen = string(msg) }
 	io.ReadAll(r)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"maintproxy/internal/testkit"
 )
 
 // book is a stand-in for the cluster directory: published fingerprints and addresses.
@@ -106,12 +108,6 @@ func newDialer(t *testing.T, b *book, node string) *Dialer {
 	return d
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func stream(seed uint64, n int) []byte {
 	b := make([]byte, n)
 	rand.NewChaCha8([32]byte{byte(seed)}).Read(b)
@@ -144,7 +140,7 @@ func TestStreamIntegrityAndHalfClose(t *testing.T) {
 		s.Close()
 	})
 	d := newDialer(t, b, "b3")
-	conn, rep, err := d.Open(ctxT(t, 30*time.Second), "b1", Request{Customer: "12345", System: "se1", Port: 22})
+	conn, rep, err := d.Open(testkit.Context(t, 30*time.Second), "b1", Request{Customer: "12345", System: "se1", Port: 22})
 	if err != nil || rep.Code != CodeOK {
 		t.Fatalf("open: %v %+v", err, rep)
 	}
@@ -196,7 +192,7 @@ func TestRequestReplyAndLinkReuse(t *testing.T) {
 		}
 	})
 	d := newDialer(t, b, "b2")
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	want := Request{Customer: "12345", System: "se2", IP: "10.0.0.9", Port: 1, Account: "resa", ClientAddr: "192.0.2.1:5555", SessionID: "abc", From: "forged"}
 	conn, rep, err := d.Open(ctx, "b1", want)
 	if err != nil || conn != nil || rep.Code != 7 || rep.Message != "10.0.0.9:1: the target refused the connection" {
@@ -241,7 +237,7 @@ func TestStrangerRefused(t *testing.T) {
 	})
 	stranger := &Dialer{Identity: identity(t, "b2"), Resolve: b.resolve} // not published
 	defer stranger.Close()
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	if _, _, err := stranger.Open(ctx, "b1", Request{Port: 22}); err == nil {
 		t.Fatal("an unpublished certificate got a stream")
 	}
@@ -285,7 +281,7 @@ func TestDeadPeerRedialled(t *testing.T) {
 	s1, _ := startServer(t, b, "b1", "127.0.0.1:0", id, h)
 	addr, _, _ := b.resolve("b1")
 	d := newDialer(t, b, "b2")
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	open := func(what string) {
 		t.Helper()
 		conn, rep, err := d.Open(ctx, "b1", Request{Port: 22})
@@ -321,7 +317,7 @@ func TestLinkDeathEndsTunnels(t *testing.T) {
 	})
 	d := &Dialer{Identity: identity(t, "b2"), Resolve: b.resolve}
 	b.publish("b2", "127.0.0.1:1", d.Identity)
-	conn, _, err := d.Open(ctxT(t, 10*time.Second), "b1", Request{Port: 22})
+	conn, _, err := d.Open(testkit.Context(t, 10*time.Second), "b1", Request{Port: 22})
 	if err != nil {
 		t.Fatal(err)
 	}

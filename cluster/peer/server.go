@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"maintproxy/internal/conns"
+
 	"github.com/hashicorp/yamux"
 )
 
@@ -37,7 +39,7 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	lns      map[net.Listener]struct{}
-	conns    map[net.Conn]struct{}
+	conns    conns.Set
 	wg       sync.WaitGroup
 	initOnce sync.Once
 }
@@ -46,7 +48,6 @@ func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.lns = map[net.Listener]struct{}{}
-		s.conns = map[net.Conn]struct{}{}
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
 		}
@@ -95,34 +96,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !s.track(c) {
+		if !s.conns.Add(c, 0) {
 			c.Close()
 			return ErrClosed
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.untrack(c)
+			defer s.conns.Remove(c)
 			s.serveConn(c)
 		}()
 	}
-}
-
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
-
-func (s *Server) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	c.Close()
 }
 
 func (s *Server) tlsConfig() *tls.Config {
@@ -223,10 +207,8 @@ func (s *Server) Close() error {
 	for ln := range s.lns {
 		ln.Close()
 	}
-	for c := range s.conns {
-		c.Close()
-	}
 	s.mu.Unlock()
+	s.conns.Close()
 	s.wg.Wait()
 	return nil
 }

@@ -82,28 +82,12 @@ func writeRequest(w io.Writer, r Request) error {
 	if len(body) > maxRequestBytes {
 		return fmt.Errorf("peer: request of %d bytes is too large", len(body))
 	}
-	buf := make([]byte, 3+len(body))
-	buf[0] = Version
-	binary.BigEndian.PutUint16(buf[1:3], uint16(len(body)))
-	copy(buf[3:], body)
-	_, err = w.Write(buf)
-	return err
+	return writeFrame(w, nil, body)
 }
 
 func readRequest(r io.Reader) (Request, error) {
-	var hdr [3]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return Request{}, err
-	}
-	if hdr[0] != Version {
-		return Request{}, fmt.Errorf("%w %d", ErrVersion, hdr[0])
-	}
-	n := binary.BigEndian.Uint16(hdr[1:3])
-	if n > maxRequestBytes {
-		return Request{}, fmt.Errorf("peer: request of %d bytes is too large", n)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	body, err := readFrame(r, nil, maxRequestBytes, "request")
+	if err != nil {
 		return Request{}, err
 	}
 	var req Request
@@ -118,30 +102,48 @@ func writeReply(w io.Writer, r Reply) error {
 	if len(msg) > maxMessageBytes {
 		msg = strings.ToValidUTF8(msg[:maxMessageBytes], "")
 	}
-	buf := make([]byte, 4+len(msg))
-	buf[0] = Version
-	buf[1] = byte(r.Code)
-	binary.BigEndian.PutUint16(buf[2:4], uint16(len(msg)))
-	copy(buf[4:], msg)
+	return writeFrame(w, []byte{byte(r.Code)}, []byte(msg))
+}
+
+func readReply(r io.Reader) (Reply, error) {
+	var code [1]byte
+	msg, err := readFrame(r, code[:], maxMessageBytes, "reply message")
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Code: Code(code[0]), Message: string(msg)}, nil
+}
+
+// writeFrame writes one header and its body in a single Write: the version, the fields
+// (none for a request, the code for a reply), the body's length, the body.
+func writeFrame(w io.Writer, fields, body []byte) error {
+	buf := make([]byte, 0, 1+len(fields)+2+len(body))
+	buf = append(buf, Version)
+	buf = append(buf, fields...)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(len(body)))
+	buf = append(buf, body...)
 	_, err := w.Write(buf)
 	return err
 }
 
-func readReply(r io.Reader) (Reply, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return Reply{}, err
+// readFrame reads what writeFrame wrote: it checks the version, fills fields, and returns
+// the body, refusing one longer than limit (what names it in the error).
+func readFrame(r io.Reader, fields []byte, limit int, what string) ([]byte, error) {
+	hdr := make([]byte, 1+len(fields)+2)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return nil, err
 	}
 	if hdr[0] != Version {
-		return Reply{}, fmt.Errorf("%w %d", ErrVersion, hdr[0])
+		return nil, fmt.Errorf("%w %d", ErrVersion, hdr[0])
 	}
-	n := binary.BigEndian.Uint16(hdr[2:4])
-	if n > maxMessageBytes {
-		return Reply{}, fmt.Errorf("peer: reply message of %d bytes is too large", n)
+	copy(fields, hdr[1:])
+	n := int(binary.BigEndian.Uint16(hdr[len(hdr)-2:]))
+	if n > limit {
+		return nil, fmt.Errorf("peer: %s of %d bytes is too large", what, n)
 	}
-	msg := make([]byte, n)
-	if _, err := io.ReadFull(r, msg); err != nil {
-		return Reply{}, err
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, err
 	}
-	return Reply{Code: Code(hdr[1]), Message: string(msg)}, nil
+	return body, nil
 }

@@ -39,23 +39,16 @@ configured files only; a running broker is neither needed nor contacted. The sel
 its fingerprint is in the broker's GET /certs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.LoadBroker(path)
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			shared, done, err := sharedCAs(cfg)
+			d, err := describeCAs(path, func(cfg *config.Broker, shared certs.CAStore) (*certs.Description, error) {
+				return certs.InspectIn(cfg, shared, time.Now())
+			})
 			if err != nil {
 				return err
-			}
-			defer done()
-			d, err := certs.InspectIn(cfg, shared, time.Now())
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
 			}
 			return writeDescription(cmd.OutOrStdout(), d, asJSON)
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(cmd, &path)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	return cmd
 }
@@ -82,18 +75,11 @@ until they are given it; technicians need the new tool bundle at once. The old C
 published (data_dir: ca-previous.pem) until it expires.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.LoadBroker(path)
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			shared, done, err := sharedCAs(cfg)
+			d, err := describeCAs(path, func(cfg *config.Broker, shared certs.CAStore) (*certs.Description, error) {
+				return certs.RegenerateIn(cfg, shared, time.Now(), now)
+			})
 			if err != nil {
 				return err
-			}
-			defer done()
-			d, err := certs.RegenerateIn(cfg, shared, time.Now(), now)
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
 			}
 			if !asJSON {
 				w := cmd.OutOrStdout()
@@ -111,7 +97,7 @@ published (data_dir: ca-previous.pem) until it expires.`,
 			return writeDescription(cmd.OutOrStdout(), d, asJSON)
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(cmd, &path)
 	cmd.Flags().BoolVar(&now, "now", false, "switch to the new CA at once (strands agents that hold only the old CA)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the resulting state as JSON")
 	return cmd
@@ -124,6 +110,25 @@ func writeDescription(w io.Writer, d *certs.Description, asJSON bool) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(d)
+}
+
+// describeCAs loads the configuration at path and runs f with it and the cluster's
+// identity CA record (nil for a single broker); errors name path.
+func describeCAs(path string, f func(*config.Broker, certs.CAStore) (*certs.Description, error)) (*certs.Description, error) {
+	cfg, err := config.LoadBroker(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	shared, done, err := sharedCAs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	d, err := f(cfg, shared)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return d, nil
 }
 
 // sharedCAs is the cluster's identity CA record in cluster mode (tls.mode selfsigned), nil

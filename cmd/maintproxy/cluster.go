@@ -45,14 +45,11 @@ func configCmd() *cobra.Command {
 			if _, err := cfg.WithShared(doc); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
-			cli, err := dialStore(cfg)
-			if err != nil {
+			var rev int64
+			err = withStore(cmd.Context(), cfg, func(ctx context.Context, cli *cluster.Client) (err error) {
+				rev, err = cli.PushConfig(ctx, doc)
 				return err
-			}
-			defer cli.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), storeTimeout)
-			defer cancel()
-			rev, err := cli.PushConfig(ctx, doc)
+			})
 			if err != nil {
 				return err
 			}
@@ -60,7 +57,7 @@ func configCmd() *cobra.Command {
 			return nil
 		},
 	}
-	push.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(push, &path)
 	cmd.AddCommand(push)
 	return cmd
 }
@@ -77,21 +74,16 @@ func clusterCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cli, err := dialStore(cfg)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), storeTimeout)
-			defer cancel()
-			st, err := cli.Status(ctx)
-			if err != nil {
-				return err
-			}
-			return printStatus(cmd.OutOrStdout(), st)
+			return withStore(cmd.Context(), cfg, func(ctx context.Context, cli *cluster.Client) error {
+				st, err := cli.Status(ctx)
+				if err != nil {
+					return err
+				}
+				return printStatus(cmd.OutOrStdout(), st)
+			})
 		},
 	}
-	status.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(status, &path)
 	cmd.AddCommand(status)
 	return cmd
 }
@@ -154,4 +146,17 @@ func dialStore(cfg *config.Broker) (*cluster.Client, error) {
 		return nil, err
 	}
 	return cluster.Dial(opts)
+}
+
+// withStore runs f with a plain client of the cluster's store (dialStore), within
+// storeTimeout, and closes the client.
+func withStore(ctx context.Context, cfg *config.Broker, f func(context.Context, *cluster.Client) error) error {
+	cli, err := dialStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	return f(ctx, cli)
 }

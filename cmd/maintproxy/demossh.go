@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"maintproxy/internal/conns"
+
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 )
@@ -81,43 +83,12 @@ func startDemoSSH(ctx context.Context, wg *sync.WaitGroup, dir string, names []s
 		return nil, err
 	}
 	d.addr = ln.Addr().String()
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	wg.Add(2)
+	srv := conns.Serve(ln, demoSSHMaxConns, func(c net.Conn) { serveDemoSSH(c, conf) })
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		<-ctx.Done()
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if len(conns) >= demoSSHMaxConns || ctx.Err() != nil {
-				mu.Unlock()
-				c.Close()
-				continue
-			}
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serveDemoSSH(c, conf)
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
+		srv.Close()
 	}()
 	return d, nil
 }

@@ -47,6 +47,11 @@ func rootCmd() *cobra.Command {
 	return root
 }
 
+// configFlag is the --config (-c) flag of the commands that read the broker's file.
+func configFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVarP(path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+}
+
 func serveCmd() *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
@@ -74,7 +79,7 @@ func serveCmd() *cobra.Command {
 			return b.Run(ctx)
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(cmd, &path)
 	return cmd
 }
 
@@ -106,7 +111,7 @@ func checkCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", "/etc/maintproxy/maintproxy.yaml", "configuration file")
+	configFlag(cmd, &path)
 	return cmd
 }
 

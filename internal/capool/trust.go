@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"maintproxy/internal/atomicfile"
 )
 
 // MaxBundle bounds a published root bundle: a handful of PEM certificates.
@@ -137,27 +138,5 @@ func (t *Trust) Update(bundle []byte, served []*x509.Certificate, name string, n
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, bundle) {
 		return true, nil // another agent sharing ca_file wrote it
 	}
-	return true, writeAtomic(path, bundle)
-}
-
-// writeAtomic writes data to path through a temporary file and a rename: agents sharing a
-// ca_file never read half a bundle.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".ca-next-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return true, atomicfile.Write(path, bundle, 0o644) // agents sharing a ca_file never read half a bundle
 }

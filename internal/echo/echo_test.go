@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"maintproxy/internal/testkit"
 )
 
 // TestEchoHalfCloseAndClose: bytes come back, the client's half-close is answered with
@@ -50,7 +52,7 @@ func TestEchoHalfCloseAndClose(t *testing.T) {
 	if _, err := net.Dial("tcp", s.Addr()); err == nil {
 		t.Fatal("still accepting after Close")
 	}
-	waitGoroutines(t, before)
+	testkit.WaitGoroutines(t, before)
 }
 
 // TestEchoStopsWithContext: cancelling the context given to Start stops the server.
@@ -74,16 +76,4 @@ func TestEchoStopsWithContext(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.Close()
-}
-
-func waitGoroutines(t *testing.T, want int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > want {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, want %d:\n%s", runtime.NumGoroutine(), want, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"maintproxy/internal/testclock"
+	"maintproxy/internal/testkit"
 )
 
 func fixed(s Settings) func() Settings { return func() Settings { return s } }
@@ -73,7 +74,7 @@ func TestAdmissionShedsAtOnceAndBoundsConcurrency(t *testing.T) {
 			got <- r
 		}()
 	}
-	waitFor(t, func() bool { return a.Stats().Waiting == 3 })
+	testkit.WaitFor(t, 10*time.Second, "three checks waiting", func() bool { return a.Stats().Waiting == 3 })
 	shed := make(chan error, 1)
 	go func() {
 		_, err := a.Admit(addr("10.0.2.1"))
@@ -227,17 +228,6 @@ func TestSampler(t *testing.T) {
 	clk.Add(time.Minute)
 	if ok, suppressed := s.Allow("busy"); !ok || suppressed != 98 {
 		t.Fatalf("next interval: %v, suppressed %d", ok, suppressed)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -502,6 +502,17 @@ func (p *Proc) Records() []Record {
 	return append([]Record(nil), p.records...)
 }
 
+// CountAfter is how many records at or after mark match pred.
+func (p *Proc) CountAfter(mark int, pred func(Record) bool) int {
+	n := 0
+	for _, r := range p.Records()[mark:] {
+		if pred(r) {
+			n++
+		}
+	}
+	return n
+}
+
 // Lines returns the raw log lines so far.
 func (p *Proc) Lines() []string {
 	p.mu.Lock()

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"maintproxy/internal/conns"
 	"maintproxy/internal/relay"
+	"maintproxy/internal/testkit"
 )
 
 // Ports in tests.
@@ -96,7 +99,7 @@ type External struct {
 	Ports []int
 	// Exited is closed when the program has exited.
 	Exited <-chan struct{}
-	out    *outputBuffer
+	out    *testkit.Buffer
 	pgid   int
 }
 
@@ -121,7 +124,7 @@ func StartExternal(t testing.TB, name, host string, n int, newCmd func(ports []i
 	for attempt := 1; attempt <= 3; attempt++ {
 		ports := pickPorts(t, host, n)
 		cmd := newCmd(ports)
-		out := &outputBuffer{}
+		out := &testkit.Buffer{}
 		if cmd.Stdout == nil {
 			cmd.Stdout = out
 		}
@@ -285,13 +288,46 @@ func processGroup(pid int) int {
 	return pgrp
 }
 
+// StartRelay listens on 127.0.0.1:0 until the test ends and returns the address. For each
+// connection c it dials u with dial (ctx ends with the test) and runs both(c, u), which
+// returns once both directions are done; cleanup closes every connection on either side
+// and waits for the handlers.
+func StartRelay(t testing.TB, dial func(ctx context.Context) (net.Conn, error), both func(c, u net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var upstream conns.Set
+	s := conns.Serve(ln, 0, func(c net.Conn) {
+		u, err := dial(ctx)
+		if err != nil {
+			return
+		}
+		if !upstream.Add(u, 0) {
+			u.Close()
+			return
+		}
+		defer upstream.Remove(u)
+		both(c, u)
+	})
+	t.Cleanup(func() {
+		cancel()
+		upstream.Close()
+		s.Close()
+	})
+	return s.Addr()
+}
+
 // Forward is a port on 127.0.0.1 that exists before the server behind it: it listens at
 // once and relays each connection to the address given later to To; a connection that
 // arrives earlier waits for To (up to 30 s). A program that must be told a port before
 // that server starts (pebble, validating a broker that must already know pebble) gets
 // one that no other process can take.
 type Forward struct {
-	ln    net.Listener
+	addr  string
+	port  int
 	ready chan struct{}
 	once  sync.Once
 	to    string
@@ -300,73 +336,27 @@ type Forward struct {
 // StartForward listens on 127.0.0.1:0 until the test ends.
 func StartForward(t testing.TB) *Forward {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &Forward{ln: ln, ready: make(chan struct{})}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	closed := make(chan struct{})
-	t.Cleanup(func() {
-		close(closed)
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
+	f := &Forward{ready: make(chan struct{})}
+	f.addr = StartRelay(t, func(ctx context.Context) (net.Conn, error) {
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(30 * time.Second):
+			return nil, fmt.Errorf("forward %s: no destination within 30s", f.addr)
 		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	track := func(c net.Conn, on bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if on {
-			conns[c] = true
-		} else {
-			delete(conns, c)
-		}
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			track(c, true)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer track(c, false)
-				defer c.Close()
-				select {
-				case <-f.ready:
-				case <-closed:
-					return
-				case <-time.After(30 * time.Second):
-					return
-				}
-				u, err := net.DialTimeout("tcp", f.to, 10*time.Second)
-				if err != nil {
-					return
-				}
-				track(u, true)
-				defer track(u, false)
-				relay.Copy(c, u)
-			}()
-		}
-	}()
+		return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", f.to)
+	}, func(c, u net.Conn) { relay.Copy(c, u) })
+	_, port, _ := net.SplitHostPort(f.addr)
+	f.port, _ = strconv.Atoi(port)
 	return f
 }
 
 // Addr is the forward's own address, 127.0.0.1:port.
-func (f *Forward) Addr() string { return f.ln.Addr().String() }
+func (f *Forward) Addr() string { return f.addr }
 
 // Port is the forward's own port.
-func (f *Forward) Port() int { return f.ln.Addr().(*net.TCPAddr).Port }
+func (f *Forward) Port() int { return f.port }
 
 // To sets the address connections are relayed to; only the first call counts.
 func (f *Forward) To(addr string) {
@@ -374,22 +364,4 @@ func (f *Forward) To(addr string) {
 		f.to = addr
 		close(f.ready)
 	})
-}
-
-// outputBuffer collects a process's output while the test reads it.
-type outputBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *outputBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *outputBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

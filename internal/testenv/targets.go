@@ -5,20 +5,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"maintproxy/internal/conns"
 	"maintproxy/internal/echo"
+	"maintproxy/internal/testkit"
 )
 
 // StartEcho runs the echo target (package echo) on addr (e.g. "127.0.0.9:0") until the test
@@ -33,52 +32,32 @@ func StartEcho(t testing.TB, addr string) string {
 	return s.Addr()
 }
 
-// serveTCP accepts on addr until the test ends, running handle for each connection; all
-// handlers are done before cleanup returns.
-func serveTCP(t testing.TB, addr string, handle func(net.Conn)) string {
+// StartTCP runs handle for each connection on addr until the test ends; all handlers are
+// done before cleanup returns.
+func StartTCP(t testing.TB, addr string, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { mu.Lock(); delete(conns, c); mu.Unlock(); c.Close() }()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	s := conns.Serve(ln, 0, handle)
+	t.Cleanup(func() { s.Close() })
+	return s.Addr()
 }
 
-// StartTCP runs handle for each connection on addr until the test ends.
-func StartTCP(t testing.TB, addr string, handle func(net.Conn)) string {
+// StartSource runs a download target on addr until the test ends: it sends zeros on every
+// connection until the client goes, at most 1 GiB and for 2 minutes.
+func StartSource(t testing.TB, addr string) string {
 	t.Helper()
-	return serveTCP(t, addr, handle)
+	return StartTCP(t, addr, func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		c.SetWriteDeadline(time.Now().Add(2 * time.Minute))
+		for range (1 << 30) / len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // StartHTTPS serves h over TLS with cert on addr until the test ends.
@@ -176,15 +155,7 @@ func (e *Env) Request(t testing.TB, user, pass, method, target string) Reply {
 	if err != nil {
 		t.Fatalf("dialing the proxy: %v", err)
 	}
-	host := target
-	if u, err := url.Parse(target); err == nil && u.Host != "" {
-		host = u.Host
-	}
-	req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n", method, target, host)
-	if user != "" {
-		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)) + "\r\n"
-	}
-	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+	if _, err := io.WriteString(c, testkit.ProxyRequest(method, target, user, pass)); err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))

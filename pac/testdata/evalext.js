@@ -15,6 +15,7 @@
 const fs = require('fs');
 const path = require('path');
 const vm = require('vm');
+const { evalPAC } = require('./pachost.js');
 
 const dir = process.argv[2];
 const job = JSON.parse(fs.readFileSync(0, 'utf8'));
@@ -72,25 +73,6 @@ function newWorker() {
   return { ctx, listeners };
 }
 
-// evalPAC runs a PAC script with the standard helpers, as a browser's resolver would.
-function evalPAC(script, cases) {
-  const helpers = {
-    shExpMatch: (str, pat) => new RegExp('^' + pat.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$').test(str),
-    isPlainHostName: (h) => h.indexOf('.') < 0,
-    dnsDomainIs: (h, d) => h.length >= d.length && h.substring(h.length - d.length) === d,
-    localHostOrDomainIs: (h, hd) => h === hd || (h.indexOf('.') < 0 && hd.indexOf(h + '.') === 0),
-    isResolvable: () => { throw new Error('PAC must not resolve names'); },
-    dnsResolve: () => { throw new Error('PAC must not resolve names'); },
-    isInNet: () => { throw new Error('PAC must not resolve names'); },
-    myIpAddress: () => '127.0.0.1',
-    dnsDomainLevels: (h) => h.split('.').length - 1,
-  };
-  const ctx = vm.createContext(Object.assign({}, helpers));
-  vm.runInContext(script, ctx, { filename: 'wrapped.pac', timeout: 1000 });
-  if (typeof ctx.FindProxyForURL !== 'function') throw new Error('no FindProxyForURL');
-  return cases.map(([url, host]) => ctx.FindProxyForURL(url, host));
-}
-
 (async () => {
   let w = newWorker();
   await w.ctx.maintproxyReady;
@@ -103,6 +85,6 @@ function evalPAC(script, cases) {
   }
   const script = state.ours && state.ours.pacScript && state.ours.pacScript.data;
   const out = { setting: state.ours, sets: state.sets, clears: state.clears, fetches: state.fetches, warnings: state.warnings,
-    alarm: alarms['maintproxy-refresh'] || null, results: script ? evalPAC(script, job.cases || []) : null };
+    alarm: alarms['maintproxy-refresh'] || null, results: script ? evalPAC(script, job.cases || [], 'wrapped.pac') : null };
   process.stdout.write(JSON.stringify(out));
 })().catch((e) => { console.error(e); process.exit(1); });
