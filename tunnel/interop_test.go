@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -192,6 +193,89 @@ func TestNewAgentOldBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer runAgent(t, cfg, nil)()
+	if err := testkit.Recv(t, result, 30*time.Second, "the old broker's test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNewAgentOldBrokerPolicyChange: a broker of an earlier release offers no policy
+// updates, so the agent sends none (its websocket library would fail the link on a text
+// message): the agent enforces a switch flipped off by itself, on the same link, and a
+// tunnel request afterwards gets the remote-access-off answer.
+func TestNewAgentOldBrokerPolicyChange(t *testing.T) {
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
+	var agent *Agent
+	var next *config.Agent
+	result := make(chan error, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != AgentPath {
+			http.NotFound(w, r)
+			return
+		}
+		ctx := r.Context()
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+		if err != nil {
+			result <- err
+			return
+		}
+		defer ws.CloseNow()
+		mux, err := yamux.Client(websocket.NetConn(ctx, ws, websocket.MessageBinary), oldMuxConfig())
+		if err != nil {
+			result <- err
+			return
+		}
+		defer mux.Close()
+		if _, err := readHello(ctx, mux, time.Now().Add(helloTimeout)); err != nil {
+			result <- err
+			return
+		}
+		open := func() error {
+			st, err := mux.OpenStream()
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			st.Write(Header{Port: 7}.marshal())
+			return readReply(st)
+		}
+		if err := open(); err != nil {
+			result <- fmt.Errorf("before the change: %w", err)
+			return
+		}
+		agent.SetConfig(next)
+		err = open()
+		if !errors.Is(err, ErrRemoteAccessOff) {
+			result <- fmt.Errorf("after the change: %v, want remote access off", err)
+			return
+		}
+		// The link is still good: a ping goes through, with no text message in the way.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		result <- ws.Ping(pctx)
+	}))
+	defer srv.Close()
+
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	base := config.Agent{
+		Broker: srv.URL, CAFile: caFile, ServerName: "example.com", Customer: "12345", System: "se1", Secret: "s3cret",
+		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": echo}},
+	}
+	cfg, err := config.NewAgent(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.RemoteAccess.Enabled = false
+	if next, err = config.NewAgent(base); err != nil {
+		t.Fatal(err)
+	}
+	if agent, err = NewAgent(cfg, slog.New(slog.DiscardHandler), "test"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); agent.Run(ctx) }()
+	defer func() { cancel(); <-done }()
 	if err := testkit.Recv(t, result, 30*time.Second, "the old broker's test"); err != nil {
 		t.Fatal(err)
 	}
