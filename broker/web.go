@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
@@ -52,12 +53,21 @@ func (b *Broker) webAuth(username, password, clientIP string) (*config.Account, 
 // pac.Indicate turns it into the light. In cluster mode a system this broker does not hold
 // is online if another broker holds it, with the switches its agent reported there. A
 // secondary without an agent of its own that another system's agent reaches (its
-// network.systems) is shown with that agent's state and switches, Via naming the system.
+// network.systems) has that agent's state and switches, Via naming that system.
 // Refused agent logins (LoginFailed, LoginFailure) are not known to the registry yet.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
-	own, st := b.agentOf(customer, system)
+	st := b.registry.Status(tunnel.NewIdentity(customer, system))
+	if k := b.cluster; k != nil && !st.Online {
+		if hs := k.store.Presence().Holders(customer, system); len(hs) > 0 {
+			var p tunnel.Policy
+			if json.Unmarshal(hs[0].Switches, &p) == nil {
+				st.Policy = p
+			}
+			st.Online, st.Since = true, hs[0].Since
+		}
+	}
 	via := ""
-	if !own.online {
+	if !st.Online {
 		if name, v := b.carrierView(customer, system); name != "" {
 			via, st.Online, st.Since, st.Policy = name, true, v.since, v.policy
 		}
