@@ -290,3 +290,20 @@ func TestColocatedChangesEndTunnels(t *testing.T) {
 		own.Close()
 	}
 }
+
+// TestRestartFields: the broker, identity, secret and TLS settings are named as needing a
+// restart; the customer's switches are not.
+func TestRestartFields(t *testing.T) {
+	cur := &config.Agent{Broker: "https://a.example", Customer: "1", System: "s", Secret: "x",
+		RemoteAccess: config.RemoteAccess{Enabled: true}}
+	next := *cur
+	next.RemoteAccess.Enabled = false
+	next.DialTimeout = time.Second
+	if got := RestartFields(cur, &next); len(got) != 0 {
+		t.Fatalf("switch changes need a restart of %v", got)
+	}
+	next.Broker, next.Secret, next.BrokerAddrs = "https://b.example", "y", []string{"h:1"}
+	if got := strings.Join(RestartFields(cur, &next), ","); got != "broker,broker_addrs,secret" {
+		t.Fatalf("restart fields %q", got)
+	}
+}
