@@ -250,3 +250,52 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// TestSSHToSecondaryThroughPrimary: OpenSSH with proxytunnel as ProxyCommand reaches the
+// sshd of secondary SE2, which has no agent: the primary's agent (network.systems) dials
+// SE2's address on the port asked for. A restart-only setting changed in the agent's file
+// is named in the agent's log while the switches still apply.
+func TestSSHToSecondaryThroughPrimary(t *testing.T) {
+	testenv.NeedCommands(t, "ssh", "proxytunnel")
+	env := testenv.Start(t, testenv.Options{})
+	sshd := testenv.StartSSHD(t)
+	_, port, _ := net.SplitHostPort(sshd.Addr)
+	var p int
+	fmt.Sscan(port, &p)
+	a := testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true,
+		Services: map[int]string{p: testenv.RefusedAddr(t, "127.0.0.1")}, Network: map[string]string{"SE2": "127.0.0.1"},
+		ConfigPath: filepath.Join(env.Dir, "se1-agent.yaml")}
+	agent := env.StartAgent(t, a)
+	ssh := func() ([]byte, error) {
+		pc := fmt.Sprintf("proxytunnel -q -E -p %s -d %%h:%%p -P resa:pass-a -C %s", env.ProxyAddr, env.CAFile)
+		return exec.Command("ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-i", sshd.KeyFile, "-o", "ProxyCommand="+pc,
+			"-p", port, "root@12345-SE2.maint."+env.Domain, "echo se2-$((6*7))").CombinedOutput()
+	}
+	if out, err := ssh(); err != nil || !strings.Contains(string(out), "se2-42") {
+		t.Fatalf("ssh to the secondary through the primary: %v\n%s", err, out)
+	}
+	agent.WaitLog(t, 10*time.Second, func(r testenv.Record) bool {
+		return r.Msg() == "tunnel" && r.Str("system") == "se2" && r.Str("target") == sshd.Addr && r.Str("user") == "resa"
+	})
+
+	mark := agent.Mark()
+	a.RemoteAccess, a.MaxBackoff = false, 3*time.Second
+	a.Secret = "a-secret-the-broker-does-not-know-yet"
+	testenv.NoteSecret(a.Secret)
+	env.RewriteAgent(t, a)
+	warn := agent.WaitLogAfter(t, mark, 5*time.Second, func(r testenv.Record) bool {
+		return strings.HasPrefix(r.Msg(), "these settings changed but apply only after a restart")
+	})
+	if fmt.Sprint(warn["fields"]) != "[secret]" {
+		t.Errorf("restart warning names %v, want [secret]", warn["fields"])
+	}
+	bmark := env.Proc().Mark()
+	if out, err := ssh(); err == nil {
+		t.Fatalf("ssh to the secondary with the primary's remote access off succeeded:\n%s", out)
+	}
+	env.Proc().WaitLogAfter(t, bmark, 10*time.Second, func(r testenv.Record) bool {
+		return r.Msg() == "tunnel" && r.Str("result") == "refused" && r.Num("status") == http.StatusForbidden &&
+			strings.Contains(r.Str("reason"), "remote access is disabled")
+	})
+}
