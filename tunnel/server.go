@@ -179,6 +179,9 @@ type policyInbox struct {
 	mu      sync.Mutex
 	sess    *Session
 	pending *Policy
+	// logged is when an update was last logged; suppressed counts those not logged since.
+	logged     time.Time
+	suppressed int
 }
 
 // receive handles one text message, in the link's reader goroutine (it must not block:
@@ -212,11 +215,29 @@ func (in *policyInbox) attach(sess *Session) {
 	}
 }
 
+// apply puts p in force. The agent sends only real changes, a few a minute at most; one
+// that sends more gets one log record a second (every update still applies).
 func (in *policyInbox) apply(sess *Session, p Policy) {
 	in.s.Registry.policyChanged(sess, p)
+	in.mu.Lock()
+	now := time.Now()
+	quiet := now.Sub(in.logged) < time.Second
+	if quiet {
+		in.suppressed++
+	} else {
+		in.logged = now
+	}
+	suppressed := in.suppressed
+	if !quiet {
+		in.suppressed = 0
+	}
+	in.mu.Unlock()
+	if quiet {
+		return
+	}
 	in.s.Logger.Info("agent policy updated", "identity", in.id.String(), "customer", in.id.Customer, "system", in.id.System,
 		"remote_access", p.RemoteAccess, "colocated", p.Colocated, "services", len(p.Services), "tunnels", len(p.Tunnels),
-		"network", len(p.Network))
+		"network", len(p.Network), "suppressed_since_last", suppressed)
 }
 
 // Wait blocks until every session handler has returned, or ctx is done.
