@@ -66,13 +66,14 @@ func WatchAgent(ctx context.Context, path string, loaded *Agent, apply func(*Age
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case _, ok := <-w.Events:
 			if !ok {
 				return nil
 			}
-			if filepath.Clean(ev.Name) == abs {
-				settle.Reset(watchSettle)
-			}
+			// Any change in the directory is looked at, not only one named like the file:
+			// a symlinked file (a mounted ConfigMap) changes when its link target is
+			// swapped. The checksum drops what did not change the file.
+			settle.Reset(watchSettle)
 		case err, ok := <-w.Errors:
 			if ok {
 				onError(err)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +88,45 @@ func TestWatchAgent(t *testing.T) {
 	os.WriteFile(path, []byte(strings.Replace(networkAgent, "192.168.1.21", "192.168.1.999", 1)), 0o600)
 	if a, err := next(); a != nil || err == nil || !strings.Contains(err.Error(), "network.systems[se2]") {
 		t.Fatalf("invalid edit: applied %+v, error %v", a, err)
+	}
+}
+
+// TestWatchAgentSymlinkSwap: a file mounted the way Kubernetes mounts a ConfigMap (the file
+// a link into "..data", itself a link swapped to a new directory) is seen when the link
+// is swapped, though no event names the file.
+func TestWatchAgentSymlinkSwap(t *testing.T) {
+	dir := t.TempDir()
+	for i, body := range []string{networkAgent, strings.Replace(networkAgent, "enabled: true", "enabled: false", 1)} {
+		sub := filepath.Join(dir, fmt.Sprintf("ts%d", i))
+		os.Mkdir(sub, 0o700)
+		if err := os.WriteFile(filepath.Join(sub, "agent.yaml"), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Symlink("ts0", filepath.Join(dir, "..data"))
+	path := filepath.Join(dir, "agent.yaml")
+	os.Symlink(filepath.Join("..data", "agent.yaml"), path)
+	loaded, err := LoadAgent(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan *Agent, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- WatchAgent(ctx, path, loaded, func(a *Agent) { applied <- a }, func(err error) { t.Error(err) })
+	}()
+	defer func() { cancel(); <-done }()
+	os.Symlink("ts1", filepath.Join(dir, "..data_tmp"))
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-applied:
+		if a.RemoteAccess.Enabled {
+			t.Fatal("the swapped-in configuration was not the one applied")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the link swap was not seen within 5s")
 	}
 }

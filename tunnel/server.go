@@ -119,7 +119,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		old.Close()
 	}
 	s.Logger.Info("agent connected", "identity", id.String(), "customer", id.Customer, "system", id.System,
-		"remote", r.RemoteAddr, "remote_access", policy.RemoteAccess, "colocated", policy.Colocated, "agent_version", policy.AgentVersion)
+		"remote", r.RemoteAddr, "remote_access", policy.RemoteAccess, "colocated", policy.Colocated, "network", len(policy.Network),
+		"agent_version", policy.AgentVersion)
 	inbox.attach(sess)
 	// The agent has no reason to open streams after its hello: nothing accepts them, and
 	// the broker's small accept backlog (newMuxLink) refuses all but one.
