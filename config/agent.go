@@ -242,7 +242,8 @@ func (r RemoteAccess) ServicePorts() []int {
 // validateNetwork checks network.systems and normalises its names to lower case.
 func (a *Agent) validateNetwork() error {
 	systems := make(map[string]string, len(a.Network.Systems))
-	for name, addr := range a.Network.Systems {
+	for _, name := range slices.Sorted(maps.Keys(a.Network.Systems)) { // the first bad entry, always the same
+		addr := a.Network.Systems[name]
 		field := fmt.Sprintf("network.systems[%s]", name)
 		norm := strings.ToLower(strings.TrimSpace(name))
 		if !maintname.ValidSystemName(norm) {
