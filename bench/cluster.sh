@@ -10,10 +10,10 @@ cd "$(dirname "$0")/.."
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-echo "== setup latency (request to 200, TLS up), 400 CONNECTs each, interleaved"
+echo "== setup latency (request to 200, TLS up), 2000 CONNECTs each, interleaved"
 go test -run '^$' -bench 'BenchmarkClusterSetup$' -benchtime 1x ./bench/ | grep -E '^Benchmark' | tr -s ' \t' ' '
-echo "== single-stream throughput, 128 MiB per op"
-go test -run '^$' -bench 'BenchmarkClusterThroughput' -benchtime 2x ./bench/ | grep -E '^Benchmark' | tr -s ' \t' ' '
+echo "== single-stream throughput, local and forwarded interleaved, 64 MiB each, medians of 5 pairs"
+go test -run '^$' -bench 'BenchmarkClusterThroughput' -benchtime 5x ./bench/ | grep -E '^Benchmark' | tr -s ' \t' ' '
 echo "== agent logins per second (50 agents at once, one broker)"
 go test -run '^$' -bench 'BenchmarkAgentLogins' -benchtime 1x ./bench/ | grep -E '^Benchmark' | tr -s ' \t' ' '
 echo "== failover (real processes, kill -9) and config push"

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,7 +147,7 @@ func BenchmarkClusterSetup(b *testing.B) {
 	cr := startClusterRig(b, 1, "")
 	cr.startAgent(b, "se1", "pw")
 	cr.waitHeld(b, 1, 10*time.Second)
-	const n = 400
+	const n = 2000
 	for range 20 { // warm the credential cache, the peer link and the agent's stream path
 		cr.local.setup(b)
 		cr.forwarded.setup(b)
@@ -165,31 +166,75 @@ func BenchmarkClusterSetup(b *testing.B) {
 	}
 }
 
-// BenchmarkClusterThroughput moves 128 MiB per op through one tunnel, on the holder and
-// through the peer link.
+// BenchmarkClusterThroughput moves 64 MiB per transfer through one tunnel, alternating
+// between the holder (local) and the other broker (forwarded, through the peer link), so
+// that both see the same load on a shared machine. Each op is one such pair per direction;
+// it reports the median MB/s of each and the median of the per-pair ratio, and CPU seconds
+// of the whole process (brokers, agent and client) per GiB moved.
 func BenchmarkClusterThroughput(b *testing.B) {
-	const size = 128 << 20
+	const size = 64 << 20
 	cr := startClusterRig(b, 1, "")
 	cr.startAgent(b, "se1", "pw")
 	cr.waitHeld(b, 1, 10*time.Second)
 	buf := make([]byte, chunk)
-	for _, c := range []struct {
-		name string
-		r    *rig
-	}{{"local", cr.local}, {"forwarded", cr.forwarded}} {
-		b.Run(c.name+"/down", func(b *testing.B) {
-			b.SetBytes(size)
+	transfer := map[string]func(r *rig){
+		"down": func(r *rig) { r.download(b, size, buf) },
+		"up":   func(r *rig) { r.upload(b, size, buf) },
+	}
+	// measure returns MB/s and CPU s/GiB of one transfer.
+	measure := func(f func(*rig), r *rig) (float64, float64) {
+		cpu0, t0 := processCPU(), time.Now()
+		f(r)
+		el, cpu := time.Since(t0), processCPU()-cpu0
+		return float64(size) / 1e6 / el.Seconds(), cpu.Seconds() / (float64(size) / (1 << 30))
+	}
+	for _, dir := range []string{"down", "up"} {
+		b.Run(dir, func(b *testing.B) {
+			f := transfer[dir]
+			f(cr.local) // warm the peer link and the pools
+			f(cr.forwarded)
+			var local, fwd, ratio, lcpu, fcpu []float64
+			b.SetBytes(2 * size)
+			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				c.r.download(b, size, buf)
+				order := []*rig{cr.local, cr.forwarded}
+				if i%2 == 1 {
+					order[0], order[1] = order[1], order[0]
+				}
+				var mbs, cpu [2]float64
+				for _, r := range order {
+					k := 0
+					if r == cr.forwarded {
+						k = 1
+					}
+					mbs[k], cpu[k] = measure(f, r)
+				}
+				local, fwd, ratio = append(local, mbs[0]), append(fwd, mbs[1]), append(ratio, mbs[1]/mbs[0])
+				lcpu, fcpu = append(lcpu, cpu[0]), append(fcpu, cpu[1])
 			}
-		})
-		b.Run(c.name+"/up", func(b *testing.B) {
-			b.SetBytes(size)
-			for i := 0; i < b.N; i++ {
-				c.r.upload(b, size, buf)
-			}
+			b.ReportMetric(median(local), "local-MB/s")
+			b.ReportMetric(median(fwd), "fwd-MB/s")
+			b.ReportMetric(median(ratio), "fwd/local")
+			b.ReportMetric(median(lcpu), "local-cpu-s/GiB")
+			b.ReportMetric(median(fcpu), "fwd-cpu-s/GiB")
 		})
 	}
+}
+
+// processCPU is the CPU time (user + system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // BenchmarkAgentLogins starts 50 agents at once against one broker of a cluster and

@@ -61,7 +61,7 @@ start_mp() {
 "$lg" sink "127.0.0.1:$sink_port" 2>/dev/null & pids+=($!)
 "$lg" tlsfwd "127.0.0.1:$hop_port" "127.0.0.1:$sink_port" "$work/hop.pem" "$work/hop-key.pem" 2>/dev/null & pids+=($!); hop=$!
 target[direct]="--direct 127.0.0.1:$sink_port"
-target[tlshop]="--tls 127.0.0.1:$hop_port --cacert $work/hop.pem --sni hop.test"
+target[tlshop]="--tls 127.0.0.1:$hop_port --cacert $work/hop-ca.pem --sni hop.test"
 procs[direct]="" procs[tlshop]=$hop
 systems=(direct tlshop maintproxy)
 start_mp maintproxy "$work"

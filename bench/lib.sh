@@ -12,20 +12,30 @@ loadgen_dir() {
 }
 
 # build_tools WORK LOADGEN_SRC [PKG...]: maintproxy and maintagent built like `make build`
-# (static, stripped) with the extra packages, loadgen, and the TLS hop's certificate
-# (hop.pem, hop-key.pem; ECDSA P-256 like the broker's, so that handshakes cost the same),
-# all in WORK.
+# (static, stripped) with the extra packages, loadgen, and the TLS hop's certificate, all in
+# WORK: hop.pem (leaf and CA), hop-key.pem, and hop-ca.pem for its clients to trust. Like the
+# broker's it is ECDSA P-256 issued by a CA and served with it, so that handshakes cost the
+# same on both sides: a self-signed certificate trusted as it is would spare the hop's
+# clients a signature check. Both negotiate Go's defaults (TLS 1.3, X25519MLKEM768,
+# AES-128-GCM).
 build_tools() {
 	local work=$1 src=$2
 	shift 2
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/" ./cmd/maintproxy ./cmd/maintagent "$@"
 	(cd "$src" && go build -o "$work/loadgen" .)
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=hop.test \
-		-addext subjectAltName=DNS:hop.test -keyout "$work/hop-key.pem" -out "$work/hop.pem" 2>/dev/null
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=hop-ca \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+		-keyout "$work/hop-ca-key.pem" -out "$work/hop-ca.pem" 2>/dev/null
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=hop.test \
+		-keyout "$work/hop-key.pem" -out "$work/hop.csr" 2>/dev/null
+	openssl x509 -req -in "$work/hop.csr" -CA "$work/hop-ca.pem" -CAkey "$work/hop-ca-key.pem" -days 2 \
+		-extfile <(printf 'subjectAltName=DNS:hop.test\nextendedKeyUsage=serverAuth\n') -out "$work/hop-leaf.pem" 2>/dev/null
+	cat "$work/hop-leaf.pem" "$work/hop-ca.pem" >"$work/hop.pem"
 }
 
 # mp_config DIR BIN PROXY WEB BROKER_URL SINK [YAML]: DIR/broker.yaml (listening on PROXY and
-# WEB, data in DIR/data, with the extra YAML lines) and DIR/agent.yaml (dialling BROKER_URL,
+# WEB, no metrics listener — its fixed default port would collide between systems — data in
+# DIR/data, with the extra YAML lines) and DIR/agent.yaml (dialling BROKER_URL,
 # offering port 7071 as SINK) for account u and system 12345/SE1, password pw for both.
 mp_config() {
 	local d=$1 bin=$2 proxy=$3 web=$4 url=$5 sink=$6 extra=${7:-} hash
@@ -33,7 +43,7 @@ mp_config() {
 	hash=$(echo pw | "$bin/maintproxy" passwd)
 	cat >"$d/broker.yaml" <<YAML
 domain: example.test
-listen: {proxy: "$proxy", web: "$web"}
+listen: {proxy: "$proxy", web: "$web", metrics: ""}
 data_dir: $d/data
 log: {level: warn}
 $extra

@@ -53,7 +53,7 @@ inb() { ip netns exec "$nb" "$@"; }
 inc() { ip netns exec "$nc" "$@"; }
 ip netns exec "$nc" "$lg" sink 0.0.0.0:19000 2>/dev/null & pids+=($!)
 ip netns exec "$nc" "$lg" tlsfwd 10.77.0.2:19443 127.0.0.1:19000 "$work/hop.pem" "$work/hop-key.pem" 2>/dev/null & pids+=($!)
-target[tls]="--tls 10.77.0.2:19443 --cacert $work/hop.pem --sni hop.test"
+target[tls]="--tls 10.77.0.2:19443 --cacert $work/hop-ca.pem --sni hop.test"
 ok=
 for _ in $(seq 50); do
 	# shellcheck disable=SC2086

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,10 @@ type Broker struct {
 	metricsSrv *http.Server
 
 	cluster *clustered // nil for a single broker
+	// status remembers each system's last seen, switches and refused logins (data_dir).
+	status *statusStore
+	// described caches what the listeners serve, for the access pages.
+	described describedCerts
 
 	proxyLn, webLn, plainLn, metricsLn net.Listener
 
@@ -136,6 +141,8 @@ func New(o Options) (_ *Broker, err error) {
 	if b.cluster != nil {
 		b.cluster.cas.patient.Store(false) // started: a store outage now keeps the CAs in use
 	}
+	b.status = openStatusStore(filepath.Join(o.Config.DataDir, StatusFile), o.Logger, b.configured)
+	b.registry.OnChange(b.sessionChanged)
 	b.auth = proxy.NewAuth(b.Config, nil)
 	b.auth.Log = o.Logger
 	b.metrics = newMetrics(b)
@@ -143,6 +150,7 @@ func New(o Options) (_ *Broker, err error) {
 	b.gate = gate.New(b.gateSettings, o.Logger)
 	timeouts := o.Config.Timeouts
 	b.agents = tunnel.NewServer(b.registry, b.secretHash, b.log,
+		tunnel.WithLoginObserver(b.status.refused),
 		tunnel.WithAdmission(guard.New(func() guard.Settings { return guard.FromConfig(b.Config().Limits.Auth) }, nil)),
 		tunnel.WithLoginDeadline(func(r *http.Request) time.Time {
 			at, ok := gate.Accepted(r.Context())
@@ -319,6 +327,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		goFn(func() error { return serve(b.metricsSrv, b.metricsLn) })
 	}
 	goFn(func() error { return b.certs.Run(ctx) })
+	goFn(func() error { b.status.run(ctx, b.liveSystems); return nil })
 	if b.dns != nil {
 		goFn(func() error { return b.dns.Serve(ctx) })
 	}
@@ -367,6 +376,10 @@ func (b *Broker) Run(ctx context.Context) error {
 		b.handOffAgents()
 	}
 	errs := b.shutdown()
+	// The sessions ended in shutdown are recorded: write them before the broker is gone.
+	if err := b.status.flush(); err != nil {
+		errs = append(errs, fmt.Errorf("data_dir: writing %s: %w", StatusFile, err))
+	}
 	if k := b.cluster; k != nil {
 		// The store goes last: revoking the lease withdraws this broker's presence at once.
 		errs = append(errs, k.server.Close(), k.dialer.Close(), k.store.Close())

@@ -3,7 +3,34 @@ package broker
 import (
 	"encoding/json"
 	"net/http"
+	"sync"
+	"time"
+
+	"maintproxy/certs"
 )
+
+// describedTTL is how long the access pages reuse a certificate description: with ACME it
+// is read from the certificate cache (a store in cluster mode), and every overview shows it.
+const describedTTL = 30 * time.Second
+
+// describedCerts is the cached certs.Manager.Describe of the access pages.
+type describedCerts struct {
+	mu sync.Mutex
+	at time.Time
+	d  *certs.Description
+}
+
+// describeCerts returns what the listeners serve, at most describedTTL old. The result is
+// shared: callers must not change it.
+func (b *Broker) describeCerts() *certs.Description {
+	c := &b.described
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.d == nil || time.Since(c.at) > describedTTL {
+		c.d, c.at = b.certs.Describe(), time.Now()
+	}
+	return c.d
+}
 
 // agentCA serves tunnel.AgentCAPath: the roots clients must trust, as PEM (during an
 // identity CA rollover both the current and the next or previous CA). Agents fetch it

@@ -115,7 +115,6 @@ func (b *Broker) wireCluster(po *proxy.Options) {
 	po.Peers = &clusterPeers{k: k}
 	po.SharedLimits = k.store
 	po.SharedLocks = k.store
-	b.registry.OnChange(k.publishSession)
 }
 
 // publishSession keeps the cluster's presence in step with the registry. Add and Remove

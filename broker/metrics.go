@@ -133,9 +133,12 @@ var (
 	descAcceptErr = prometheus.NewDesc("maintproxy_accept_errors_total", "Accepts that failed (e.g. out of file descriptors) and were retried.",
 		[]string{"listener"}, nil)
 
-	descCAExpiry   = gaugeDesc("maintproxy_ca_expiry_seconds", "Expiry of the root technicians trust (Unix time; 0 if not ours).")
-	descCertExpiry = gaugeDesc("maintproxy_cert_expiry_seconds", "Expiry of the served leaf certificate (Unix time).")
-	descCertWarn   = gaugeDesc("maintproxy_cert_warning", "1 while a certificate expiry warning is active.")
+	descCAExpiry     = gaugeDesc("maintproxy_ca_expiry_seconds", "Expiry of the root technicians trust (Unix time; 0 if not ours).")
+	descCertExpiry   = gaugeDesc("maintproxy_cert_expiry_seconds", "Expiry of the served leaf certificate (Unix time).")
+	descCertWarn     = gaugeDesc("maintproxy_cert_warning", "1 while a certificate expiry warning is active.")
+	descStatusWrites = prometheus.NewDesc("maintproxy_status_writes_total",
+		"Writes of data_dir/status.json (each system's last seen and refused agent logins): ok, or error (logged; retried with the next change).",
+		[]string{"result"}, nil)
 	descDNSQueries = counterDesc("maintproxy_dns_queries_total", "DNS queries received.")
 	descDNSRefused = counterDesc("maintproxy_dns_refused_total", "DNS queries refused (outside the zone).")
 	descDNSLimited = counterDesc("maintproxy_dns_ratelimited_total", "DNS UDP answers dropped or truncated by the rate limit.")
@@ -151,7 +154,7 @@ func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRefusals, descOpened, descRefused, descAbandoned, descActive, descBytesUp, descBytesDown,
 		descAgents, descLocal, descReady, descPeerActive, descBrokers, descStoreReady, descConfigRev, descChecks, descCacheHits, descAuthFailed, descLockedOut, descLockouts, descUnrecorded, descAdmission,
 		descAdmRunning, descAdmWaiting, descLogins, descConnAccepted, descConnRefused, descConnOpen, descHandshake, descAcceptErr,
-		descCAExpiry, descCertExpiry, descCertWarn, descDNSQueries, descDNSRefused, descDNSLimited} {
+		descCAExpiry, descCertExpiry, descCertWarn, descStatusWrites, descDNSQueries, descDNSRefused, descDNSLimited} {
 		ch <- d
 	}
 }
@@ -229,6 +232,8 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCAExpiry, unixOrZero(b.certs.CAExpiry()))
 	gauge(descCertExpiry, unixOrZero(b.certs.CertExpiry()))
 	gauge(descCertWarn, boolInt(b.certs.Warning() != ""))
+	counter(descStatusWrites, b.status.writes.Load(), "ok")
+	counter(descStatusWrites, b.status.writeErrors.Load(), "error")
 	if b.dns != nil {
 		d := b.dns.Stats()
 		counter(descDNSQueries, int64(d.Queries))

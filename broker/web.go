@@ -32,6 +32,7 @@ func (b *Broker) webHandler() http.Handler {
 		Authenticate: b.webAuth,
 		RootPEM:      b.certs.RootPEM,
 		CertWarning:  b.certs.Warning,
+		Certificates: b.describeCerts,
 		ToolsDir:     b.opts.ToolsDir,
 		Logger:       b.log,
 	}))
@@ -49,14 +50,17 @@ func (b *Broker) webAuth(username, password, clientIP string) (*config.Account, 
 	return acct, err
 }
 
-// systemStatus tells the access pages what the registry knows of one system's agent;
+// systemStatus tells the access pages what the broker knows of one system's agent;
 // pac.Indicate turns it into the light. In cluster mode a system this broker does not hold
 // is online if another broker holds it, with the switches its agent reported there. A
+// system not seen since this broker started is offline since the last time the status
+// file saw it (so a restart does not turn it into "waiting for first connection"), with
+// the switches it reported then. Refused agent logins come from the status file too. A
 // secondary without an agent of its own that another system's agent reaches (its
 // network.systems) has that agent's state and switches, Via naming that system.
-// Refused agent logins (LoginFailed, LoginFailure) are not known to the registry yet.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
-	st := b.registry.Status(tunnel.NewIdentity(customer, system))
+	id := tunnel.NewIdentity(customer, system)
+	st := b.registry.Status(id)
 	if k := b.cluster; k != nil && !st.Online {
 		if hs := k.store.Presence().Holders(customer, system); len(hs) > 0 {
 			var p tunnel.Policy
@@ -72,18 +76,63 @@ func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 			via, st.Online, st.Since, st.Policy = name, true, v.since, v.policy
 		}
 	}
+	rec, remembered := b.status.get(id)
+	if remembered && !st.Online && st.Since.IsZero() {
+		st.Since = rec.lastSeen()
+		if rec.Policy != nil {
+			st.Policy = *rec.Policy
+		}
+	}
 	p := st.Policy
 	s := pac.SystemStatus{
 		Online: st.Online, Since: st.Since,
 		// An agent reports its policy when it connects; Version 0 means it never did.
 		Reported:     p.Version != 0 || st.Online,
 		RemoteAccess: p.RemoteAccess, Colocated: p.Colocated, Services: p.Services,
+		LoginFailed: rec.LoginFailed, LoginFailure: rec.LoginFailure,
 		Via: via,
 	}
 	for _, t := range p.Tunnels {
 		s.Tunnels = append(s.Tunnels, pac.TunnelEntry{Application: t.Application, IP: t.IP, Port: t.Port})
 	}
 	return s
+}
+
+// sessionChanged is the registry's hook: the status file records each session's start
+// and end (and, in cluster mode, the cluster's presence follows). It must not block: the
+// status store only changes memory.
+func (b *Broker) sessionChanged(s *tunnel.Session, up bool) {
+	if up {
+		b.status.connected(s.Identity(), s.Since(), s.Policy())
+	} else {
+		// The registry's own offline time, so that the pages say the same before and
+		// after a restart; a session replaced by a newer one ends now.
+		at := time.Now()
+		if st := b.registry.Status(s.Identity()); !st.Online && !st.Since.IsZero() {
+			at = st.Since
+		}
+		b.status.disconnected(s.Identity(), at, s.Policy())
+	}
+	if b.cluster != nil {
+		b.cluster.publishSession(s, up)
+	}
+}
+
+// liveSystems lists the systems with a session at this broker and their switches now
+// (the status heartbeat).
+func (b *Broker) liveSystems() []liveSystem {
+	sessions := b.registry.Sessions()
+	out := make([]liveSystem, 0, len(sessions))
+	for _, s := range sessions {
+		out = append(out, liveSystem{id: s.Identity(), policy: s.Policy()})
+	}
+	return out
+}
+
+// configured reports whether the configuration in force has the system id.
+func (b *Broker) configured(id tunnel.Identity) bool {
+	_, ok := b.secretHash(id)
+	return ok
 }
 
 // systemsOnline counts the configured systems whose agent is online, here or, in cluster

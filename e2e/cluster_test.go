@@ -514,8 +514,10 @@ func TestClusterConfigPushAndDrain(t *testing.T) {
 		t.Fatalf("CONNECT through b2 to b1: %d %s", r.Status, r.Body)
 	}
 	assertEcho(t, r.Conn, []byte("before SIGTERM"))
+	// After the mark: the quorum loss above logged "ready false" too.
+	mark := b1.Proc().Mark()
 	b1.Proc().Signal(syscall.SIGTERM)
-	b1.Proc().WaitLog(t, 5*time.Second, func(r testenv.Record) bool { return r.Msg() == "readiness changed" && r.Str("ready") == "false" })
+	b1.Proc().WaitLogAfter(t, mark, 5*time.Second, func(r testenv.Record) bool { return r.Msg() == "readiness changed" && r.Str("ready") == "false" })
 	hc := b1.WebClient(t)
 	if resp, err := hc.Get("https://" + b1.WebAddr + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while draining: %v %v", resp, err)

@@ -89,7 +89,7 @@ func (h *handler) input(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 		warning = h.o.CertWarning()
 	}
 	return viewInput{cfg: cfg, account: acct, secret: secret, rootFile: rootFile, status: h.o.Status,
-		warning: warning, params: params, now: h.now(),
+		warning: warning, certs: h.o.Certificates, params: params, now: h.now(),
 		tools: bundleContents(rootFile, toolBinaries(h.o.ToolsDir))}, true
 }
 

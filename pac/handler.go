@@ -11,6 +11,7 @@ import (
 	"text/template"
 	"time"
 
+	"maintproxy/certs"
 	"maintproxy/config"
 )
 
@@ -30,6 +31,11 @@ type Options struct {
 	RootPEM func() []byte
 	// CertWarning, if set and non-empty, is shown as a banner on the access page.
 	CertWarning func() string
+	// Certificates, if set, describes what each listener serves (issuer, subject, SANs,
+	// validity, SHA-256 fingerprints): the overview shows it in a collapsed section. The
+	// configuration marks no operators, and the same facts are public (GET /certs, any TLS
+	// client), so every signed-in account sees it. Source (local paths) is not shown.
+	Certificates func() *certs.Description
 	// ToolsDir holds the built clients of the tool bundle (ExpectedClients); New logs a
 	// warning naming the ones it lacks, and the pages list only those present.
 	ToolsDir string

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"maintproxy/certs"
 	"maintproxy/config"
 )
 
@@ -33,6 +34,26 @@ type overviewView struct {
 	Customers    []customerSummary `json:"customers"`
 	Systems      int               `json:"systems"`
 	Setup        setupView         `json:"-"`
+	// Certificates is what the broker's listeners serve (the operator's certificate
+	// screen); nil when the broker gave no description.
+	Certificates *certView `json:"certificates,omitempty"`
+}
+
+// certView is the certificate screen: what each listener serves and the roots clients
+// trust, without local paths.
+type certView struct {
+	Mode    string         `json:"mode"`
+	Served  []certs.Served `json:"served"`
+	Roots   []certs.Cert   `json:"roots"`
+	Warning string         `json:"warning,omitempty"`
+	At      time.Time      `json:"at"`
+}
+
+func newCertView(d *certs.Description) *certView {
+	if d == nil {
+		return nil
+	}
+	return &certView{Mode: d.Mode, Served: d.Served, Roots: d.Roots, Warning: d.Warning, At: d.At}
 }
 
 type customerSummary struct {
@@ -45,13 +66,19 @@ type customerSummary struct {
 
 // systemState is what the overview and a system's page both say of a system.
 type systemState struct {
-	Name         string     `json:"name"`
-	Primary      bool       `json:"primary"`
-	Host         string     `json:"host"`
-	Light        Light      `json:"light"`
-	Message      string     `json:"message"`
-	Online       bool       `json:"online"`
-	Since        *time.Time `json:"since,omitempty"`
+	Name    string     `json:"name"`
+	Primary bool       `json:"primary"`
+	Host    string     `json:"host"`
+	Light   Light      `json:"light"`
+	Message string     `json:"message"`
+	Online  bool       `json:"online"`
+	Since   *time.Time `json:"since,omitempty"`
+	// LastSeen is when an offline system was last connected (Since, said plainly).
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// LoginFailed and LoginFailure are the last refused agent login and why (the manual's
+	// words), until the next good one.
+	LoginFailed  *time.Time `json:"login_failed,omitempty"`
+	LoginFailure string     `json:"login_failure,omitempty"`
 	Via          string     `json:"via,omitempty"`
 	Reported     bool       `json:"policy_reported"`
 	RemoteAccess bool       `json:"remote_access"`
@@ -60,9 +87,20 @@ type systemState struct {
 
 func stateOf(in viewInput, c *config.Customer, s config.System, st SystemStatus) systemState {
 	ind := Indicate(st, in.now)
-	return systemState{Name: s.Name, Primary: s.Primary, Host: systemHost(in.cfg, c.ID, s.Name),
+	state := systemState{Name: s.Name, Primary: s.Primary, Host: systemHost(in.cfg, c.ID, s.Name),
 		Light: ind.Light, Message: ind.Message, Online: st.Online, Since: sinceOf(st.Since), Via: st.Via,
-		Reported: st.Reported, RemoteAccess: st.RemoteAccess, Colocated: st.Colocated}
+		Reported: st.Reported, RemoteAccess: st.RemoteAccess, Colocated: st.Colocated,
+		LoginFailed: sinceOf(st.LoginFailed)}
+	if !st.Online {
+		state.LastSeen = state.Since
+	}
+	if state.LoginFailed != nil {
+		state.LoginFailure = st.LoginFailure
+		if state.LoginFailure == "" {
+			state.LoginFailure = MsgAuthFailed
+		}
+	}
+	return state
 }
 
 type systemSummary struct {
@@ -154,6 +192,7 @@ type viewInput struct {
 	rootFile string
 	status   func(customer, system string) SystemStatus
 	warning  string
+	certs    func() *certs.Description
 	tools    []string
 	params   cmdParams
 	now      time.Time
@@ -207,6 +246,9 @@ func (in viewInput) customer(id string) *config.Customer {
 func buildOverview(in viewInput) overviewView {
 	v := overviewView{pageCommon: in.common(), Customers: []customerSummary{}, Tools: in.tools,
 		SSHConfigURL: webURL(in.cfg, accessPath+"/ssh_config")}
+	if in.certs != nil {
+		v.Certificates = newCertView(in.certs())
+	}
 	v.Setup = setupView{EdgeLine: `msedge.exe --proxy-pac-url=` + v.PACURL, RootFile: in.rootFile, RootURL: v.RootURL,
 		PrivateRoot: in.rootFile != "" && in.cfg.TLS.Mode != config.ModeACME}
 	for _, c := range in.customers() {

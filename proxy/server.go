@@ -498,6 +498,17 @@ func (c countingConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// ReadMore passes relay.MoreReader through, counting too.
+func (c countingConn) ReadMore(b []byte) (int, error) {
+	m, ok := c.Conn.(relay.MoreReader)
+	if !ok {
+		return 0, nil
+	}
+	n, err := m.ReadMore(b)
+	c.c.bytesUp.Add(int64(n))
+	return n, err
+}
+
 // CloseWrite half-closes the technician's side (TLS close_notify).
 func (c countingConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

@@ -3,51 +3,15 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
-	"sync"
+
+	"maintproxy/internal/linkbatch"
 )
 
-// batchConn is the TCP connection under an agent link's TLS. TLS writes each record of at
-// most 16 KiB with its own socket write; while the link flushes a batch, batchConn collects
-// those records and sends them with one write, so a 64 KiB batch costs one system call
-// instead of five, and the peer can read it with one too.
-type batchConn struct {
-	net.Conn
-	mu  sync.Mutex
-	buf *[]byte // collecting while non-nil
-}
-
-var cipherPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*maxBatch+4<<10); return &b }}
-
-func (c *batchConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	if c.buf != nil {
-		*c.buf = append(*c.buf, b...)
-		c.mu.Unlock()
-		return len(b), nil
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(b)
-}
-
-// begin starts collecting writes.
-func (c *batchConn) begin() {
-	c.mu.Lock()
-	c.buf = cipherPool.Get().(*[]byte)
-	c.mu.Unlock()
-}
-
-// end sends what was collected since begin.
-func (c *batchConn) end() error {
-	c.mu.Lock()
-	buf := c.buf
-	c.buf = nil
-	c.mu.Unlock()
-	_, err := c.Conn.Write(*buf)
-	*buf = (*buf)[:0]
-	cipherPool.Put(buf)
-	return err
-}
+// batchConn is the TCP connection under an agent link's TLS: while the link flushes a
+// batch it collects TLS's records and sends them with one write (linkbatch.Sock).
+type batchConn = linkbatch.Sock
 
 // batchListener gives every accepted connection a batchConn.
 type batchListener struct{ net.Listener }
@@ -112,10 +76,22 @@ func (c *batchedTLS) Write(b []byte) (int, error) {
 	if len(b) <= maxRecord {
 		return c.Conn.Write(b)
 	}
-	c.sock.begin()
+	c.sock.Begin()
 	n, err := c.Conn.Write(b)
-	if serr := c.sock.end(); err == nil {
+	if serr := c.sock.End(); err == nil {
 		err = serr
+	}
+	return n, err
+}
+
+// ReadMore reads what TLS holds or the socket has ready, without waiting, so that a relay
+// can fill its buffer with several records (relay.MoreReader).
+func (c *batchedTLS) ReadMore(p []byte) (int, error) {
+	c.sock.SetNoWait(true)
+	n, err := c.Conn.Read(p)
+	c.sock.SetNoWait(false)
+	if errors.Is(err, linkbatch.ErrNotReady) {
+		err = nil
 	}
 	return n, err
 }
@@ -124,6 +100,3 @@ func (c *batchedTLS) Write(b []byte) (int, error) {
 // BatchWrites and the agent link can batch their writes: what Listener does for each
 // connection it accepts, for a listener that admits connections itself.
 func BatchConn(c net.Conn) net.Conn { return &batchConn{Conn: c} }
-
-// NetConn returns the connection under the batching.
-func (c *batchConn) NetConn() net.Conn { return c.Conn }

@@ -19,12 +19,14 @@ import (
 	"encoding/binary"
 	"sync"
 	"time"
+
+	"maintproxy/internal/linkbatch"
 )
 
 const (
-	yamuxHeaderLen        = 12
-	yamuxTypeData         = 0
-	yamuxTypeWindowUpdate = 1
+	yamuxHeaderLen        = linkbatch.FrameHeaderLen
+	yamuxTypeData         = linkbatch.TypeData
+	yamuxTypeWindowUpdate = linkbatch.TypeWindowUpdate
 	// initialWindow is yamux's implicit window of every new stream.
 	initialWindow = 256 << 10
 	// maxStreamWindow is yamux's window. Up to this much per stream may be granted when

@@ -118,9 +118,56 @@ func (s *Server) authenticate(r *http.Request) (Identity, error) {
 	return id, nil
 }
 
+// LoginRefused is one refused agent login, as the status pages tell it.
+type LoginRefused struct {
+	ID Identity
+	// Known is true when the configuration has the system: only then is the refusal
+	// kept on the system's own status.
+	Known bool
+	// Reason is the manual's words: "Invalid credentials" (wrong secret), "Account
+	// temporarily locked" (too many wrong secrets from the agent's address), "Authorization
+	// failed" (unknown customer/system or malformed credentials).
+	Reason string
+	// Detail is the broker's own reason ("wrong secret", "unknown customer/system", …).
+	Detail string
+	Remote string
+	At     time.Time
+}
+
+// The refusal reasons of LoginRefused, in the manual's words.
+const (
+	RefusedInvalid = "Invalid credentials"
+	RefusedLocked  = "Account temporarily locked"
+	RefusedAuth    = "Authorization failed"
+)
+
+// observeRefusal tells the login observer of a refusal that is the agent's doing.
+func (s *Server) observeRefusal(r *http.Request, id Identity, err error) {
+	if s.onRefused == nil {
+		return
+	}
+	reason := RefusedAuth
+	var busy *guard.Refusal
+	switch {
+	case errors.As(err, &busy):
+		if busy.Reason != "rate" {
+			return // the broker's load, not the agent's doing
+		}
+		reason = RefusedLocked
+	case errors.Is(err, errWrongSecret):
+		reason = RefusedInvalid
+	}
+	_, known := s.SecretHash(id)
+	if id.Customer == "" || id.System == "" {
+		known = false
+	}
+	s.onRefused(LoginRefused{ID: id, Known: known, Reason: reason, Detail: err.Error(), Remote: remoteIP(r.RemoteAddr), At: time.Now()})
+}
+
 // refuseLogin answers a refused login: 503 with Retry-After when admission control said
 // no, else 401. Log records are sampled so that a flood cannot fill the disk.
 func (s *Server) refuseLogin(w http.ResponseWriter, r *http.Request, id Identity, err error) {
+	s.observeRefusal(r, id, err)
 	var busy *guard.Refusal
 	if errors.As(err, &busy) {
 		s.login.shed.Add(1)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,6 +32,8 @@ type Server struct {
 	admission *guard.Admission
 	// loginDeadline, when set, says by when an agent's session must be registered.
 	loginDeadline func(r *http.Request) time.Time
+	// onRefused, when set, hears of each refused agent login (the broker's status).
+	onRefused func(LoginRefused)
 
 	login    loginState
 	sessions sync.WaitGroup
@@ -50,6 +53,13 @@ func WithAdmission(a *guard.Admission) ServerOption {
 // the hello is awaited for 10 s after the websocket upgrade.
 func WithLoginDeadline(deadline func(r *http.Request) time.Time) ServerOption {
 	return func(s *Server) { s.loginDeadline = deadline }
+}
+
+// WithLoginObserver makes f hear of every agent login refused for the agent's own reasons
+// (wrong secret, unknown system, locked out); refusals for the broker's load do not count.
+// f is called on the login path: it must not block.
+func WithLoginObserver(f func(LoginRefused)) ServerOption {
+	return func(s *Server) { s.onRefused = f }
 }
 
 // NewServer returns a Server; reg and secretHash are required.
@@ -102,6 +112,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		link.close()
 		s.Logger.Warn("agent sent no valid hello", "remote", r.RemoteAddr, "identity", id.String(), "err", err)
+		if errors.As(err, new(protocolError)) {
+			s.observeRefusal(r, id, err) // an agent that cannot work with this broker until updated
+		}
 		return
 	}
 	sess := &Session{id: id, link: link, since: time.Now(), remote: r.RemoteAddr, secretHash: hash}
@@ -166,9 +179,16 @@ func decodeHello(r io.Reader) (Policy, error) {
 		return Policy{}, fmt.Errorf("decoding hello: %w", err)
 	}
 	if p.Version != Version {
-		return Policy{}, fmt.Errorf("agent speaks protocol %d, broker %d", p.Version, Version)
+		return Policy{}, protocolError{p.Version}
 	}
 	return p, nil
+}
+
+// protocolError is a hello of another protocol version than the broker's.
+type protocolError struct{ version int }
+
+func (e protocolError) Error() string {
+	return fmt.Sprintf("agent speaks protocol %d, broker %d", e.version, Version)
 }
 
 // policyInbox takes an agent's policy updates (websocket text messages) for its session.

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"maintproxy/internal/linkbatch"
 )
 
 const (
@@ -45,9 +47,8 @@ const (
 	// headerRoom is reserved in front of every batch for the frame header: 2 bytes, 8 of
 	// extended length, 4 of mask key.
 	headerRoom = 14
-	// maxBatch is where a writer stops adding to the batch and waits for the flusher: four
-	// full TLS records.
-	maxBatch = 64 << 10
+	// maxBatch is where a writer stops adding to the batch and waits for the flusher.
+	maxBatch = linkbatch.MaxBatch
 	// closeWait bounds how long Close waits for queued frames to leave.
 	closeWait = 2 * time.Second
 )
@@ -56,7 +57,7 @@ const (
 var errProtocol = errors.New("websocket protocol error")
 
 // batchPool holds write buffers; a batch grows past maxBatch by at most one yamux frame.
-var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, headerRoom+2*maxBatch); return &b }}
+var batchPool = linkbatch.NewPool(headerRoom + 2*maxBatch)
 
 // wsAccept returns the Sec-WebSocket-Accept value for a key.
 func wsAccept(key string) string {
@@ -187,8 +188,7 @@ type wsConn struct {
 	mu         sync.Mutex
 	space      sync.Cond // signalled when the flusher takes a batch or stops
 	batch      *[]byte   // headerRoom, then yamux frames; nil when nothing is queued
-	pend       [yamuxHeaderLen]byte
-	hasPend    bool   // pend is a data frame's header waiting for its body
+	frames     linkbatch.Joiner
 	ctrlOut    []byte // control frames to send before the batch
 	flushing   bool   // a flusher goroutine is running
 	werr       error  // sticky write error
@@ -384,7 +384,7 @@ func (c *wsConn) sendText(msg []byte) error {
 func (c *wsConn) Write(b []byte) (int, error) {
 	if len(b) == yamuxHeaderLen && b[1] == yamuxTypeWindowUpdate && c.onWindow != nil {
 		c.mu.Lock()
-		pending := c.hasPend
+		pending := c.frames.Waiting()
 		c.mu.Unlock()
 		if !pending && !c.onWindow(b) {
 			return len(b), nil
@@ -395,17 +395,11 @@ func (c *wsConn) Write(b []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
-	switch {
-	case c.hasPend:
-		c.hasPend = false
-		c.append(c.pend[:], b)
-	case len(b) == yamuxHeaderLen && b[1] == yamuxTypeData && binary.BigEndian.Uint32(b[8:]) > 0:
-		copy(c.pend[:], b)
-		c.hasPend = true
+	head, body, ok := c.frames.Add(b)
+	if !ok {
 		return len(b), nil
-	default:
-		c.append(b, nil)
 	}
+	c.append(head, body)
 	// Backpressure: a full batch waits until the flusher has taken it.
 	for c.batch != nil && len(*c.batch) >= headerRoom+maxBatch && c.werr == nil {
 		c.space.Wait()
@@ -431,8 +425,8 @@ func (c *wsConn) writeFrames(frames []byte) error {
 // append adds a and b to the batch and makes sure a flusher runs. c.mu is held.
 func (c *wsConn) append(a, b []byte) {
 	if c.batch == nil {
-		c.batch = batchPool.Get().(*[]byte)
-		*c.batch = append((*c.batch)[:0], make([]byte, headerRoom)...)
+		c.batch = batchPool.Get()
+		*c.batch = append(*c.batch, make([]byte, headerRoom)...)
 	}
 	*c.batch = append(append(*c.batch, a...), b...)
 	c.kick()
@@ -470,7 +464,7 @@ func (c *wsConn) flush() {
 		c.mu.Unlock()
 		var err error
 		if c.sock != nil {
-			c.sock.begin()
+			c.sock.Begin()
 		}
 		if len(ctrl) > 0 {
 			_, err = c.conn.Write(ctrl)
@@ -482,7 +476,7 @@ func (c *wsConn) flush() {
 			batchPool.Put(batch)
 		}
 		if c.sock != nil {
-			if serr := c.sock.end(); err == nil {
+			if serr := c.sock.End(); err == nil {
 				err = serr
 			}
 		}

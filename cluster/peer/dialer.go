@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"maintproxy/internal/linkbatch"
 )
 
 // Dialer is the forwarding side: it keeps one long-lived link to each broker it forwards
@@ -197,13 +199,20 @@ func (d *Dialer) dial(parent context.Context, node string, l *link) {
 		}
 		return nil
 	}
-	td := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 15 * time.Second}, Config: cfg}
-	c, err := td.DialContext(ctx, "tcp", l.addr)
+	nd := net.Dialer{KeepAlive: 15 * time.Second}
+	raw, err := nd.DialContext(ctx, "tcp", l.addr)
 	if err != nil {
 		l.err = fmt.Errorf("peer: dial %s at %s: %w", node, l.addr, err)
 		return
 	}
-	sess, err := yamux.Client(&frameConn{Conn: c}, d.Tuning.mux())
+	sock := &linkbatch.Sock{Conn: raw}
+	c := tls.Client(sock, cfg)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		l.err = fmt.Errorf("peer: dial %s at %s: %w", node, l.addr, err)
+		return
+	}
+	sess, err := yamux.Client(newLinkConn(c, sock), d.Tuning.mux())
 	if err != nil {
 		c.Close()
 		l.err = err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"maintproxy/internal/conns"
+	"maintproxy/internal/linkbatch"
 
 	"github.com/hashicorp/yamux"
 )
@@ -130,7 +131,8 @@ func (s *Server) tlsConfig() *tls.Config {
 // serveConn runs one link: handshake, then a yamux session whose streams are served until
 // it ends.
 func (s *Server) serveConn(raw net.Conn) {
-	tc := tls.Server(raw, s.tlsConfig())
+	sock := &linkbatch.Sock{Conn: raw}
+	tc := tls.Server(sock, s.tlsConfig())
 	hctx, cancel := context.WithTimeout(s.ctx, s.Tuning.handshake())
 	err := tc.HandshakeContext(hctx)
 	cancel()
@@ -143,7 +145,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	if !ok {
 		return
 	}
-	sess, err := yamux.Server(&frameConn{Conn: tc}, s.Tuning.mux())
+	sess, err := yamux.Server(newLinkConn(tc, sock), s.Tuning.mux())
 	if err != nil {
 		return
 	}

@@ -3,7 +3,6 @@ package peer
 import (
 	"cmp"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -146,38 +145,3 @@ func (s *Stream) SetReadDeadline(t time.Time) error { return s.st.SetReadDeadlin
 
 // SetWriteDeadline sets the write deadline.
 func (s *Stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }
-
-// frameConn gives yamux's data frames to TLS in one write: yamux writes a frame's 12-byte
-// header and its body separately, which would cost a TLS record and a system call each.
-// yamux writes from one goroutine only (its send loop), so a header is always followed by
-// its body.
-type frameConn struct {
-	net.Conn
-	buf []byte
-}
-
-const (
-	yamuxHeaderLen = 12
-	yamuxTypeData  = 0
-)
-
-func (c *frameConn) Write(b []byte) (int, error) {
-	if len(c.buf) == 0 {
-		if len(b) == yamuxHeaderLen && b[1] == yamuxTypeData && binary.BigEndian.Uint32(b[8:12]) > 0 {
-			c.buf = append(c.buf, b...)
-			return len(b), nil
-		}
-		return c.Conn.Write(b)
-	}
-	c.buf = append(c.buf, b...)
-	_, err := c.Conn.Write(c.buf)
-	if cap(c.buf) > 1<<20 {
-		c.buf = nil // a one-off huge frame should not pin its buffer
-	} else {
-		c.buf = c.buf[:0]
-	}
-	if err != nil {
-		return 0, err
-	}
-	return len(b), nil
-}

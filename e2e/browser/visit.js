@@ -9,7 +9,8 @@
 //   visits: [{ name, url, proxyAuth: {username, password}, serverAuth: {username, password},
 //              screenshot: "file.png", measure: bool,
 //              actions: [{type: "fill"|"select", selector, value} | {type: "waitText", selector, text}
-//                        | {type: "count", selector, name}],
+//                        | {type: "count", selector, name} | {type: "click", selector}
+//                        | {type: "screenshot", value: "file.png", selector (optional: that element only)}],
 //              copy: ["copy-id", ...], uninstallExtension: bool (extension mode: remove it first) }]
 // }
 // Result: { extension: {worker, setting}, visits: [{ name, status, text, error, url,
@@ -81,6 +82,11 @@ async function actions(page, v, result) {
     const started = Date.now();
     if (a.type === 'fill') await page.fill(a.selector, a.value, { timeout });
     else if (a.type === 'select') await page.selectOption(a.selector, a.value, { timeout });
+    else if (a.type === 'click') await page.click(a.selector, { timeout });
+    else if (a.type === 'screenshot') {
+      if (a.selector) await page.locator(a.selector).first().screenshot({ path: a.value, timeout });
+      else await page.screenshot({ path: a.value, fullPage: true });
+    }
     else if (a.type === 'waitText') {
       await until('text ' + a.text + ' in ' + a.selector, async () =>
         (await page.locator(a.selector).first().textContent()).includes(a.text), timeout);

@@ -25,6 +25,18 @@ func WithBuffered(c net.Conn, br *bufio.Reader) net.Conn {
 // Read reads the buffered bytes first, then from the connection.
 func (c *BufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// ReadMore reads what is buffered, else what the underlying connection has ready, without
+// waiting (see MoreReader).
+func (c *BufferedConn) ReadMore(p []byte) (int, error) {
+	if c.r.Buffered() > 0 {
+		return c.r.Read(p[:min(len(p), c.r.Buffered())])
+	}
+	if m, ok := c.Conn.(MoreReader); ok {
+		return m.ReadMore(p)
+	}
+	return 0, nil
+}
+
 // CloseWrite half-closes the underlying connection when it can (TCP, TLS), else closes it.
 func (c *BufferedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(closeWriter); ok {

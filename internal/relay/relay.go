@@ -56,7 +56,7 @@ func Copy(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
 // that the opposite direction stops too.
 func copyHalf(dst, src io.ReadWriteCloser) (int64, error) {
 	bp := bufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *bp)
+	n, err := copyBuffer(dst, src, *bp)
 	bufs.Put(bp)
 	if err != nil && !isClosedErr(err) {
 		dst.Close()
@@ -79,10 +79,55 @@ func isClosedErr(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed)
 }
 
-// onlyWriter and onlyReader hide ReaderFrom/WriterTo so that the pooled buffer is used and
-// no implementation allocates its own.
-type onlyWriter struct{ io.Writer }
-type onlyReader struct{ io.Reader }
+// MoreReader is a source that can hand over what it already holds without waiting. A TLS
+// connection's Read returns one record (at most 16 KiB) at a time; a relay that reads on
+// while more is ready writes up to a whole buffer at once, so that a tunnel carries a few
+// large frames instead of many record-sized ones.
+type MoreReader interface {
+	// ReadMore reads into p what can be read at once: (0, nil) when nothing is ready.
+	ReadMore(p []byte) (int, error)
+}
+
+// errInvalidWrite: a Writer returned an impossible count.
+var errInvalidWrite = errors.New("invalid write result")
+
+// copyBuffer copies src to dst through buf like io.CopyBuffer (never through ReaderFrom or
+// WriterTo, so the pooled buffer is used), filling buf from a MoreReader before each write.
+func copyBuffer(dst io.Writer, src io.Reader, buf []byte) (written int64, err error) {
+	more, _ := src.(MoreReader)
+	for {
+		n, rerr := src.Read(buf)
+		for more != nil && rerr == nil && n > 0 && n < len(buf) {
+			m, merr := more.ReadMore(buf[n:])
+			n, rerr = n+m, merr
+			if m == 0 {
+				break
+			}
+		}
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			if w < 0 || w > n {
+				w = 0
+				if werr == nil {
+					werr = errInvalidWrite
+				}
+			}
+			written += int64(w)
+			if werr != nil {
+				return written, werr
+			}
+			if w != n {
+				return written, io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return written, nil
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+	}
+}
 
 // ErrText is the text of the error Copy returned, for a tunnel's log record: empty for a
 // clean end.

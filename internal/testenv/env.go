@@ -188,6 +188,19 @@ func (e *Env) Restart(t testing.TB) {
 	e.startProc(t)
 }
 
+// Crash kills the broker with SIGKILL (no shutdown: what it had not written is lost),
+// runs down (if not nil) while it is gone, and starts it again on the same ports and data.
+func (e *Env) Crash(t testing.TB, down func()) {
+	t.Helper()
+	e.proc.Kill()
+	<-e.proc.Done()
+	if down != nil {
+		down()
+	}
+	e.WriteConfig(t, nil)
+	e.startProc(t)
+}
+
 // ProxyURL is the proxy as clients give it: https://127.0.0.1:port.
 func (e *Env) ProxyURL() string { return "https://" + e.ProxyAddr }
 
