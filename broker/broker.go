@@ -178,6 +178,7 @@ func New(o Options) (_ *Broker, err error) {
 		IdleTimeout:       timeouts.Idle,
 		Observer:          proxyObserver{b.metrics},
 		People:            b.people.svc,
+		Carrier:           b.carrier,
 	}
 	if b.cluster != nil {
 		b.wireCluster(&po)

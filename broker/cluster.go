@@ -97,7 +97,7 @@ func (b *Broker) wireCluster(po *proxy.Options) {
 		Logger:   b.log.With("component", "peer"),
 		Handle: func(ctx context.Context, req peer.Request, st *peer.Stream) {
 			pr := proxy.PeerRequest{Customer: req.Customer, System: req.System, Port: req.Port,
-				Account: req.Account, ClientAddr: req.ClientAddr, User: req.User}
+				Account: req.Account, ClientAddr: req.ClientAddr, User: req.User, Through: req.Through}
 			if req.IP != "" {
 				ip, err := netip.ParseAddr(req.IP)
 				if err != nil || !ip.Is4() {
@@ -202,7 +202,7 @@ func (p *clusterPeers) Holders(customer, system string) []string {
 
 func (p *clusterPeers) Open(ctx context.Context, node string, req proxy.PeerRequest) (net.Conn, proxy.PeerCode, string, error) {
 	pr := peer.Request{Customer: req.Customer, System: req.System, Port: req.Port,
-		Account: req.Account, ClientAddr: req.ClientAddr, User: req.User, Tunnel: hex.EncodeToString(req.Session[:])}
+		Account: req.Account, ClientAddr: req.ClientAddr, User: req.User, Tunnel: hex.EncodeToString(req.Session[:]), Through: req.Through}
 	if req.IP.IsValid() {
 		pr.IP = req.IP.String()
 	}

@@ -93,8 +93,9 @@ func TestPeopleOnTheProxy(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	clock := testclock.New(time.Now())
 	r := startPeopleBroker(t, dataDir, clock)
+	agents := map[system]*agent{}
 	for _, s := range []system{se1, se2, third} {
-		r.startAgent(t, s, target.Addr())
+		agents[s] = r.startAgent(t, s, target.Addr())
 	}
 	r.waitOnline(t, se1, se2, third)
 	ctx := context.Background()
@@ -123,6 +124,7 @@ func TestPeopleOnTheProxy(t *testing.T) {
 	waitFor(t, "the audit record naming alice", func() bool {
 		return r.log.Contains("person=alice org=resa role=operator login=password")
 	})
+	waitFor(t, "the agent's record naming alice", func() bool { return agents[se1].log.Contains("user=alice") })
 
 	c := r.webClient(t)
 	var login api.LoginAnswer

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
@@ -103,18 +102,16 @@ func (b *Broker) apiAuth(username, password, clientIP string) (people.Principal,
 // is online if another broker holds it, with the switches its agent reported there. A
 // system not seen since this broker started is offline since the last time the status
 // file saw it (so a restart does not turn it into "waiting for first connection"), with
-// the switches it reported then. Refused agent logins come from the status file too.
-// Secondaries reached through their primary (Via) are not known here yet.
+// the switches it reported then. Refused agent logins come from the status file too. A
+// secondary without an agent of its own that another system's agent reaches (its
+// network.systems) has that agent's state and switches, Via naming that system.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 	id := tunnel.NewIdentity(customer, system)
-	st := b.registry.Status(id)
-	if k := b.cluster; k != nil && !st.Online {
-		if hs := k.store.Presence().Holders(customer, system); len(hs) > 0 {
-			var p tunnel.Policy
-			if json.Unmarshal(hs[0].Switches, &p) == nil {
-				st.Policy = p
-			}
-			st.Online, st.Since = true, hs[0].Since
+	_, st := b.agentOf(customer, system)
+	via := ""
+	if !st.Online {
+		if name, v := b.carrierView(customer, system); name != "" {
+			via, st.Online, st.Since, st.Policy = name, true, v.since, v.policy
 		}
 	}
 	rec, remembered := b.status.get(id)
@@ -131,6 +128,7 @@ func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 		Reported:     p.Version != 0 || st.Online,
 		RemoteAccess: p.RemoteAccess, Colocated: p.Colocated, Services: p.Services,
 		LoginFailed: rec.LoginFailed, LoginFailure: rec.LoginFailure,
+		Via: via,
 	}
 	for _, t := range p.Tunnels {
 		s.Tunnels = append(s.Tunnels, pac.TunnelEntry{Application: t.Application, IP: t.IP, Port: t.Port})

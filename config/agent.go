@@ -40,6 +40,9 @@ type Agent struct {
 
 	RemoteAccess RemoteAccess `mapstructure:"remote_access"`
 	Colocated    Colocated    `mapstructure:"colocated"`
+	// Network lists the other systems of the customer's network that this agent (the
+	// primary's) reaches for the broker, under this server's switches.
+	Network Network `mapstructure:"network"`
 
 	// DialTimeout bounds each dial to a target (default 10s).
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
@@ -59,6 +62,15 @@ type RemoteAccess struct {
 type Colocated struct {
 	Enabled bool     `mapstructure:"enabled"`
 	Tunnels []Tunnel `mapstructure:"tunnels"`
+}
+
+// Network is the customer's network as seen from the primary server.
+type Network struct {
+	// Systems maps the name of a secondary or expansion server without an agent of its own
+	// to its IPv4 address, e.g. {SE2: 192.168.1.21}. A CONNECT to <customer>-SE2 then
+	// comes through this agent and dials that address on the ports of
+	// remote_access.services, while remote_access is enabled here.
+	Systems map[string]string `mapstructure:"systems"`
 }
 
 // Tunnel is one TCP tunnel entry: the only way to reach a co-located server.
@@ -100,6 +112,7 @@ func NewAgent(a Agent) (*Agent, error) {
 	a.BrokerAddrs = slices.Clone(a.BrokerAddrs)
 	a.Colocated.Tunnels = slices.Clone(a.Colocated.Tunnels)
 	a.RemoteAccess.Services = maps.Clone(a.RemoteAccess.Services)
+	a.Network.Systems = maps.Clone(a.Network.Systems)
 	a.applyDefaults()
 	if err := a.validate(); err != nil {
 		return nil, err
@@ -202,6 +215,9 @@ func (a *Agent) validate() error {
 			return fmt.Errorf("%s.port: %d is outside 1-65535", field, t.Port)
 		}
 	}
+	if err := a.validateNetwork(); err != nil {
+		return err
+	}
 	if a.DialTimeout < 0 {
 		return errors.New("dial_timeout: must be positive")
 	}
@@ -221,4 +237,40 @@ func (r RemoteAccess) ServicePorts() []int {
 	}
 	sort.Ints(ports)
 	return ports
+}
+
+// validateNetwork checks network.systems and normalises its names to lower case.
+func (a *Agent) validateNetwork() error {
+	systems := make(map[string]string, len(a.Network.Systems))
+	for _, name := range slices.Sorted(maps.Keys(a.Network.Systems)) { // the first bad entry, always the same
+		addr := a.Network.Systems[name]
+		field := fmt.Sprintf("network.systems[%s]", name)
+		norm := strings.ToLower(strings.TrimSpace(name))
+		if !maintname.ValidSystemName(norm) {
+			return fmt.Errorf("%s: %q must be letters, digits and inner hyphens", field, name)
+		}
+		if norm == a.System {
+			return fmt.Errorf("%s: that is this agent's own system", field)
+		}
+		if _, dup := systems[norm]; dup {
+			return fmt.Errorf("%s: %q is listed twice (names are case-insensitive)", field, name)
+		}
+		ip, err := netip.ParseAddr(strings.TrimSpace(addr))
+		if err != nil || !ip.Is4() {
+			return fmt.Errorf("%s: %q is not an IPv4 address", field, addr)
+		}
+		systems[norm] = ip.String()
+	}
+	a.Network.Systems = systems
+	return nil
+}
+
+// NetworkSystem returns the IPv4 address of a system listed in network.systems (any case).
+func (a *Agent) NetworkSystem(name string) (netip.Addr, bool) {
+	addr, ok := a.Network.Systems[strings.ToLower(name)]
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(addr)
+	return ip, err == nil
 }

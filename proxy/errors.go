@@ -60,7 +60,7 @@ func statusFor(err error, domain string) (int, refusal.Reason, string) {
 		// What broke underneath (and the broker's addresses in it) is for the audit only.
 		return http.StatusServiceUnavailable, refusal.Offline, tunnel.ErrSessionClosed.Error()
 	case errors.Is(err, tunnel.ErrRemoteAccessOff), errors.Is(err, tunnel.ErrServiceNotOffered),
-		errors.Is(err, tunnel.ErrColocatedOff), errors.Is(err, tunnel.ErrNoTunnelEntry):
+		errors.Is(err, tunnel.ErrColocatedOff), errors.Is(err, tunnel.ErrNoTunnelEntry), errors.Is(err, tunnel.ErrNoSuchSystem):
 		return http.StatusForbidden, refusal.CustomerSettings, "refused by the customer's settings: " + err.Error()
 	case errors.Is(err, tunnel.ErrRefused), errors.Is(err, tunnel.ErrUnreachable), errors.Is(err, tunnel.ErrBadRequest):
 		return http.StatusBadGateway, refusal.TargetFailed, err.Error()

@@ -34,11 +34,14 @@ func (s *Server) ServePeer(ctx context.Context, from string, req PeerRequest, st
 		rec = append(rec, "person", req.User)
 	}
 	rec = append(rec, "client", req.ClientAddr, "customer", req.Customer, "system", req.System, "port", req.Port)
-	id, err := s.peerRoute(req)
+	if req.Through != "" {
+		rec = append(rec, "through", req.Through)
+	}
+	id, via, err := s.peerRoute(req)
 	var stream net.Conn
 	if err == nil {
 		octx, cancel := context.WithTimeout(ctx, openTimeout)
-		stream, err = localAgents{s}.openAgent(octx, openRequest{cfg: cfg, id: id, ip: req.IP, port: req.Port,
+		stream, err = localAgents{s}.openAgent(octx, openRequest{cfg: cfg, id: id, via: via, ip: req.IP, port: req.Port,
 			session: req.Session, account: req.Account, user: req.User, client: req.ClientAddr})
 		cancel()
 	}
@@ -61,17 +64,26 @@ func (s *Server) ServePeer(ctx context.Context, from string, req PeerRequest, st
 		"duration_ms", time.Since(start).Milliseconds(), "end", cmp.Or(relay.ErrText(rerr), "closed"))...)
 }
 
-// peerRoute re-checks a forwarded request against this broker's configuration.
-func (s *Server) peerRoute(req PeerRequest) (tunnel.Identity, error) {
+// peerRoute re-checks a forwarded request against this broker's configuration: it returns
+// the system whose agent carries the tunnel and, for a request Through another system's
+// agent, the system the tunnel goes to.
+func (s *Server) peerRoute(req PeerRequest) (tunnel.Identity, string, error) {
 	cfg := s.opts.Config()
 	acct := cfg.Account(req.Account)
 	cust := cfg.Customer(req.Customer)
 	if acct == nil || cust == nil || !acct.Manages(cust.ID) {
-		return tunnel.Identity{}, ErrNotManaged
+		return tunnel.Identity{}, "", ErrNotManaged
 	}
 	sys := cust.System(req.System)
 	if sys == nil || req.System == "" {
-		return tunnel.Identity{}, fmt.Errorf("%w: customer %s has no system %q", ErrNoSystem, cust.ID, req.System)
+		return tunnel.Identity{}, "", fmt.Errorf("%w: customer %s has no system %q", ErrNoSystem, cust.ID, req.System)
 	}
-	return tunnel.NewIdentity(cust.ID, sys.Name), nil
+	if req.Through == "" {
+		return tunnel.NewIdentity(cust.ID, sys.Name), "", nil
+	}
+	carrier := cust.System(req.Through)
+	if carrier == nil {
+		return tunnel.Identity{}, "", fmt.Errorf("%w: customer %s has no system %q", ErrNoSystem, cust.ID, req.Through)
+	}
+	return tunnel.NewIdentity(cust.ID, carrier.Name), sys.Name, nil
 }

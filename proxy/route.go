@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,12 +50,19 @@ type PeerRequest struct {
 	User string
 	// Session is the tunnel's id, so both brokers' records and the agent's name one tunnel.
 	Session [16]byte
+	// Through, when set, is the system whose agent carries the tunnel to System (which has
+	// no agent of its own).
+	Through string
 }
 
 // openRequest is one tunnel to open to a system's agent.
 type openRequest struct {
-	cfg     *config.Broker
-	id      tunnel.Identity
+	cfg *config.Broker
+	// id is the system whose agent carries the tunnel.
+	id tunnel.Identity
+	// via, when set, is the system of id's network the tunnel goes to (id's agent reaches
+	// it; it has no agent of its own).
+	via     string
 	ip      netip.Addr
 	port    uint16
 	session [16]byte
@@ -64,10 +72,10 @@ type openRequest struct {
 	client string
 }
 
-// streamUser is what the stream header's user field should carry for r, so that the
-// agent's audit line names the person: the hook for that field, to be set in
-// localAgents.openAgent's tunnel.Header once the header has it.
-func streamUser(r openRequest) string { return r.user }
+// streamUser is what the stream header's user field carries for r, so that the agent's
+// audit line names who came in: the person for a personal login, else the account (also
+// for a tunnel forwarded by a broker that sends no user).
+func streamUser(r openRequest) string { return cmp.Or(r.user, r.account) }
 
 // agentOpener opens a tunnel to the agent of one system: through this broker's own session
 // with it (localAgents) or through a broker that holds one (peerAgent). Errors are the
@@ -94,8 +102,8 @@ func (l localAgents) openAgent(ctx context.Context, r openRequest) (net.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	// When tunnel.Header gains its user field, pass streamUser(r) in it.
-	stream, err := sess.Open(ctx, tunnel.Header{Port: r.port, IP: r.ip, Session: r.session})
+	stream, err := sess.Open(ctx, tunnel.Header{Port: r.port, IP: r.ip, Session: r.session,
+		User: streamUser(r), Client: r.client, System: r.via})
 	if err != nil {
 		release()
 		return nil, err
@@ -110,10 +118,14 @@ type peerAgent struct {
 }
 
 func (p peerAgent) openAgent(ctx context.Context, r openRequest) (net.Conn, error) {
-	conn, code, msg, err := p.peers.Open(ctx, p.node, PeerRequest{
+	req := PeerRequest{
 		Customer: r.id.Customer, System: r.id.System, IP: r.ip, Port: r.port,
 		Account: r.account, ClientAddr: r.client, User: r.user, Session: r.session,
-	})
+	}
+	if r.via != "" {
+		req.System, req.Through = r.via, r.id.System
+	}
+	conn, code, msg, err := p.peers.Open(ctx, p.node, req)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s): %v", errTransport, p.node, err)
 	}

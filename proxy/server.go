@@ -73,6 +73,11 @@ type Options struct {
 	// People, when set, enforces roles and approval mode, keeps the audit history and
 	// lets Revalidate end tunnels it no longer allows; Auth should have the same.
 	People *people.Service
+	// Carrier, when set, names the system whose agent reaches customer's system for the
+	// broker (listed in that agent's network.systems) when system has no agent of its own
+	// online, here or at another broker; "" otherwise. It reads the policies the agents
+	// reported last. Nil: every system is reached through its own agent only.
+	Carrier func(customer, system string) string
 }
 
 // Observer is told of the proxy's events, for metrics. Its methods must not block.
@@ -255,6 +260,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	req := openRequest{cfg: cfg, id: id, ip: t.IP, port: t.Port, account: acct.Username, user: who.Username, client: r.RemoteAddr}
+	if c := s.opts.Carrier; c != nil {
+		if through := c(id.Customer, id.System); through != "" {
+			req.id, req.via = tunnel.NewIdentity(id.Customer, through), id.System
+		}
+	}
 	rand.Read(req.session[:])
 	ctx, cancel := context.WithTimeout(r.Context(), openTimeout)
 	stream, via, err := s.openAgent(ctx, req)
@@ -294,6 +304,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", end)
 	if via != "" {
 		rec = append(rec, "via", via)
+	}
+	if req.via != "" {
+		rec = append(rec, "through", req.id.System)
 	}
 	s.opts.Audit.Info("tunnel", rec...)
 	s.history(people.Record{Kind: "tunnel", Session: hex.EncodeToString(req.session[:8]), Person: who.Username, Org: who.Org,

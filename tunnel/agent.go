@@ -42,14 +42,14 @@ var ErrAgentRejected = errors.New("the broker refused this agent's customer/syst
 // Agent is the customer-site end: it keeps a session to the broker and dials what the
 // customer's policy allows.
 type Agent struct {
-	cfg     *config.Agent
+	cfg     *config.Agent // as started: the settings RestartFields names come from here
+	policy  *policyState  // the rest, as SetConfig last put in force
 	log     *slog.Logger
 	version string
 	url     string        // wss://… for messages
 	httpURL string        // the same as https://…, which the HTTP client dials
 	conns   []*brokerConn // one per cfg.Connections, each to a different broker
 	http    *http.Client  // other requests to the broker (published roots)
-	dialer  net.Dialer
 	trust   *capool.Trust // nil without ca_file
 	// Tuning may be changed before Run.
 	Tuning Tuning
@@ -72,11 +72,11 @@ func NewAgent(cfg *config.Agent, logger *slog.Logger, version string) (*Agent, e
 	brokerDialer := &net.Dialer{Timeout: connectTimeout, Control: tuneLinkSocket}
 	a := &Agent{
 		cfg:     cfg,
+		policy:  newPolicyState(cfg),
 		log:     logger,
 		version: version,
 		url:     u.String(),
 		httpURL: httpURL,
-		dialer:  net.Dialer{Timeout: cfg.DialTimeout},
 		trust:   trust,
 	}
 	base := &http.Transport{
@@ -140,13 +140,14 @@ func (a *Agent) run(ctx context.Context, c *brokerConn) {
 			return
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, a.cfg.MaxBackoff)
+		cfg, _ := a.policy.current()
+		backoff = min(backoff*2, cfg.MaxBackoff)
 	}
 }
 
 // session runs one session of connection c and returns why it ended.
 func (a *Agent) session(ctx context.Context, c *brokerConn) error {
-	ws, err := a.dial(ctx, c)
+	ws, features, err := a.dial(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -158,11 +159,13 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 	mux := link.mux
 	sessCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	if err := a.hello(mux); err != nil {
+	updates := hasFeature(features, FeaturePolicyUpdates)
+	cfg, changed := a.policy.current()
+	if err := a.hello(mux, cfg); err != nil {
 		return fmt.Errorf("sending hello: %w", err)
 	}
 	a.log.Info("connected to broker", "broker", a.url, "addr", c.current(), "connection", c.n+1, "customer", a.cfg.Customer, "system", a.cfg.System,
-		"remote_access", a.cfg.RemoteAccess.Enabled, "colocated", a.cfg.Colocated.Enabled)
+		"remote_access", cfg.RemoteAccess.Enabled, "colocated", cfg.Colocated.Enabled, "policy_updates", updates)
 	// Cancellation closes the session, which ends AcceptStream below.
 	context.AfterFunc(sessCtx, func() { mux.Close() })
 	var wg sync.WaitGroup
@@ -172,6 +175,18 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 		defer wg.Done()
 		a.keepTrustFresh(sessCtx, mux.CloseChan())
 	}()
+	wg.Add(1)
+	if updates {
+		go func() {
+			defer wg.Done()
+			a.pushPolicy(link.ws, PolicyFromConfig(cfg, a.version), changed, mux.CloseChan())
+		}()
+	} else {
+		go func() {
+			defer wg.Done()
+			a.noteStalePolicy(c, mux.CloseChan())
+		}()
+	}
 	for {
 		st, err := mux.AcceptStream()
 		if err != nil {
@@ -189,26 +204,28 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 	}
 }
 
-func (a *Agent) hello(mux *yamux.Session) error {
+// hello opens the session's first stream and writes the policy of cfg on it.
+func (a *Agent) hello(mux *yamux.Session, cfg *config.Agent) error {
 	st, err := mux.OpenStream()
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	st.SetWriteDeadline(time.Now().Add(helloTimeout))
-	return json.NewEncoder(st).Encode(PolicyFromConfig(a.cfg, a.version))
+	return json.NewEncoder(st).Encode(PolicyFromConfig(cfg, a.version))
 }
 
 // dial makes the websocket handshake with the broker through the HTTP client (and so
-// through a proxy from the environment, if one is set).
-func (a *Agent) dial(ctx context.Context, c *brokerConn) (*wsConn, error) {
+// through a proxy from the environment, if one is set). It returns the features the
+// broker offers (FeaturesHeader).
+func (a *Agent) dial(ctx context.Context, c *brokerConn) (*wsConn, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	slot := &dialSlot{}
 	ctx = context.WithValue(ctx, dialSlotKey{}, slot)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.httpURL, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	key := clientKey()
 	cred := base64.StdEncoding.EncodeToString([]byte(a.cfg.Customer + "/" + a.cfg.System + ":" + a.cfg.Secret))
@@ -221,58 +238,96 @@ func (a *Agent) dial(ctx context.Context, c *brokerConn) (*wsConn, error) {
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", a.url, err)
+		return nil, "", fmt.Errorf("connecting to %s: %w", a.url, err)
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
 		resp.Body.Close()
-		return nil, ErrAgentRejected
+		return nil, "", ErrAgentRejected
 	}
 	if resp.StatusCode == http.StatusServiceUnavailable {
 		resp.Body.Close()
-		return nil, &busyError{wait: retryAfter(resp.Header.Get("Retry-After"))}
+		return nil, "", &busyError{wait: retryAfter(resp.Header.Get("Retry-After"))}
 	}
 	rwc, err := checkUpgrade(resp, key)
 	if err != nil {
 		resp.Body.Close()
-		return nil, fmt.Errorf("connecting to %s: %w", a.url, err)
+		return nil, "", fmt.Errorf("connecting to %s: %w", a.url, err)
 	}
 	ws := newWSConn(rwc, rwc, nil, true)
 	ws.sock = slot.conn
-	return ws, nil
+	return ws, resp.Header.Get(FeaturesHeader), nil
 }
 
-// serveStream answers one tunnel request and relays it.
+// serveStream answers one tunnel request, relays it, and writes its audit record.
 func (a *Agent) serveStream(ctx context.Context, st *stream) {
 	defer st.Close()
 	st.SetReadDeadline(time.Now().Add(headerTimeout))
 	h, err := readHeader(st)
 	if err != nil {
 		writeReply(st, CodeBadRequest, err.Error())
+		a.log.Info("tunnel", "user", h.User, "client", h.Client, "result", CodeBadRequest.String(), "reason", err.Error())
 		return
 	}
 	st.SetReadDeadline(time.Time{})
-	sid := fmt.Sprintf("%x", h.Session[:8])
-	addr, code, msg := resolve(a.cfg, h)
-	if code != CodeOK {
-		a.log.Info("tunnel refused by policy", "session", sid, "ip", h.IP.String(), "port", h.Port, "reason", (&RefusedError{code, msg}).Error())
-		writeReply(st, code, msg)
-		return
-	}
 	start := time.Now()
-	target, err := a.dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		code := dialCode(err)
-		a.log.Info("tunnel target failed", "session", sid, "target", addr, "err", err.Error())
-		writeReply(st, code, fmt.Sprintf("%s: %s", addr, codeErrs[code]))
-		return
+	rec := []any{"session", fmt.Sprintf("%x", h.Session[:8]), "user", h.User, "client", h.Client}
+	if h.System != "" {
+		rec = append(rec, "system", strings.ToLower(h.System))
 	}
-	if err := writeReply(st, CodeOK, ""); err != nil {
+	audit := func(target string, code Code, more ...any) {
+		a.log.Info("tunnel", append(append(rec, "target", target, "result", code.String()), more...)...)
+	}
+	t := &servedTunnel{h: h, st: st}
+	var cfg *config.Agent
+	for {
+		var code Code
+		var msg string
+		cfg, _ = a.policy.current()
+		t.addr, code, msg = resolve(cfg, h)
+		if code != CodeOK {
+			writeReply(st, code, msg)
+			audit(requested(h), code, "reason", (&RefusedError{code, msg}).Error(), "duration_ms", time.Since(start).Milliseconds())
+			return
+		}
+		dialer := net.Dialer{Timeout: cfg.DialTimeout}
+		target, err := dialer.DialContext(ctx, "tcp", t.addr)
+		if err != nil {
+			code := dialCode(err)
+			writeReply(st, code, fmt.Sprintf("%s: %s", t.addr, codeErrs[code]))
+			audit(t.addr, code, "reason", err.Error(), "duration_ms", time.Since(start).Milliseconds())
+			return
+		}
+		t.dst = target
+		if a.policy.add(t, cfg) {
+			break
+		}
+		// The policy changed during the dial: decide again under the new one.
 		target.Close()
+	}
+	defer a.policy.remove(t)
+	if err := writeReply(st, CodeOK, ""); err != nil {
+		t.dst.Close()
 		return
 	}
-	up, down, err := relay.Copy(st, target)
-	a.log.Info("tunnel closed", "session", sid, "target", addr, "bytes_to_target", up, "bytes_from_target", down,
-		"duration", time.Since(start).Round(time.Millisecond).String(), "err", relay.ErrText(err))
+	up, down, err := relay.Copy(st, t.dst)
+	end := cmp.Or(relay.ErrText(err), "closed")
+	if r := t.cut.Load(); r != nil {
+		end = "ended by policy change: " + *r
+	}
+	audit(t.addr, CodeOK, "bytes_to_target", up, "bytes_from_target", down,
+		"duration_ms", time.Since(start).Milliseconds(), "end", end)
+}
+
+// requested names what a header asked for, for the audit of a refusal.
+func requested(h Header) string {
+	port := strconv.Itoa(int(h.Port))
+	switch {
+	case h.IP.IsValid():
+		return net.JoinHostPort(h.IP.String(), port)
+	case h.System != "":
+		return net.JoinHostPort(strings.ToLower(h.System), port)
+	}
+	return "port " + port
 }
 
 // dialCode maps a dial error to the reply code the technician will see.

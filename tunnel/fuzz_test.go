@@ -19,6 +19,7 @@ import (
 func FuzzReadHeader(f *testing.F) {
 	f.Add(Header{Port: 22}.marshal())
 	f.Add([]byte{1, 0, 0, 0, 10, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+	f.Add(Header{Port: 22, User: "resa", Client: "192.0.2.7:40000", System: "se2"}.marshalVersion(HeaderV2))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := readHeader(bytes.NewReader(data))
 		if err != nil {
@@ -27,10 +28,16 @@ func FuzzReadHeader(f *testing.F) {
 		if h.Port == 0 {
 			t.Fatal("a header with port 0 was accepted")
 		}
-		want := bytes.Clone(data[:headerLen])
-		want[1] = 0
-		if got := h.marshal(); !bytes.Equal(got, want) {
-			t.Fatalf("header %+v marshals to %x, read from %x", h, got, data[:headerLen])
+		if data[0] == HeaderV1 {
+			want := bytes.Clone(data[:headerLen])
+			want[1] = 0
+			if got := h.marshal(); !bytes.Equal(got, want) {
+				t.Fatalf("header %+v marshals to %x, read from %x", h, got, data[:headerLen])
+			}
+		}
+		again, err := readHeader(bytes.NewReader(h.marshalVersion(int(data[0]))))
+		if err != nil || again != h {
+			t.Fatalf("header %+v does not survive a round trip: %+v, %v", h, again, err)
 		}
 	})
 }

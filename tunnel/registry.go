@@ -47,7 +47,8 @@ type Registry struct {
 }
 
 // OnChange sets f to be called whenever a session becomes the live session of its system
-// (up) and when it stops being it (down: closed, or replaced by a newer one). Calls are
+// (up) and when it stops being it (down: closed, or replaced by a newer one); up is called
+// again for the live session when its agent reports a changed policy. Calls are
 // made one at a time, in order, outside the registry's lock; f must not block (cluster
 // mode publishes presence from it). Set it before serving agents.
 func (r *Registry) OnChange(f func(s *Session, up bool)) {
@@ -78,7 +79,7 @@ func (r *Registry) Status(id Identity) Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s := r.live[id]; s != nil {
-		return Status{Online: true, Since: s.since, Remote: s.remote, Policy: s.policy, Tunnels: s.active.Load()}
+		return Status{Online: true, Since: s.since, Remote: s.remote, Policy: s.Policy(), Tunnels: s.active.Load()}
 	}
 	off := r.offline[id]
 	return Status{Since: off.since, Policy: off.policy}
@@ -102,6 +103,20 @@ func (r *Registry) register(s *Session) *Session {
 	return old
 }
 
+// policyChanged puts p in force for s and, if s is its system's live session, tells the
+// OnChange hook (up again), so that whatever publishes the switches follows.
+func (r *Registry) policyChanged(s *Session, p Policy) {
+	r.hookMu.Lock()
+	defer r.hookMu.Unlock()
+	s.setPolicy(p)
+	r.mu.Lock()
+	live := r.live[s.id] == s
+	r.mu.Unlock()
+	if live && r.onChange != nil {
+		r.onChange(s, true)
+	}
+}
+
 // unregister removes s if it is still the live session of its identity.
 func (r *Registry) unregister(s *Session, at time.Time) {
 	r.hookMu.Lock()
@@ -110,7 +125,7 @@ func (r *Registry) unregister(s *Session, at time.Time) {
 	was := r.live[s.id] == s
 	if was {
 		delete(r.live, s.id)
-		r.offline[s.id] = offlineInfo{since: at, policy: s.policy}
+		r.offline[s.id] = offlineInfo{since: at, policy: s.Policy()}
 	}
 	r.mu.Unlock()
 	if was && r.onChange != nil {

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,11 +95,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hash, _ := s.SecretHash(id)
-	ws, err := acceptWS(w, r)
+	ws, err := acceptWS(w, r, FeaturesHeader+": "+FeaturePolicyUpdates+"\r\n")
 	if err != nil {
 		s.Logger.Warn("agent websocket upgrade failed", "remote", r.RemoteAddr, "identity", id.String(), "err", err)
 		return
 	}
+	// Policy updates come as text messages, read by the link's own reader: an idle session
+	// costs no goroutine for them.
+	inbox := &policyInbox{s: s, id: id}
+	ws.onText = inbox.receive
 	link, err := newMuxLink(ws, true, s.Tuning)
 	if err != nil {
 		return
@@ -112,7 +117,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	sess := &Session{id: id, link: link, policy: policy, since: time.Now(), remote: r.RemoteAddr, secretHash: hash}
+	sess := &Session{id: id, link: link, since: time.Now(), remote: r.RemoteAddr, secretHash: hash}
+	sess.setPolicy(policy)
 	remote := r.RemoteAddr
 	handedOff = true
 	link.ws.onClose(func() {
@@ -126,7 +132,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		old.Close()
 	}
 	s.Logger.Info("agent connected", "identity", id.String(), "customer", id.Customer, "system", id.System,
-		"remote", r.RemoteAddr, "remote_access", policy.RemoteAccess, "colocated", policy.Colocated, "agent_version", policy.AgentVersion)
+		"remote", r.RemoteAddr, "remote_access", policy.RemoteAccess, "colocated", policy.Colocated, "network", len(policy.Network),
+		"agent_version", policy.AgentVersion)
+	inbox.attach(sess)
 	// The agent has no reason to open streams after its hello: nothing accepts them, and
 	// the broker's small accept backlog (newMuxLink) refuses all but one.
 }
@@ -139,6 +147,17 @@ func (s *Server) helloDeadline(r *http.Request) time.Time {
 	}
 	return time.Now().Add(helloTimeout)
 }
+
+// Agent protocol features a broker offers in its login answer (the websocket upgrade's
+// FeaturesHeader, comma separated). An agent uses a feature only where it is offered, so
+// agents and brokers of different releases interoperate.
+const (
+	// FeaturesHeader is the login answer's header that lists the broker's features.
+	FeaturesHeader = "Maintproxy-Features"
+	// FeaturePolicyUpdates: after its hello the agent may send each changed policy as one
+	// websocket text message (one JSON Policy, at most 64 KiB).
+	FeaturePolicyUpdates = "policy-updates"
+)
 
 // readHello accepts the agent's first stream and decodes its policy, by deadline.
 func readHello(ctx context.Context, mux *yamux.Session, deadline time.Time) (Policy, error) {
@@ -170,6 +189,76 @@ type protocolError struct{ version int }
 
 func (e protocolError) Error() string {
 	return fmt.Sprintf("agent speaks protocol %d, broker %d", e.version, Version)
+}
+
+// policyInbox takes an agent's policy updates (websocket text messages) for its session.
+// An update may overtake the hello (it does not queue behind the hello's stream data); it
+// waits here until the session is registered, and the newest one then wins.
+type policyInbox struct {
+	s       *Server
+	id      Identity
+	mu      sync.Mutex
+	sess    *Session
+	pending *Policy
+	// logged is when an update was last logged; suppressed counts those not logged since.
+	logged     time.Time
+	suppressed int
+}
+
+// receive handles one text message, in the link's reader goroutine (it must not block:
+// the registry's change hook does not).
+func (in *policyInbox) receive(msg []byte) {
+	p, err := decodeHello(bytes.NewReader(msg))
+	if err != nil {
+		in.s.Logger.Warn("agent policy update not understood; the previous policy stays", "identity", in.id.String(), "err", err.Error())
+		return
+	}
+	in.mu.Lock()
+	sess := in.sess
+	if sess == nil {
+		in.pending = &p
+	}
+	in.mu.Unlock()
+	if sess != nil {
+		in.apply(sess, p)
+	}
+}
+
+// attach makes sess the inbox's session and applies an update that came before it.
+func (in *policyInbox) attach(sess *Session) {
+	in.mu.Lock()
+	in.sess = sess
+	p := in.pending
+	in.pending = nil
+	in.mu.Unlock()
+	if p != nil {
+		in.apply(sess, *p)
+	}
+}
+
+// apply puts p in force. The agent sends only real changes, a few a minute at most; one
+// that sends more gets one log record a second (every update still applies).
+func (in *policyInbox) apply(sess *Session, p Policy) {
+	in.s.Registry.policyChanged(sess, p)
+	in.mu.Lock()
+	now := time.Now()
+	quiet := now.Sub(in.logged) < time.Second
+	if quiet {
+		in.suppressed++
+	} else {
+		in.logged = now
+	}
+	suppressed := in.suppressed
+	if !quiet {
+		in.suppressed = 0
+	}
+	in.mu.Unlock()
+	if quiet {
+		return
+	}
+	in.s.Logger.Info("agent policy updated", "identity", in.id.String(), "customer", in.id.Customer, "system", in.id.System,
+		"remote_access", p.RemoteAccess, "colocated", p.Colocated, "services", len(p.Services), "tunnels", len(p.Tunnels),
+		"network", len(p.Network), "suppressed_since_last", suppressed)
 }
 
 // Wait blocks until every session handler has returned, or ctx is done.

@@ -76,7 +76,7 @@ func (t Tuning) muxConfig() *yamux.Config {
 type Session struct {
 	id         Identity
 	link       *muxLink
-	policy     Policy
+	policy     atomic.Pointer[Policy]
 	since      time.Time
 	remote     string
 	secretHash string
@@ -86,15 +86,28 @@ type Session struct {
 // Identity returns the system this session serves.
 func (s *Session) Identity() Identity { return s.id }
 
-// Policy returns the policy the agent reported.
-func (s *Session) Policy() Policy { return s.policy }
+// Policy returns the policy the agent reported last (at login, or in an update since).
+func (s *Session) Policy() Policy {
+	if p := s.policy.Load(); p != nil {
+		return *p
+	}
+	return Policy{}
+}
+
+// setPolicy puts a policy the agent reported in force.
+func (s *Session) setPolicy(p Policy) { s.policy.Store(&p) }
 
 // Active returns the number of open tunnels.
 func (s *Session) Active() int64 { return s.active.Load() }
 
-// Open asks the agent for a tunnel. On success the returned stream carries the payload;
+// Open asks the agent for a tunnel. The header goes in the highest version the agent
+// reads: an agent of an earlier release gets neither User, Client nor System (a System
+// it could not honour is refused with ErrNoSuchSystem). On success the returned stream carries the payload;
 // a refusal is a *RefusedError (errors.Is with ErrRefused, ErrNoTunnelEntry, …).
 func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
+	if h.System != "" && s.Policy().headerVersion() < HeaderV2 {
+		return nil, &RefusedError{Code: CodeNoSuchSystem}
+	}
 	if h.Session == ([16]byte{}) {
 		rand.Read(h.Session[:])
 	}
@@ -112,7 +125,7 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 	// wakes the read, Close tells the agent.
 	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()); st.Close() })
 	defer stop()
-	if _, err := st.Write(h.marshal()); err != nil {
+	if _, err := st.Write(h.marshalVersion(s.Policy().headerVersion())); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("%w: %v", ErrSessionClosed, err)
 	}

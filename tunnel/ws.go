@@ -2,8 +2,9 @@ package tunnel
 
 // The agent link's websocket (RFC 6455): the handshake on both ends and the framing of the
 // one byte stream yamux runs over. Only what the link needs is spoken — binary data frames
-// (fragmented or not), ping, pong and close; no extensions, no text — and the peer may be
-// any RFC 6455 implementation (agents and brokers of earlier versions use another library).
+// (fragmented or not), ping, pong and close, and text messages (the agent's policy
+// updates, only where the broker offered them); no extensions — and the peer may be any
+// RFC 6455 implementation (agents and brokers of earlier versions use another library).
 //
 // Writes are batched: yamux's frames are appended to one pooled buffer and a flusher
 // goroutine, started only while there is something to send, writes the buffer as one
@@ -77,7 +78,7 @@ func headerHasToken(h http.Header, name, token string) bool {
 
 // acceptWS completes the server side of the handshake on an authenticated request and
 // takes the connection over. On error it has answered the request.
-func acceptWS(w http.ResponseWriter, r *http.Request) (*wsConn, error) {
+func acceptWS(w http.ResponseWriter, r *http.Request, extraHeaders string) (*wsConn, error) {
 	key := r.Header.Get("Sec-WebSocket-Key")
 	raw, _ := base64.StdEncoding.DecodeString(key)
 	switch {
@@ -103,7 +104,7 @@ func acceptWS(w http.ResponseWriter, r *http.Request) (*wsConn, error) {
 	// The server's header timeout must not cut the session; keepalives guard it instead.
 	conn.SetDeadline(time.Time{})
 	tuneAccepted(conn)
-	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsAccept(key) + "\r\n\r\n"
+	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsAccept(key) + "\r\n" + extraHeaders + "\r\n"
 	if _, err := io.WriteString(conn, resp); err != nil {
 		conn.Close()
 		return nil, err
@@ -173,6 +174,11 @@ type wsConn struct {
 	inMessage bool // a fragmented data message is in progress
 	hdr       [14]byte
 	ctl       [maxControlPayload]byte
+
+	// onText, if set before the reader starts, receives each text message (whole, at most
+	// maxTextMessage bytes), in the reader's goroutine: it must not block. Without it a text
+	// message is a protocol error.
+	onText func(msg []byte)
 
 	// onWindow, if set, sees every yamux window update before it is sent and may lower its
 	// length (credit shaping); it returns false to drop a frame that no longer says anything.
@@ -334,9 +340,43 @@ func (c *wsConn) nextFrame() error {
 			return io.EOF
 		}
 		return nil
-	default:
-		return fmt.Errorf("%w: opcode %d is not used on this link", errProtocol, op)
+	case opText:
+		if c.onText == nil || c.inMessage {
+			break
+		}
+		if !fin || n > maxTextMessage {
+			return fmt.Errorf("%w: fragmented or oversized text message", errProtocol)
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(c.rd, body); err != nil {
+			return err
+		}
+		if masked {
+			mask(body, c.key, 0)
+		}
+		c.onText(body)
+		return nil
 	}
+	return fmt.Errorf("%w: opcode %d is not used on this link", errProtocol, op)
+}
+
+// maxTextMessage bounds a text message (a policy update).
+const maxTextMessage = maxHelloBytes
+
+// sendText queues one text message, whole, between the binary messages (which this end
+// never fragments). It returns the sticky write error, if any.
+func (c *wsConn) sendText(msg []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	if c.closeSent {
+		return net.ErrClosed
+	}
+	c.ctrlOut = appendFrame(c.ctrlOut, opText, msg, c.client)
+	c.kick()
+	return nil
 }
 
 // Write takes what yamux's send loop writes: a 12-byte frame header, and for data frames

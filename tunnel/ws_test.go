@@ -163,3 +163,50 @@ func TestSessionBudget(t *testing.T) {
 	}
 	readSome(8 << 20) // and every stream moves on
 }
+
+// TestWSTextMessages: where the broker takes text messages (policy updates), whole ones
+// between binary messages reach onText in order, the binary stream around them intact; a
+// text frame inside a fragmented binary message, a fragmented or oversized one is refused.
+func TestWSTextMessages(t *testing.T) {
+	var in bytes.Buffer
+	in.Write(clientFrame(true, opBinary, []byte("abc")))
+	in.Write(clientFrame(true, opText, []byte(`{"version":1}`)))
+	in.Write(clientFrame(true, opBinary, []byte("def")))
+	in.Write(clientFrame(true, opText, []byte(`{"version":1,"remote_access":true}`)))
+	c := newWSConn(nopCloser{&testkit.Buffer{}}, &in, nil, false)
+	var got []string
+	c.onText = func(msg []byte) { got = append(got, string(msg)) }
+	data, err := io.ReadAll(c)
+	if string(data) != "abcdef" || err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("binary stream %q, %v", data, err)
+	}
+	if len(got) != 2 || got[1] != `{"version":1,"remote_access":true}` {
+		t.Fatalf("text messages %q", got)
+	}
+	for name, frames := range map[string][]byte{
+		"inside a binary message": append(clientFrame(false, opBinary, []byte("x")), clientFrame(true, opText, []byte("y"))...),
+		"fragmented":              clientFrame(false, opText, []byte("x")),
+		"oversized":               clientFrame(true, opText, make([]byte, maxTextMessage+1)),
+	} {
+		c := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frames), nil, false)
+		c.onText = func([]byte) { t.Errorf("%s: delivered", name) }
+		if _, err := io.ReadAll(c); !errors.Is(err, errProtocol) {
+			t.Errorf("%s: err %v, want a protocol error", name, err)
+		}
+	}
+	// What the agent's sendText puts on the wire is one masked, final text frame.
+	out := &testkit.Buffer{}
+	client := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, true)
+	if err := client.sendText([]byte("policy")); err != nil {
+		t.Fatal(err)
+	}
+	client.waitFlushed(5 * time.Second)
+	frame := out.Bytes()
+	r := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frame), nil, false)
+	var seen string
+	r.onText = func(msg []byte) { seen = string(msg) }
+	io.ReadAll(r)
+	if seen != "policy" {
+		t.Fatalf("sendText frame % x read back as %q", frame, seen)
+	}
+}

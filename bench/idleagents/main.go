@@ -32,7 +32,7 @@ import (
 
 const (
 	customer = "12345"
-	secret   = "idle-bench-secret"
+	secret   = "idle-bench-secret-of-24-chars"
 	// connectWait bounds the wait for all agents; startRate paces their first dials.
 	connectWait = 10 * time.Minute
 	startRate   = 400 // agents per second
@@ -95,6 +95,8 @@ func measure(n int, heapFile string) error {
 		Accounts:  []config.Account{{Username: "u", PasswordHash: string(hash), Customers: []string{customer}}},
 		Customers: []config.Customer{{ID: customer, Systems: systems}},
 		Log:       config.Log{Level: "error"},
+		// Every agent comes from 127.0.0.1: the per-address cap must not be what stops them.
+		Limits: config.Limits{Connections: config.Connections{PerAddress: n + 100, Total: 2*n + 1000}},
 	})
 	if err != nil {
 		return err

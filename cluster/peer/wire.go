@@ -38,6 +38,10 @@ type Request struct {
 	SessionID string `json:"session_id,omitempty"`
 	// Tunnel is the tunnel's id (hex), so that both brokers' records name one tunnel.
 	Tunnel string `json:"tunnel,omitempty"`
+	// Through, when set, names the system whose agent reaches System for the broker (a
+	// secondary without an agent of its own, in the primary's network.systems). A holder
+	// of an earlier release ignores it and, holding no agent of System, refuses.
+	Through string `json:"through,omitempty"`
 	// From is the verified node name of the asking broker. The Server fills it from the TLS
 	// certificate; it is never read from the wire.
 	From string `json:"-"`

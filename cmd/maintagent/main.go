@@ -33,7 +33,7 @@ func main() {
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
-			var level slog.Level
+			level := new(slog.LevelVar)
 			_ = level.UnmarshalText([]byte(cfg.Log.Level))
 			logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			if !cfg.RemoteAccess.Enabled {
@@ -45,7 +45,29 @@ func main() {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			watched := make(chan struct{})
+			go func() {
+				defer close(watched)
+				err := config.WatchAgent(ctx, path, cfg, func(next *config.Agent) {
+					_ = level.UnmarshalText([]byte(next.Log.Level))
+					restart := agent.SetConfig(next)
+					logger.Info("configuration reloaded; the customer's settings are in force",
+						"remote_access", next.RemoteAccess.Enabled, "services", len(next.RemoteAccess.Services),
+						"colocated", next.Colocated.Enabled, "tunnels", len(next.Colocated.Tunnels), "network_systems", len(next.Network.Systems))
+					if len(restart) > 0 {
+						logger.Warn("these settings changed but apply only after a restart of maintagent; the old values stay in force until then",
+							"fields", restart)
+					}
+				}, func(err error) {
+					logger.Error("configuration edit refused; the previous settings stay in force", "file", path, "err", err.Error())
+				})
+				if err != nil {
+					logger.Warn("cannot watch the configuration file; edits apply only after a restart", "file", path, "err", err.Error())
+				}
+			}()
 			err = agent.Run(ctx)
+			stop()
+			<-watched
 			logger.Info("agent stopped")
 			return err
 		},

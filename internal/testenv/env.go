@@ -247,21 +247,65 @@ type Agent struct {
 	// BrokerAddrs and Connections are the agent's settings of the same names (cluster).
 	BrokerAddrs []string
 	Connections int
+	// Network is network.systems: systems this agent reaches, by name, at an IPv4 address.
+	Network map[string]string
+	// ConfigPath, when set, is where the agent's configuration file goes, so that the test
+	// can change it with RewriteAgent; by default a fresh file in the broker's directory.
+	ConfigPath string
 }
 
 // StartAgent runs a maintagent process and waits until the broker reports it connected.
 func (e *Env) StartAgent(t testing.TB, a Agent) *Proc {
 	t.Helper()
+	a = e.agentDefaults(a)
+	NoteCredentials(a.Customer+"/"+a.System, a.Secret)
+	path := a.ConfigPath
+	if path == "" {
+		path = filepath.Join(e.Dir, fmt.Sprintf("agent-%s-%s-%d.yaml", a.Customer, a.System, time.Now().UnixNano()))
+	}
+	if err := os.WriteFile(path, e.agentConfig(a), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mark := e.proc.Mark()
+	p := StartProc(t, "agent-"+a.Customer+"-"+a.System, filepath.Join(Bin(t), "maintagent"), "--config", path)
+	if !a.NoWait {
+		e.WaitAgent(t, a.Customer, a.System, mark)
+	}
+	return p
+}
+
+// RewriteAgent replaces the configuration file of the agent started with a.ConfigPath by
+// a's, the way editors save: a new file renamed over the old one. A running agent applies
+// it within about a second.
+func (e *Env) RewriteAgent(t testing.TB, a Agent) {
+	t.Helper()
+	if a.ConfigPath == "" {
+		t.Fatal("RewriteAgent: the agent has no ConfigPath")
+	}
+	tmp := a.ConfigPath + ".new"
+	if err := os.WriteFile(tmp, e.agentConfig(e.agentDefaults(a)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, a.ConfigPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *Env) agentDefaults(a Agent) Agent {
 	if a.Secret == "" {
 		a.Secret = Secret(a.Customer, a.System)
 	}
-	NoteCredentials(a.Customer+"/"+a.System, a.Secret)
 	if a.MaxBackoff == 0 {
 		a.MaxBackoff = 2 * time.Second
 	}
 	if a.CAFile == "" {
 		a.CAFile = e.CAFile
 	}
+	return a
+}
+
+// agentConfig is a's configuration file (JSON, which is YAML too).
+func (e *Env) agentConfig(a Agent) []byte {
 	services := map[string]string{}
 	for p, addr := range a.Services {
 		services[fmt.Sprint(p)] = addr
@@ -278,6 +322,9 @@ func (e *Env) StartAgent(t testing.TB, a Agent) *Proc {
 		"max_backoff":   a.MaxBackoff.String(), "dial_timeout": "3s",
 		"log": map[string]any{"level": "debug"},
 	}
+	if len(a.Network) > 0 {
+		conf["network"] = map[string]any{"systems": a.Network}
+	}
 	if len(a.BrokerAddrs) > 0 {
 		conf["broker_addrs"] = a.BrokerAddrs
 	}
@@ -285,16 +332,7 @@ func (e *Env) StartAgent(t testing.TB, a Agent) *Proc {
 		conf["connections"] = a.Connections
 	}
 	data, _ := json.Marshal(conf)
-	path := filepath.Join(e.Dir, fmt.Sprintf("agent-%s-%s-%d.yaml", a.Customer, a.System, time.Now().UnixNano()))
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mark := e.proc.Mark()
-	p := StartProc(t, "agent-"+a.Customer+"-"+a.System, filepath.Join(Bin(t), "maintagent"), "--config", path)
-	if !a.NoWait {
-		e.WaitAgent(t, a.Customer, a.System, mark)
-	}
-	return p
+	return data
 }
 
 // WaitAgent waits until the broker logs the system's agent as connected after mark.
