@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"maintproxy/internal/atomicfile"
 	"maintproxy/tunnel"
 )
 
@@ -346,7 +347,9 @@ func (s *statusStore) flush() error {
 	s.mu.Unlock()
 	data, err := json.Marshal(f)
 	if err == nil {
-		err = writeFileAtomic(s.path, data)
+		if err = os.MkdirAll(filepath.Dir(s.path), 0o700); err == nil {
+			err = atomicfile.Write(s.path, data, 0o600)
+		}
 	}
 	if err == nil {
 		s.writes.Add(1)
@@ -358,37 +361,4 @@ func (s *statusStore) flush() error {
 		s.log.Error("writing the status file failed; retrying with the next change", "file", s.path, "err", err.Error())
 	}
 	return err
-}
-
-// writeFileAtomic replaces path with data: a reader (or a crash) sees the old file or the
-// new one, never a mix.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
@@ -60,16 +59,7 @@ func (b *Broker) webAuth(username, password, clientIP string) (*config.Account, 
 // network.systems) has that agent's state and switches, Via naming that system.
 func (b *Broker) systemStatus(customer, system string) pac.SystemStatus {
 	id := tunnel.NewIdentity(customer, system)
-	st := b.registry.Status(id)
-	if k := b.cluster; k != nil && !st.Online {
-		if hs := k.store.Presence().Holders(customer, system); len(hs) > 0 {
-			var p tunnel.Policy
-			if json.Unmarshal(hs[0].Switches, &p) == nil {
-				st.Policy = p
-			}
-			st.Online, st.Since = true, hs[0].Since
-		}
-	}
+	_, st := b.agentOf(customer, system)
 	via := ""
 	if !st.Online {
 		if name, v := b.carrierView(customer, system); name != "" {

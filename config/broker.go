@@ -172,10 +172,13 @@ type Customer struct {
 	Systems []System `mapstructure:"systems"`
 }
 
-// System is one customer server running an agent.
+// System is one customer server: one running an agent, or a secondary reached only through
+// the primary's agent (network.systems), which has no agent_secret_hash.
 type System struct {
-	Name            string `mapstructure:"name"`
-	Primary         bool   `mapstructure:"primary"`
+	Name    string `mapstructure:"name"`
+	Primary bool   `mapstructure:"primary"`
+	// AgentSecretHash verifies the system's agent; empty (secondaries only): no agent may
+	// log in as this system.
 	AgentSecretHash string `mapstructure:"agent_secret_hash"`
 }
 
@@ -447,6 +450,9 @@ func (b *Broker) indexCustomers() error {
 			seen[s.Name] = true
 			if s.Primary {
 				primaries++
+			}
+			if s.AgentSecretHash == "" && !s.Primary {
+				continue // reached only through the primary's agent (network.systems); no agent logs in as it
 			}
 			if !isBcrypt(s.AgentSecretHash) && !FastHash(s.AgentSecretHash) {
 				return fmt.Errorf("%s.agent_secret_hash: must be an hmac-sha256 hash (make a secret and its hash with `maintproxy agent-secret`) or a bcrypt hash", sf)

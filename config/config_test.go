@@ -184,6 +184,16 @@ func TestNewBroker(t *testing.T) {
 	if _, err := NewBroker(in); err == nil || !strings.HasPrefix(err.Error(), "customers[0].systems[0].agent_secret_hash:") {
 		t.Errorf("bad hash: %v", err)
 	}
+	// A secondary reached only through the primary's agent needs no hash; the primary does.
+	in.Customers[0].Systems[0].AgentSecretHash = ""
+	if _, err := NewBroker(in); err == nil || !strings.HasPrefix(err.Error(), "customers[0].systems[0].agent_secret_hash:") {
+		t.Errorf("primary without a hash: %v", err)
+	}
+	in.Customers[0].Systems = append(in.Customers[0].Systems, System{Name: "SE2"})
+	in.Customers[0].Systems[0].AgentSecretHash = goodHash
+	if _, err := NewBroker(in); err != nil {
+		t.Errorf("secondary without a hash: %v", err)
+	}
 }
 
 // TestLookupsWithoutIndex: a value not made by a constructor still finds what it lists

@@ -127,10 +127,12 @@ func TestOldAgentNewBroker(t *testing.T) {
 	}
 }
 
-// TestNewAgentOldBroker: the agent logs in to a broker of an earlier release, which opens
-// a tunnel through it, pings it, and closes the websocket with the close handshake.
-func TestNewAgentOldBroker(t *testing.T) {
-	echo := testenv.StartEcho(t, "127.0.0.1:0")
+// oldBroker is a broker of an earlier release (coder/websocket and stock yamux) at the
+// agent endpoint: it takes the agent's hello, then runs serve on the link; serve's result
+// (nil: all went as it should) is the test's result. It returns the server and a ca_file
+// for it.
+func oldBroker(t *testing.T, serve func(ctx context.Context, ws *websocket.Conn, mux *yamux.Session) error) (*httptest.Server, string, <-chan error) {
+	t.Helper()
 	result := make(chan error, 1)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != AgentPath { // e.g. the agent fetching the published roots
@@ -154,37 +156,53 @@ func TestNewAgentOldBroker(t *testing.T) {
 			result <- err
 			return
 		}
-		st, err := mux.OpenStream()
+		result <- serve(ctx, ws, mux)
+	}))
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	return srv, caFile, result
+}
+
+// oldBrokerTunnel opens a tunnel to port 7 through the agent and returns the stream after
+// the agent's answer.
+func oldBrokerTunnel(mux *yamux.Session) (*yamux.Stream, error) {
+	st, err := mux.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	st.Write(Header{Port: 7}.marshal())
+	if err := readReply(st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// TestNewAgentOldBroker: the agent logs in to a broker of an earlier release, which opens
+// a tunnel through it, pings it, and closes the websocket with the close handshake.
+func TestNewAgentOldBroker(t *testing.T) {
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
+	srv, caFile, result := oldBroker(t, func(ctx context.Context, ws *websocket.Conn, mux *yamux.Session) error {
+		st, err := oldBrokerTunnel(mux)
 		if err != nil {
-			result <- err
-			return
-		}
-		st.Write(Header{Port: 7}.marshal())
-		if err := readReply(st); err != nil {
-			result <- err
-			return
+			return err
 		}
 		if err := echoThrough(st, st.Close, 8<<20); err != nil {
-			result <- err
-			return
+			return err
 		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err := ws.Ping(pctx); err != nil {
-			result <- err
-			return
+			return err
 		}
 		start := time.Now()
 		err = ws.Close(websocket.StatusNormalClosure, "")
 		if err == nil && time.Since(start) > 2*time.Second {
 			err = io.ErrNoProgress
 		}
-		result <- err
-	}))
-	defer srv.Close()
-
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+		return err
+	})
 	cfg, err := config.NewAgent(config.Agent{
 		Broker: srv.URL, CAFile: caFile, ServerName: "example.com", Customer: "12345", System: "se1", Secret: "s3cret",
 		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": echo}},
@@ -206,57 +224,21 @@ func TestNewAgentOldBrokerPolicyChange(t *testing.T) {
 	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	var agent *Agent
 	var next *config.Agent
-	result := make(chan error, 1)
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != AgentPath {
-			http.NotFound(w, r)
-			return
-		}
-		ctx := r.Context()
-		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	srv, caFile, result := oldBroker(t, func(ctx context.Context, ws *websocket.Conn, mux *yamux.Session) error {
+		st, err := oldBrokerTunnel(mux)
 		if err != nil {
-			result <- err
-			return
+			return fmt.Errorf("before the change: %w", err)
 		}
-		defer ws.CloseNow()
-		mux, err := yamux.Client(websocket.NetConn(ctx, ws, websocket.MessageBinary), oldMuxConfig())
-		if err != nil {
-			result <- err
-			return
-		}
-		defer mux.Close()
-		if _, err := readHello(ctx, mux, time.Now().Add(helloTimeout)); err != nil {
-			result <- err
-			return
-		}
-		open := func() error {
-			st, err := mux.OpenStream()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			st.Write(Header{Port: 7}.marshal())
-			return readReply(st)
-		}
-		if err := open(); err != nil {
-			result <- fmt.Errorf("before the change: %w", err)
-			return
-		}
+		st.Close()
 		agent.SetConfig(next)
-		err = open()
-		if !errors.Is(err, ErrRemoteAccessOff) {
-			result <- fmt.Errorf("after the change: %v, want remote access off", err)
-			return
+		if _, err = oldBrokerTunnel(mux); !errors.Is(err, ErrRemoteAccessOff) {
+			return fmt.Errorf("after the change: %v, want remote access off", err)
 		}
 		// The link is still good: a ping goes through, with no text message in the way.
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		result <- ws.Ping(pctx)
-	}))
-	defer srv.Close()
-
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+		return ws.Ping(pctx)
+	})
 	base := config.Agent{
 		Broker: srv.URL, CAFile: caFile, ServerName: "example.com", Customer: "12345", System: "se1", Secret: "s3cret",
 		RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"7": echo}},

@@ -10,7 +10,8 @@ import (
 )
 
 // Write replaces path with data, with permissions mode: written and synced to a temporary
-// file in the same directory, then renamed over path.
+// file in the same directory, then renamed over path; the directory is synced too (best
+// effort), so that the rename survives a power loss.
 func Write(path string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
@@ -32,5 +33,12 @@ func Write(path string, data []byte, mode os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
