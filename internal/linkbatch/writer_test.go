@@ -50,9 +50,12 @@ func TestWriterJoins(t *testing.T) {
 	s := &sink{gate: make(chan struct{})}
 	w := NewWriter(nil, 3, s.send)
 	head := frameHeader(TypeData, 5)
-	for _, b := range [][]byte{head, []byte("hello")} {
+	for i, b := range [][]byte{head, []byte("hello")} {
 		if n, err := w.Write(b); err != nil || n != len(b) {
 			t.Fatalf("Write: %d, %v", n, err)
+		}
+		if i == 0 && (w.Queued() != 0 || !w.Waiting()) {
+			t.Fatalf("a data frame's header was queued (%d bytes) without its body", w.Queued())
 		}
 	}
 	if err := w.Control([]byte("ctl"), false); err != nil {
