@@ -253,8 +253,7 @@ func (a *Agent) dial(ctx context.Context, c *brokerConn) (*wsConn, string, error
 		resp.Body.Close()
 		return nil, "", fmt.Errorf("connecting to %s: %w", a.url, err)
 	}
-	ws := newWSConn(rwc, rwc, nil, true)
-	ws.sock = slot.conn
+	ws := newWSConn(rwc, rwc, nil, slot.conn, true)
 	return ws, resp.Header.Get(FeaturesHeader), nil
 }
 

@@ -6,11 +6,11 @@ package tunnel
 // updates, only where the broker offered them); no extensions — and the peer may be any
 // RFC 6455 implementation (agents and brokers of earlier versions use another library).
 //
-// Writes are batched: yamux's frames are appended to one pooled buffer and a flusher
-// goroutine, started only while there is something to send, writes the buffer as one
-// websocket frame with one call into TLS. While it writes, the next frames collect behind
-// it, so under load each TLS write carries up to maxBatch bytes in full records, and an
-// idle link holds no write buffer at all.
+// Writes are batched (linkbatch.Writer): yamux's frames are appended to one pooled buffer
+// and a flusher goroutine, started only while there is something to send, writes the buffer
+// as one websocket frame with one call into TLS. While it writes, the next frames collect
+// behind it, so under load each TLS write carries up to linkbatch.MaxBatch bytes in full
+// records, and an idle link holds no write buffer at all.
 
 import (
 	"bufio"
@@ -47,17 +47,12 @@ const (
 	// headerRoom is reserved in front of every batch for the frame header: 2 bytes, 8 of
 	// extended length, 4 of mask key.
 	headerRoom = 14
-	// maxBatch is where a writer stops adding to the batch and waits for the flusher.
-	maxBatch = linkbatch.MaxBatch
 	// closeWait bounds how long Close waits for queued frames to leave.
 	closeWait = 2 * time.Second
 )
 
 // errProtocol is a websocket protocol violation by the peer.
 var errProtocol = errors.New("websocket protocol error")
-
-// batchPool holds write buffers; a batch grows past maxBatch by at most one yamux frame.
-var batchPool = linkbatch.NewPool(headerRoom + 2*maxBatch)
 
 // wsAccept returns the Sec-WebSocket-Accept value for a key.
 func wsAccept(key string) string {
@@ -109,11 +104,11 @@ func acceptWS(w http.ResponseWriter, r *http.Request, extraHeaders string) (*wsC
 		conn.Close()
 		return nil, err
 	}
-	ws := newWSConn(conn, conn, brw.Reader, false)
+	var sock *batchConn
 	if tc, ok := conn.(*tls.Conn); ok {
-		ws.sock, _ = tc.NetConn().(*batchConn)
+		sock, _ = tc.NetConn().(*batchConn)
 	}
-	return ws, nil
+	return newWSConn(conn, conn, brw.Reader, sock, false), nil
 }
 
 // tuneAccepted gives an accepted agent link the socket options the agent sets when it dials.
@@ -162,7 +157,6 @@ func checkUpgrade(resp *http.Response, key string) (io.ReadWriteCloser, error) {
 // binary websocket messages, for yamux.
 type wsConn struct {
 	conn   io.WriteCloser // the TLS connection
-	sock   *batchConn     // the TCP connection under it, if it can batch (else nil)
 	client bool           // a client masks what it sends; a server requires masked frames
 
 	// Reader state; only yamux's receive loop reads.
@@ -184,15 +178,12 @@ type wsConn struct {
 	// length (credit shaping); it returns false to drop a frame that no longer says anything.
 	onWindow func(hdr []byte) bool
 
-	// Writer state.
+	// w queues what is sent: control frames, then a batch of yamux frames behind
+	// headerRoom, sent as one binary frame. The close frame is its last control frame.
+	w *linkbatch.Writer
+
+	// Closing; independent of w's state, whose lock it never holds.
 	mu         sync.Mutex
-	space      sync.Cond // signalled when the flusher takes a batch or stops
-	batch      *[]byte   // headerRoom, then yamux frames; nil when nothing is queued
-	frames     linkbatch.Joiner
-	ctrlOut    []byte // control frames to send before the batch
-	flushing   bool   // a flusher goroutine is running
-	werr       error  // sticky write error
-	closeSent  bool
 	closed     bool
 	connClosed bool
 	closeHook  func() // runs once, after the connection is closed
@@ -225,12 +216,14 @@ func (c *wsConn) closeConn() error {
 	return err
 }
 
-func newWSConn(conn io.WriteCloser, rd io.Reader, br *bufio.Reader, client bool) *wsConn {
+// newWSConn returns the link over conn, read through rd after what br holds (br may be
+// nil); sock is the TCP connection under conn if it can batch (else nil).
+func newWSConn(conn io.WriteCloser, rd io.Reader, br *bufio.Reader, sock *batchConn, client bool) *wsConn {
 	c := &wsConn{conn: conn, client: client, rd: rd}
 	if br != nil && br.Buffered() > 0 {
 		c.rd = &prefixReader{br: br, r: rd}
 	}
-	c.space.L = &c.mu
+	c.w = linkbatch.NewWriter(sock, headerRoom, c.send)
 	return c
 }
 
@@ -336,7 +329,7 @@ func (c *wsConn) nextFrame() error {
 			// the peer waits for it.
 			code := body[:min(len(body), 2)]
 			c.queueControl(opClose, code)
-			c.waitFlushed(closeWait)
+			c.w.WaitFlushed(closeWait)
 			return io.EOF
 		}
 		return nil
@@ -366,128 +359,42 @@ const maxTextMessage = maxHelloBytes
 // sendText queues one text message, whole, between the binary messages (which this end
 // never fragments). It returns the sticky write error, if any.
 func (c *wsConn) sendText(msg []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.werr != nil {
-		return c.werr
-	}
-	if c.closeSent {
-		return net.ErrClosed
-	}
-	c.ctrlOut = appendFrame(c.ctrlOut, opText, msg, c.client)
-	c.kick()
-	return nil
+	return c.w.Control(appendFrame(nil, opText, msg, c.client), false)
 }
 
 // Write takes what yamux's send loop writes: a 12-byte frame header, and for data frames
 // the body in the next call. It queues complete frames and returns; the flusher sends them.
 func (c *wsConn) Write(b []byte) (int, error) {
 	if len(b) == yamuxHeaderLen && b[1] == yamuxTypeWindowUpdate && c.onWindow != nil {
-		c.mu.Lock()
-		pending := c.frames.Waiting()
-		c.mu.Unlock()
-		if !pending && !c.onWindow(b) {
+		if !c.w.Waiting() && !c.onWindow(b) {
 			return len(b), nil
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.werr != nil {
-		return 0, c.werr
-	}
-	head, body, ok := c.frames.Add(b)
-	if !ok {
-		return len(b), nil
-	}
-	c.append(head, body)
-	// Backpressure: a full batch waits until the flusher has taken it.
-	for c.batch != nil && len(*c.batch) >= headerRoom+maxBatch && c.werr == nil {
-		c.space.Wait()
-	}
-	if c.werr != nil {
-		return 0, c.werr
-	}
-	return len(b), nil
+	return c.w.Write(b)
 }
 
 // writeFrames queues whole yamux frames written outside yamux's send loop (window updates
-// of the credit shaper). Must not be called with c.mu held.
-func (c *wsConn) writeFrames(frames []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.werr != nil {
-		return c.werr
-	}
-	c.append(frames, nil)
-	return nil
-}
+// of the credit shaper).
+func (c *wsConn) writeFrames(frames []byte) error { return c.w.Queue(frames) }
 
-// append adds a and b to the batch and makes sure a flusher runs. c.mu is held.
-func (c *wsConn) append(a, b []byte) {
-	if c.batch == nil {
-		c.batch = batchPool.Get()
-		*c.batch = append(*c.batch, make([]byte, headerRoom)...)
-	}
-	*c.batch = append(append(*c.batch, a...), b...)
-	c.kick()
-}
-
-// queueControl queues a control frame (sent before any queued data).
+// queueControl queues a control frame (sent before any queued data); nothing after a close.
 func (c *wsConn) queueControl(op byte, payload []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closeSent || c.werr != nil {
-		return
-	}
-	c.ctrlOut = appendFrame(c.ctrlOut, op, payload, c.client)
-	if op == opClose {
-		c.closeSent = true
-	}
-	c.kick()
+	var f [headerRoom + maxControlPayload]byte
+	c.w.Control(appendFrame(f[:0], op, payload, c.client), op == opClose)
 }
 
-// kick starts the flusher if it is not running. c.mu is held.
-func (c *wsConn) kick() {
-	if !c.flushing {
-		c.flushing = true
-		go c.flush()
-	}
-}
-
-// flush writes queued frames until none are left, then ends.
-func (c *wsConn) flush() {
-	c.mu.Lock()
-	for c.werr == nil && (c.batch != nil || len(c.ctrlOut) > 0) {
-		batch, ctrl := c.batch, c.ctrlOut
-		c.batch, c.ctrlOut = nil, nil
-		c.space.Broadcast()
-		c.mu.Unlock()
-		var err error
-		if c.sock != nil {
-			c.sock.Begin()
-		}
-		if len(ctrl) > 0 {
-			_, err = c.conn.Write(ctrl)
-		}
-		if batch != nil {
-			if err == nil {
-				_, err = c.conn.Write(c.seal(*batch))
-			}
-			batchPool.Put(batch)
-		}
-		if c.sock != nil {
-			if serr := c.sock.End(); err == nil {
-				err = serr
-			}
-		}
-		c.mu.Lock()
-		if err != nil && c.werr == nil {
-			c.werr = err
+// send writes one flush of the writer: control frames, then the batch as one binary frame.
+func (c *wsConn) send(ctrl, batch []byte) error {
+	if len(ctrl) > 0 {
+		if _, err := c.conn.Write(ctrl); err != nil {
+			return err
 		}
 	}
-	c.flushing = false
-	c.space.Broadcast()
-	c.mu.Unlock()
+	if batch != nil {
+		_, err := c.conn.Write(c.seal(batch))
+		return err
+	}
+	return nil
 }
 
 // seal writes the frame header into the room in front of a batch's payload, masks the
@@ -558,46 +465,19 @@ func (c *wsConn) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	c.queueControl(opClose, []byte{0x03, 0xe8}) // 1000: normal closure
-	if !c.waitFlushed(closeWait) {
+	if !c.w.WaitFlushed(closeWait) {
 		c.conn.Close() // unblocks a flusher stuck in a write
 	}
-	c.mu.Lock()
-	if c.werr == nil {
-		c.werr = net.ErrClosed
-	}
-	c.space.Broadcast()
-	c.mu.Unlock()
+	c.w.Fail(net.ErrClosed)
 	return c.closeConn()
-}
-
-// waitFlushed waits at most d for the flusher to send everything queued and reports
-// whether it did.
-func (c *wsConn) waitFlushed(d time.Duration) bool {
-	expired := false
-	t := time.AfterFunc(d, func() {
-		c.mu.Lock()
-		expired = true
-		c.space.Broadcast()
-		c.mu.Unlock()
-	})
-	defer t.Stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for c.flushing && !expired {
-		c.space.Wait()
-	}
-	return !c.flushing
 }
 
 // closeNow closes the connection without sending anything more.
 func (c *wsConn) closeNow() error {
 	c.mu.Lock()
 	c.closed = true
-	if c.werr == nil {
-		c.werr = net.ErrClosed
-	}
-	c.space.Broadcast()
 	c.mu.Unlock()
+	c.w.Fail(net.ErrClosed)
 	return c.closeConn()
 }
 

@@ -36,12 +36,12 @@ func TestWSReadFraming(t *testing.T) {
 	in.Write(clientFrame(true, opBinary, nil))
 	in.Write(clientFrame(true, opClose, []byte{0x03, 0xe8}))
 	out := &testkit.Buffer{}
-	c := newWSConn(nopCloser{out}, &in, nil, false)
+	c := newWSConn(nopCloser{out}, &in, nil, nil, false)
 	got, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read %d of %d bytes, err %v", len(got), len(data), err)
 	}
-	c.waitFlushed(5 * time.Second)
+	c.w.WaitFlushed(5 * time.Second)
 	want := append(appendFrame(nil, opPong, []byte("are you there"), false), appendFrame(nil, opClose, []byte{0x03, 0xe8}, false)...)
 	if !bytes.Equal(out.Bytes(), want) {
 		t.Fatalf("answered % x, want pong and close % x", out.Bytes(), want)
@@ -56,7 +56,7 @@ func TestWSReadFraming(t *testing.T) {
 		"fragmented ping":    clientFrame(false, opPing, nil),
 		"oversized ping":     clientFrame(true, opPing, make([]byte, 126)),
 	} {
-		c := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frames), nil, false)
+		c := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frames), nil, nil, false)
 		if _, err := io.ReadAll(c); !errors.Is(err, errProtocol) {
 			t.Errorf("%s: err %v, want a protocol error", name, err)
 		}
@@ -67,7 +67,7 @@ func TestWSReadFraming(t *testing.T) {
 // masked binary frame that unmasks to the yamux frames in order.
 func TestWSWriteBatches(t *testing.T) {
 	out := &testkit.Buffer{}
-	c := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, true)
+	c := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, nil, true)
 	var want []byte
 	for i := range 50 {
 		body := bytes.Repeat([]byte{byte(i)}, 1000*i+1)
@@ -81,9 +81,9 @@ func TestWSWriteBatches(t *testing.T) {
 		}
 		want = append(append(want, hdr...), body...)
 	}
-	c.waitFlushed(5 * time.Second)
+	c.w.WaitFlushed(5 * time.Second)
 	// Read the frames back as the broker would.
-	r := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(out.Bytes()), nil, false)
+	r := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(out.Bytes()), nil, nil, false)
 	got, err := io.ReadAll(r)
 	if !errors.Is(err, io.ErrUnexpectedEOF) && err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestWSTextMessages(t *testing.T) {
 	in.Write(clientFrame(true, opText, []byte(`{"version":1}`)))
 	in.Write(clientFrame(true, opBinary, []byte("def")))
 	in.Write(clientFrame(true, opText, []byte(`{"version":1,"remote_access":true}`)))
-	c := newWSConn(nopCloser{&testkit.Buffer{}}, &in, nil, false)
+	c := newWSConn(nopCloser{&testkit.Buffer{}}, &in, nil, nil, false)
 	var got []string
 	c.onText = func(msg []byte) { got = append(got, string(msg)) }
 	data, err := io.ReadAll(c)
@@ -188,7 +188,7 @@ func TestWSTextMessages(t *testing.T) {
 		"fragmented":              clientFrame(false, opText, []byte("x")),
 		"oversized":               clientFrame(true, opText, make([]byte, maxTextMessage+1)),
 	} {
-		c := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frames), nil, false)
+		c := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frames), nil, nil, false)
 		c.onText = func([]byte) { t.Errorf("%s: delivered", name) }
 		if _, err := io.ReadAll(c); !errors.Is(err, errProtocol) {
 			t.Errorf("%s: err %v, want a protocol error", name, err)
@@ -196,13 +196,13 @@ func TestWSTextMessages(t *testing.T) {
 	}
 	// What the agent's sendText puts on the wire is one masked, final text frame.
 	out := &testkit.Buffer{}
-	client := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, true)
+	client := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, nil, true)
 	if err := client.sendText([]byte("policy")); err != nil {
 		t.Fatal(err)
 	}
-	client.waitFlushed(5 * time.Second)
+	client.w.WaitFlushed(5 * time.Second)
 	frame := out.Bytes()
-	r := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frame), nil, false)
+	r := newWSConn(nopCloser{&testkit.Buffer{}}, bytes.NewReader(frame), nil, nil, false)
 	var seen string
 	r.onText = func(msg []byte) { seen = string(msg) }
 	io.ReadAll(r)

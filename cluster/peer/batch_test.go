@@ -54,10 +54,7 @@ func TestLinkConnBatches(t *testing.T) {
 		done <- nil
 	}()
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		lc.mu.Lock()
-		full := lc.batch != nil && len(*lc.batch) >= maxBatch
-		lc.mu.Unlock()
-		if full {
+		if lc.w.Queued() >= linkbatch.MaxBatch {
 			break
 		}
 		select {

@@ -13,7 +13,11 @@ import (
 	"sync"
 )
 
-// bufSize is large enough that one read fills a yamux frame of useful size.
+// bufSize is large enough that one read fills a yamux frame of useful size, and a write to a
+// technician's TLS connection (four full records) leaves in one system call. Larger is not
+// better: with 256 KiB buffers a forwarded tunnel measured about 1.5× the CPU per byte (a
+// 256 KiB frame does not fit the links' pooled batch buffers, sized for 64 KiB batches, so
+// every batch is allocated anew).
 const bufSize = 64 << 10
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
