@@ -410,7 +410,7 @@ func grantsCmd() *cobra.Command {
 
 func backupCmd() *cobra.Command {
 	var path, out string
-	cmd := peopleCommand("backup --out FILE", "Write every people record (people, tokens, modes, requests, grants, audit history) to FILE",
+	cmd := peopleCommand("backup --out FILE", "Write every people record (people, tokens, modes, requests, grants, proxy account passwords, audit history) to FILE",
 		cobra.NoArgs, &path, func(cmd *cobra.Command, p *peopleConn, _ []string) error {
 			var data []byte
 			if err := p.call(cmd.Context(), "GET", "backup", nil, &data); err != nil {
@@ -443,7 +443,7 @@ func restoreCmd() *cobra.Command {
 			return nil
 		})
 	cmd.Long = "restore checks the whole file first and refuses a bad one without touching the store; then it\n" +
-		"replaces people, tokens, modes, requests, grants and the audit history with the file's." + storeNote
+		"replaces people, tokens, modes, requests, grants, proxy account passwords and the audit history with the file's." + storeNote
 	cmd.Flags().StringVar(&in, "in", "", "backup file to read")
 	cmd.MarkFlagRequired("in")
 	return cmd
