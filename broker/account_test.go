@@ -151,3 +151,40 @@ func TestAccountPassword(t *testing.T) {
 		t.Errorf("superseded: %v", got)
 	}
 }
+
+// TestAccountPasswordInCluster: a proxy account password changed on one broker of a
+// cluster is in force on the other as soon as etcd's watch tells it: the old password,
+// verified and cached there a moment before, is refused, and the new one opens a tunnel.
+func TestAccountPasswordInCluster(t *testing.T) {
+	target := startEcho(t)
+	ms, _ := startCluster(t, clusterOpts{brokers: 2, systems: []system{se1}})
+	b1, b2 := ms[0], ms[1]
+	clusterAgent(t, b1.ca, se1, webAddrs(b1), 1, map[string]string{"7": target.Addr()})
+	b2.waitHolders(t, se1, b1.node)
+	sys1 := "12345-se1.maint." + domain + ":7"
+	status := func(pass string) int {
+		t.Helper()
+		resp := b2.request(t, user, pass, sys1)
+		if resp.conn != nil {
+			resp.conn.Close()
+		}
+		return resp.status
+	}
+	if code := status(password); code != http.StatusOK {
+		t.Fatalf("the file's password through b2: %d", code)
+	}
+	const newPass = "Proxy-pass-7"
+	if err := b1.People().SetAccountPassword(context.Background(), user, newPass, "test"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	acct := b2.Config().Account(user)
+	waitFor(t, "b2 checking resa against the stored password", func() bool { return b2.People().AccountHash(acct) != acct.PasswordHash })
+	t.Logf("b2 took the new password %v after b1 stored it", time.Since(start).Round(time.Millisecond))
+	if code := status(password); code != http.StatusProxyAuthRequired {
+		t.Errorf("the old password through b2: %d, want 407", code)
+	}
+	if code := status(newPass); code != http.StatusOK {
+		t.Errorf("the new password through b2: %d", code)
+	}
+}
