@@ -40,14 +40,7 @@ func TestAccountPassword(t *testing.T) {
 		}
 	}
 	sys1 := "12345-se1.maint." + domain + ":7"
-	connect := func(pass string) int {
-		t.Helper()
-		resp := r.request(t, user, pass, sys1)
-		if resp.conn != nil {
-			resp.conn.Close()
-		}
-		return resp.status
-	}
+	connect := func(pass string) int { t.Helper(); return r.connectStatus(t, user, pass, sys1) }
 	old := r.request(t, user, password, sys1)
 	if old.status != http.StatusOK {
 		t.Fatalf("the file's password: %d %s", old.status, old.body)
@@ -162,14 +155,7 @@ func TestAccountPasswordInCluster(t *testing.T) {
 	clusterAgent(t, b1.ca, se1, webAddrs(b1), 1, map[string]string{"7": target.Addr()})
 	b2.waitHolders(t, se1, b1.node)
 	sys1 := "12345-se1.maint." + domain + ":7"
-	status := func(pass string) int {
-		t.Helper()
-		resp := b2.request(t, user, pass, sys1)
-		if resp.conn != nil {
-			resp.conn.Close()
-		}
-		return resp.status
-	}
+	status := func(pass string) int { t.Helper(); return b2.connectStatus(t, user, pass, sys1) }
 	if code := status(password); code != http.StatusOK {
 		t.Fatalf("the file's password through b2: %d", code)
 	}
@@ -187,4 +173,14 @@ func TestAccountPasswordInCluster(t *testing.T) {
 	if code := status(newPass); code != http.StatusOK {
 		t.Errorf("the new password through b2: %d", code)
 	}
+}
+
+// connectStatus is the status of a CONNECT as user:pass to authority; a tunnel is closed.
+func (r *rig) connectStatus(t *testing.T, user, pass, authority string) int {
+	t.Helper()
+	resp := r.request(t, user, pass, authority)
+	if resp.conn != nil {
+		resp.conn.Close()
+	}
+	return resp.status
 }
