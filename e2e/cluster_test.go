@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,6 +53,30 @@ func waitHeld(t *testing.T, c *testenv.Cluster, customer, system string, nodes .
 		slices.Sort(got)
 		return slices.Equal(got, nodes)
 	})
+}
+
+// waitSeenOnline waits until every broker's own view shows customer/system online: the
+// store may have the presence before a broker's watch has brought it into memory.
+func waitSeenOnline(t *testing.T, c *testenv.Cluster, user, pass, customer, system string) {
+	t.Helper()
+	for i, b := range c.Brokers {
+		waitUntil(t, fmt.Sprintf("b%d shows %s/%s online", i+1, customer, system), 20*time.Second, func() bool {
+			req, _ := http.NewRequest(http.MethodGet, "https://"+b.WebAddr+"/com/remoteproxy/access/"+customer+"/"+system, nil)
+			req.SetBasicAuth(user, pass)
+			req.Header.Set("Accept", "application/json")
+			resp, err := b.WebClient(t).Do(req)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var page struct {
+				System struct {
+					Online bool `json:"online"`
+				} `json:"system"`
+			}
+			return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&page) == nil && page.System.Online
+		})
+	}
 }
 
 // clusterAgent starts an agent process of the cluster; addrs are its broker_addrs.
@@ -109,6 +134,10 @@ func TestClusterForwarding(t *testing.T) {
 	for _, s := range [][2]string{{"12345", "se1"}, {"12345", "se2"}, {"55555", "se1"}} {
 		waitHeld(t, c, s[0], s[1], "b1")
 	}
+	for _, s := range []string{"se1", "se2"} {
+		waitSeenOnline(t, c, "resa", "pass-a", "12345", s)
+	}
+	waitSeenOnline(t, c, "resb", "pass-b", "55555", "se1")
 
 	t.Run("16 MiB each way with half-close", func(t *testing.T) {
 		mark := b3.Proc().Mark()
@@ -148,6 +177,7 @@ func TestClusterForwarding(t *testing.T) {
 				clusterAgent(t, c, testenv.Agent{Customer: "67890", System: "SE1", RemoteAccess: true,
 					Services: map[int]string{443: testenv.UnansweredAddr(t)}}, only1, 1)
 				waitHeld(t, c, "67890", "se1", "b1")
+				waitSeenOnline(t, c, "resa", "pass-a", "67890", "se1")
 			}
 			r := b3.Request(t, row.user, row.pass, row.method, row.target)
 			if r.Status != row.status || !strings.Contains(r.Body, row.body) || r.Header.Get(refusal.Header) != string(reasons[row.name]) {
@@ -509,6 +539,7 @@ func TestClusterConfigPushAndDrain(t *testing.T) {
 	echo := testenv.StartEcho(t, "127.0.0.1:0")
 	clusterAgent(t, c, testenv.Agent{Customer: "12345", System: "SE1", RemoteAccess: true, Services: map[int]string{7: echo}}, []string{b1.WebAddr}, 1)
 	waitHeld(t, c, "12345", "se1", "b1")
+	waitSeenOnline(t, c, "resa", "pass-a", "12345", "se1")
 	r := b2.Connect(t, "resa", "pass-a", "12345.maint."+testenv.Domain+":7")
 	if r.Status != http.StatusOK {
 		t.Fatalf("CONNECT through b2 to b1: %d %s", r.Status, r.Body)
