@@ -20,10 +20,11 @@ import (
 // cookie is Secure, HttpOnly, SameSite=Strict), a form stripped of its CSRF token is refused
 // with 403, the real form disables a person, the proxy account password form changes the
 // organisation's password (the old one then refused, the new one taken), signing out ends
-// the session, and a session left unused for people.session_idle (3s here) is signed out.
+// the session, and a session left unused for people.session_idle (6s here, room for a slow
+// page load between steps) is signed out.
 func TestAccountPagesInChromium(t *testing.T) {
 	dir := browserNeeds(t)
-	const idle = 3 * time.Second
+	const idle = 6 * time.Second
 	env := testenv.Start(t, testenv.Options{Extra: map[string]any{"people": map[string]any{"session_idle": idle.String()}}})
 	const newAccountPass = "Proxy-pass-9"
 	testenv.NoteCredentials("resa", newAccountPass)
