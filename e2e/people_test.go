@@ -161,6 +161,7 @@ func TestPersonalLogins(t *testing.T) {
 
 	// Restarted, the broker serves the same store; the backup brings ro back.
 	c.env.Restart(t)
+	c.env.WaitAgent(t, "12345", "SE1", 0) // a new broker process: its log starts afresh
 	c.mustMaintproxy(t, "", "restore", "--in", backup)
 	if l := c.mustMaintproxy(t, "", "people", "list"); l != list {
 		t.Errorf("after restore:\n%s\nwant:\n%s", l, list)
