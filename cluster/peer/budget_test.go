@@ -68,52 +68,42 @@ func testLinkBudget(t *testing.T, up bool) {
 	readers[0].sess.rtt.Pin(100 * time.Millisecond) // windows may grow large; no remeasuring
 
 	var written, read atomic.Int64
-	var wg sync.WaitGroup
-	for _, w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, chunk)
-			for sent := 0; sent < size; sent += chunk {
-				w.SetWriteDeadline(time.Now().Add(30 * time.Second))
-				if _, err := w.Write(buf); err != nil {
-					t.Errorf("write: %v", err)
-					return
-				}
-				written.Add(chunk)
+	writing := each(writers, func(_ int, w *Stream) {
+		buf := make([]byte, chunk)
+		for sent := 0; sent < size; sent += chunk {
+			w.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := w.Write(buf); err != nil {
+				t.Errorf("write: %v", err)
+				return
 			}
-			w.CloseWrite()
-		}()
-	}
-	defer wg.Wait()
+			written.Add(chunk)
+		}
+		w.CloseWrite()
+	})
+	defer writing()
 
 	// Fast readers until the windows have grown well past the initial one (or all but the
 	// last 2 MiB of a stream are read): then they stop.
 	var stop atomic.Bool
 	got := make([]int64, streams)
-	var rg sync.WaitGroup
-	for i, r := range readers {
-		rg.Add(1)
-		go func() {
-			defer rg.Done()
-			buf := make([]byte, chunk)
-			for !stop.Load() && got[i] < size-2<<20 {
-				r.SetReadDeadline(time.Now().Add(10 * time.Second))
-				n, err := r.Read(buf)
-				got[i] += int64(n)
-				read.Add(int64(n))
-				if err != nil {
-					t.Errorf("stream %d: %v", i, err)
-					return
-				}
+	reading := each(readers, func(i int, r *Stream) {
+		buf := make([]byte, chunk)
+		for !stop.Load() && got[i] < size-2<<20 {
+			r.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := r.Read(buf)
+			got[i] += int64(n)
+			read.Add(int64(n))
+			if err != nil {
+				t.Errorf("stream %d: %v", i, err)
+				return
 			}
-		}()
-	}
+		}
+	})
 	for deadline := time.Now().Add(20 * time.Second); cr.LargestWindow() < grown && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond) // polling a condition
 	}
 	stop.Store(true)
-	rg.Wait()
+	reading()
 	if t.Failed() {
 		return
 	}
@@ -137,16 +127,24 @@ func testLinkBudget(t *testing.T, up bool) {
 	t.Logf("largest window %d KiB; unread %d KiB of at most %d KiB", cr.LargestWindow()>>10, unread>>10, limit>>10)
 
 	// Reading again, every stream completes.
-	for i, r := range readers {
-		rg.Add(1)
+	each(readers, func(i int, r *Stream) {
+		r.SetReadDeadline(time.Now().Add(30 * time.Second))
+		n, err := io.Copy(io.Discard, r)
+		if err != nil || got[i]+n != size {
+			t.Errorf("stream %d: read %d of %d bytes: %v", i, got[i]+n, size, err)
+		}
+	})()
+}
+
+// each runs f for every stream in a goroutine of its own and returns the wait for them all.
+func each(ss []*Stream, f func(i int, s *Stream)) (wait func()) {
+	var wg sync.WaitGroup
+	for i, s := range ss {
+		wg.Add(1)
 		go func() {
-			defer rg.Done()
-			r.SetReadDeadline(time.Now().Add(30 * time.Second))
-			n, err := io.Copy(io.Discard, r)
-			if err != nil || got[i]+n != size {
-				t.Errorf("stream %d: read %d of %d bytes: %v", i, got[i]+n, size, err)
-			}
+			defer wg.Done()
+			f(i, s)
 		}()
 	}
-	rg.Wait()
+	return wg.Wait
 }
