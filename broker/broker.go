@@ -305,6 +305,7 @@ func (b *Broker) Apply(c *config.Broker) {
 		return sys != nil && sys.AgentSecretHash == hash
 	})
 	b.log.Info("configuration reloaded", "accounts", len(c.Accounts), "customers", len(c.Customers))
+	b.logSuperseded()
 }
 
 // Run serves until ctx is done, then shuts down in order (see shutdown) and returns once

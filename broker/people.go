@@ -65,6 +65,7 @@ func (b *Broker) openPeople(c *config.Broker) error {
 		return err
 	}
 	b.people = &peopleStore{svc: svc}
+	b.logSuperseded()
 	if b.cluster == nil {
 		// Without the socket the commands need the broker stopped: worth a warning, not
 		// a refusal to start.
@@ -132,6 +133,18 @@ func (b *Broker) closePeople() error {
 		err = p.svc.Close()
 	})
 	return err
+}
+
+// logSuperseded warns of proxy account passwords set at runtime that the file's
+// password_hash replaced since (the file wins); never a hash.
+func (b *Broker) logSuperseded() {
+	if b.people == nil {
+		return
+	}
+	for _, a := range b.people.svc.Superseded() {
+		b.log.Warn("proxy account password set at runtime no longer applies: password_hash of the configuration changed since, and wins (maintproxy account clear removes the stored one)",
+			"account", a)
+	}
 }
 
 // People is the broker's people store.

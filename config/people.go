@@ -23,7 +23,8 @@ type People struct {
 	RequestTTL time.Duration `mapstructure:"request_ttl"`
 	// MaxGrant bounds the window of one access grant (default 7 days).
 	MaxGrant time.Duration `mapstructure:"max_grant"`
-	// SessionIdle ends a web sign-in unused this long (default 15m).
+	// SessionIdle ends a web sign-in unused this long (default 15m; at least 1s, so that
+	// tests can watch it happen — a real deployment wants minutes).
 	SessionIdle time.Duration `mapstructure:"session_idle"`
 }
 
@@ -92,7 +93,7 @@ func (p *People) validate() error {
 		{"people.audit_retention", p.AuditRetention, time.Hour, 10 * 365 * 24 * time.Hour},
 		{"people.request_ttl", p.RequestTTL, time.Minute, 31 * 24 * time.Hour},
 		{"people.max_grant", p.MaxGrant, time.Minute, 366 * 24 * time.Hour},
-		{"people.session_idle", p.SessionIdle, time.Minute, 24 * time.Hour},
+		{"people.session_idle", p.SessionIdle, time.Second, 24 * time.Hour},
 	} {
 		if d.v < d.min || d.v > d.max {
 			return fmt.Errorf("%s: %v is outside %v-%v", d.field, d.v, d.min, d.max)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,10 +18,16 @@ import (
 
 // TestAccountPagesInChromium: a supervisor signs in to /account/ in Chromium (the session
 // cookie is Secure, HttpOnly, SameSite=Strict), a form stripped of its CSRF token is refused
-// with 403, the real form disables a person, and signing out ends the session.
+// with 403, the real form disables a person, the proxy account password form changes the
+// organisation's password (the old one then refused, the new one taken), signing out ends
+// the session, and a session left unused for people.session_idle (6s here, room for a slow
+// page load between steps) is signed out.
 func TestAccountPagesInChromium(t *testing.T) {
 	dir := browserNeeds(t)
-	env := testenv.Start(t, testenv.Options{})
+	const idle = 6 * time.Second
+	env := testenv.Start(t, testenv.Options{Extra: map[string]any{"people": map[string]any{"session_idle": idle.String()}}})
+	const newAccountPass = "Proxy-pass-9"
+	testenv.NoteCredentials("resa", newAccountPass)
 	bin := testenv.BinPath(t, "maintproxy")
 	for _, p := range [][]string{{"sue", "supervisor"}, {"alice", "operator"}} {
 		testenv.NoteCredentials(p[0], alicePass)
@@ -34,7 +41,8 @@ func TestAccountPagesInChromium(t *testing.T) {
 	base := "https://admin." + env.Domain + ":" + port + "/account/"
 	job := map[string]any{"chromium": browserChromium, "timeoutMs": 15000, "base": base,
 		"resolverRules": "MAP admin." + env.Domain + " 127.0.0.1, MAP * ~NOTFOUND",
-		"username":      "sue", "password": alicePass, "target": "alice"}
+		"username":      "sue", "password": alicePass, "target": "alice",
+		"accountPassword": newAccountPass, "idleMs": idle.Milliseconds()}
 	jobFile := filepath.Join(t.TempDir(), "job.json")
 	data, _ := json.Marshal(job)
 	os.WriteFile(jobFile, data, 0o600)
@@ -48,14 +56,19 @@ func TestAccountPagesInChromium(t *testing.T) {
 		t.Fatalf("account.js: %v\n%s", err, stderr.String())
 	}
 	var res struct {
-		SigninURL, Me, TargetRow, AfterSignOutURL, AfterSignOutGet, Error string
-		Cookie                                                            struct {
+		SigninURL, Me, TargetRow, AccountDone, AfterSignOutURL, AfterSignOutGet, Error string
+		Cookie                                                                         struct {
 			Secure, HTTPOnly bool
 			SameSite         string
 		}
 		WithoutCSRF struct {
 			Status int
 			Text   string
+		}
+		Idle struct {
+			URL     string
+			AfterMs int64
+			Reloads int
 		}
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
@@ -75,8 +88,29 @@ func TestAccountPagesInChromium(t *testing.T) {
 		t.Errorf("a form without its CSRF token: %+v", res.WithoutCSRF)
 	case !strings.Contains(res.TargetRow, "alice") || !strings.Contains(res.TargetRow, "disabled") || !strings.Contains(res.TargetRow, "Enable"):
 		t.Errorf("alice's row after disabling: %q", res.TargetRow)
+	case res.AccountDone != "done: account-password":
+		t.Errorf("the proxy account password form: %q", res.AccountDone)
 	case !strings.HasSuffix(res.AfterSignOutGet, "/account/signin"):
 		t.Errorf("after signing out the page is %s", res.AfterSignOutGet)
+	case !strings.HasSuffix(res.Idle.URL, "/account/signin") || res.Idle.AfterMs < idle.Milliseconds():
+		t.Errorf("idle sign-out: %+v, want the sign-in page after at least %v", res.Idle, idle)
+	}
+	// The form's password is the proxy account's now, the file's no longer (the API takes
+	// the proxy account's Basic credentials through the proxy's own check).
+	for _, c := range []struct {
+		pass string
+		want int
+	}{{env.Password("resa"), http.StatusUnauthorized}, {newAccountPass, http.StatusOK}} {
+		req, _ := http.NewRequest("GET", "https://"+env.WebAddr+"/api/v1/me", nil)
+		req.SetBasicAuth("resa", c.pass)
+		resp, err := env.WebClient(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("the API as resa with the %s password: %d, want %d", map[bool]string{true: "new", false: "old"}[c.pass == newAccountPass], resp.StatusCode, c.want)
+		}
 	}
 	// The disable happened once, by the real form, and cut alice's logins.
 	list, _ := exec.Command(bin, "people", "list", "--config", env.ConfigPath).CombinedOutput()

@@ -11,10 +11,11 @@ const (
 	bucketGrants   = "grants"
 	bucketSessions = "sessions"
 	bucketAudit    = "audit"
+	bucketAccounts = "accounts"
 )
 
 // buckets lists every bucket, in the order a backup holds them.
-var buckets = [...]string{bucketPeople, bucketTokens, bucketModes, bucketRequests, bucketGrants, bucketSessions, bucketAudit}
+var buckets = [...]string{bucketPeople, bucketTokens, bucketModes, bucketRequests, bucketGrants, bucketSessions, bucketAudit, bucketAccounts}
 
 // Backend is where the records live: a bbolt file (NewBolt) or etcd (NewEtcd). Keys order
 // bytewise within a bucket. Every method is safe for concurrent use.

@@ -141,6 +141,14 @@ func checkRecord(bucket, key string, v json.RawMessage) error {
 		if len(key) != 64 || se.Username == "" {
 			return fmt.Errorf("not a session record")
 		}
+	case bucketAccounts:
+		var a AccountPassword
+		if err := strict(&a); err != nil {
+			return err
+		}
+		if a.Account != key || !config.IsBcrypt(a.PasswordHash) {
+			return fmt.Errorf("not a proxy account password record")
+		}
 	case bucketAudit:
 		var r Record
 		if err := strict(&r); err != nil {

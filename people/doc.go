@@ -26,4 +26,5 @@
 //	grants    ‹id›                  Grant
 //	sessions  ‹sha-256 of id›       Session (web sign-in; the cookie's id is never stored)
 //	audit     ‹time›-‹node›-‹seq›   Record (ordered by time; pruned after people.audit_retention)
+//	accounts  ‹account›             AccountPassword (a proxy account's password set at runtime)
 package people

@@ -102,7 +102,8 @@ type Token struct {
 type Session struct {
 	Username string    `json:"username"`
 	Started  time.Time `json:"started"`
-	// LastSeen is when it was last used, to a minute (it is written at most once a minute).
+	// LastSeen is when it was last used, to a minute (it is written at most once a minute,
+	// or a quarter of people.session_idle when that is shorter).
 	LastSeen time.Time `json:"last_seen"`
 	// CSRF is the token a form of this session must carry.
 	CSRF string `json:"csrf"`

@@ -336,10 +336,54 @@ func TestService(t *testing.T) {
 				}
 			})
 
+			t.Run("account password", func(t *testing.T) {
+				res1 := r.cfg.Account("res1")
+				if s.AccountHash(res1) != res1.PasswordHash {
+					t.Fatal("an account without a stored password is not checked against the file's")
+				}
+				if err := s.SetAccountPassword(ctx, "nosuch", "Abcdefgh1", "op"); !errors.Is(err, ErrNotFound) {
+					t.Errorf("unknown account: %v", err)
+				}
+				if err := s.SetAccountPassword(ctx, "res1", "short", "op"); !errors.Is(err, ErrBadPassword) {
+					t.Errorf("a short password: %v", err)
+				}
+				if err := s.SetAccountPassword(ctx, "res1", "account-pass", "op"); !errors.Is(err, ErrBadPassword) {
+					t.Errorf("the file's password again (it counts as the newest of the history): %v", err)
+				}
+				for _, pw := range []string{"Account-pw-1", "Account-pw-2"} {
+					if err := s.SetAccountPassword(ctx, "res1", pw, "sue"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := s.SetAccountPassword(ctx, "res1", "Account-pw-1", "sue"); !errors.Is(err, ErrBadPassword) {
+					t.Errorf("a password of the history: %v", err)
+				}
+				h := s.AccountHash(res1)
+				if h == res1.PasswordHash || bcrypt.CompareHashAndPassword([]byte(h), []byte("Account-pw-2")) != nil {
+					t.Fatal("the stored password is not the one in force")
+				}
+				if st := s.AccountPasswords(); len(st) != 3 || st[2].Account != "res1" || st[2].Source != SourceStore || st[2].By != "sue" {
+					t.Errorf("account password states %+v", st)
+				}
+				// The file's hash changed since: the file wins.
+				edited := *res1
+				edited.PasswordHash = strings.Replace(res1.PasswordHash, "$04$", "$05$", 1)
+				if s.AccountHash(&edited) != edited.PasswordHash {
+					t.Error("the stored password won over a changed file")
+				}
+			})
+
 			t.Run("backup", func(t *testing.T) {
 				data, err := s.Backup(ctx)
 				if err != nil {
 					t.Fatal(err)
+				}
+				stored := s.AccountHash(r.cfg.Account("res1"))
+				if ok, err := s.ClearAccountPassword(ctx, "res1"); !ok || err != nil {
+					t.Fatalf("clear: %v %v", ok, err)
+				}
+				if s.AccountHash(r.cfg.Account("res1")) != r.cfg.Account("res1").PasswordHash {
+					t.Error("a cleared account is not back to the file's password")
 				}
 				if _, err := s.AddPerson(ctx, NewPerson{Username: "later", Org: "dist2", Role: RoleOperator, Password: "Abcdefgh1"}); err != nil {
 					t.Fatal(err)
@@ -361,6 +405,9 @@ func TestService(t *testing.T) {
 				}
 				if _, ok := s.Person("alice"); !ok {
 					t.Error("restore lost alice")
+				}
+				if s.AccountHash(r.cfg.Account("res1")) != stored {
+					t.Error("restore lost the proxy account password")
 				}
 				again, _ := s.Backup(ctx)
 				if strip(again) != strip(data) {

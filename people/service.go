@@ -48,6 +48,7 @@ type snapshot struct {
 	requests map[string]*Request
 	grants   map[string]*Grant
 	sessions map[string]*Session // by id (hex SHA-256 of the cookie's value)
+	accounts map[string]*AccountPassword
 	// byGrantee indexes grants by customer/system/username: Valid runs for every open
 	// tunnel twice a second.
 	byGrantee map[string][]*Grant
@@ -161,7 +162,8 @@ func (s *Service) Subscribe(f func()) {
 func (s *Service) reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	n := &snapshot{people: map[string]*Person{}, tokens: map[string]*Token{}, modes: map[string]*Mode{},
-		requests: map[string]*Request{}, grants: map[string]*Grant{}, sessions: map[string]*Session{}}
+		requests: map[string]*Request{}, grants: map[string]*Grant{}, sessions: map[string]*Session{},
+		accounts: map[string]*AccountPassword{}}
 	err := errors.Join(
 		loadInto(ctx, s.o.Backend, bucketPeople, n.people),
 		loadInto(ctx, s.o.Backend, bucketTokens, n.tokens),
@@ -169,6 +171,7 @@ func (s *Service) reload(ctx context.Context) error {
 		loadInto(ctx, s.o.Backend, bucketRequests, n.requests),
 		loadInto(ctx, s.o.Backend, bucketGrants, n.grants),
 		loadInto(ctx, s.o.Backend, bucketSessions, n.sessions),
+		loadInto(ctx, s.o.Backend, bucketAccounts, n.accounts),
 	)
 	if err == nil {
 		n.byGrantee = make(map[string][]*Grant, len(n.grants))

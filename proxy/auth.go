@@ -51,7 +51,9 @@ const (
 //
 // Besides the organisations' proxy accounts it knows, when People is set, personal logins
 // (a person's username and password, checked the same way) and tokens (username with
-// people.TokenUserSuffix, the token as password: a hash look-up in memory, no bcrypt).
+// people.TokenUserSuffix, the token as password: a hash look-up in memory, no bcrypt),
+// and checks a proxy account against the password its supervisor set at runtime, if any
+// (people.Service.AccountHash).
 type Auth struct {
 	config func() *config.Broker
 	now    func() time.Time
@@ -153,6 +155,11 @@ func (a *Auth) Identify(username, password, clientIP string) (Identity, error) {
 	switch {
 	case id.Account != nil:
 		hash = id.Account.PasswordHash
+		if a.People != nil {
+			// A password the organisation's supervisor set at runtime replaces the file's;
+			// the cache and the failure records follow the hash, so the old one stops at once.
+			hash = a.People.AccountHash(id.Account)
+		}
 		id.Principal = people.Principal{Username: username, Org: username, Role: people.RoleOperator}
 	case a.People != nil:
 		var ok bool

@@ -44,7 +44,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), checkCmd(), passwdCmd(), agentSecretCmd(), demoCmd(), certsCmd(), configCmd(), clusterCmd(),
-		peopleCmd(), grantsCmd(), backupCmd(), restoreCmd())
+		peopleCmd(), accountCmd(), grantsCmd(), backupCmd(), restoreCmd())
 	return root
 }
 
@@ -109,6 +109,7 @@ func checkCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (domain %s, %d accounts, %d customers, tls %s)\n",
 				path, cfg.Domain, len(cfg.Accounts), len(cfg.Customers), cfg.TLS.Mode)
+			checkAccountPasswords(cmd.Context(), cmd.OutOrStdout(), path, cfg)
 			return nil
 		},
 	}

@@ -252,6 +252,95 @@ func peopleCmd() *cobra.Command {
 	return cmd
 }
 
+func accountCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{Use: "account", Short: "Proxy account passwords set at runtime (by a supervisor or here)",
+		Long: "An organisation's supervisor can change its proxy account's password (/account/ or the API); the new\n" +
+			"hash is kept in the people store and replaces accounts[].password_hash while the file still holds the\n" +
+			"hash it replaced. Editing password_hash in the file afterwards makes the file win again (the broker logs\n" +
+			"it and `account list` shows superseded); `account clear` removes the stored password." + storeNote}
+	passwd := peopleCommand("passwd ACCOUNT", "Set a proxy account's password (read from stdin or the terminal), with the people password rules",
+		cobra.ExactArgs(1), &path, func(cmd *cobra.Command, p *peopleConn, args []string) error {
+			pw, err := readSecret(cmd.InOrStdin(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if err := p.call(cmd.Context(), "POST", "accounts/"+args[0]+"/password", map[string]string{"password": pw}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: password changed (the old one no longer works; open tunnels stay open)\n", args[0])
+			return nil
+		})
+	list := peopleCommand("list", "Show where each proxy account's password comes from: config, store or superseded",
+		cobra.NoArgs, &path, func(cmd *cobra.Command, p *peopleConn, _ []string) error {
+			var sts []people.AccountPasswordState
+			if err := p.call(cmd.Context(), "GET", "accounts", nil, &sts); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ACCOUNT\tPASSWORD\tCHANGED\tBY")
+			for _, st := range sts {
+				when := "-"
+				if !st.Changed.IsZero() {
+					when = st.Changed.Local().Format(time.DateTime)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", st.Account, st.Source, when, st.By)
+			}
+			return tw.Flush()
+		})
+	clearCmd := peopleCommand("clear ACCOUNT", "Remove a proxy account's runtime password: the configuration's applies again",
+		cobra.ExactArgs(1), &path, func(cmd *cobra.Command, p *peopleConn, args []string) error {
+			var out struct{ Cleared bool }
+			if err := p.call(cmd.Context(), "DELETE", "accounts/"+args[0]+"/password", nil, &out); err != nil {
+				return err
+			}
+			if out.Cleared {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: the configuration's password_hash applies again\n", args[0])
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: had no runtime password\n", args[0])
+			}
+			return nil
+		})
+	cmd.AddCommand(passwd, list, clearCmd)
+	return cmd
+}
+
+// checkAccountPasswords tells `maintproxy check` which accounts' passwords come from the
+// people store instead of the file, and which stored ones the file superseded. Only a
+// single broker's existing store is looked at (it creates nothing); cluster mode gets a note.
+func checkAccountPasswords(ctx context.Context, w io.Writer, path string, cfg *config.Broker) {
+	if cfg.Cluster.Enabled() {
+		fmt.Fprintf(w, "%s: note: a proxy account password changed at runtime (people store) replaces the file's while the file's hash is unchanged; see `maintproxy account list`\n", path)
+		return
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, people.BoltFile)); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	p, err := openPeople(ctx, path)
+	if err != nil {
+		fmt.Fprintf(w, "%s: note: the people store was not read (%v): proxy account passwords changed at runtime not checked\n", path, err)
+		return
+	}
+	defer p.close()
+	var sts []people.AccountPasswordState
+	if err := p.call(ctx, "GET", "accounts", nil, &sts); err != nil {
+		fmt.Fprintf(w, "%s: note: proxy account passwords changed at runtime not checked: %v\n", path, err)
+		return
+	}
+	for _, st := range sts {
+		switch st.Source {
+		case people.SourceStore:
+			fmt.Fprintf(w, "%s: accounts %s: the password set at runtime by %s applies, not password_hash of the file (`maintproxy account clear %s` returns to the file's)\n",
+				path, st.Account, st.By, st.Account)
+		case people.SourceSuperseded:
+			fmt.Fprintf(w, "%s: accounts %s: password_hash of the file applies; it changed after %s set a password at runtime, which no longer works (`maintproxy account clear %s` removes it)\n",
+				path, st.Account, st.By, st.Account)
+		}
+	}
+}
+
 func grantsCmd() *cobra.Command {
 	var path string
 	cmd := &cobra.Command{Use: "grants", Short: "Access modes of systems, access requests and grants",
@@ -321,7 +410,7 @@ func grantsCmd() *cobra.Command {
 
 func backupCmd() *cobra.Command {
 	var path, out string
-	cmd := peopleCommand("backup --out FILE", "Write every people record (people, tokens, modes, requests, grants, audit history) to FILE",
+	cmd := peopleCommand("backup --out FILE", "Write every people record (people, tokens, modes, requests, grants, proxy account passwords, audit history) to FILE",
 		cobra.NoArgs, &path, func(cmd *cobra.Command, p *peopleConn, _ []string) error {
 			var data []byte
 			if err := p.call(cmd.Context(), "GET", "backup", nil, &data); err != nil {
@@ -354,7 +443,7 @@ func restoreCmd() *cobra.Command {
 			return nil
 		})
 	cmd.Long = "restore checks the whole file first and refuses a bad one without touching the store; then it\n" +
-		"replaces people, tokens, modes, requests, grants and the audit history with the file's." + storeNote
+		"replaces people, tokens, modes, requests, grants, proxy account passwords and the audit history with the file's." + storeNote
 	cmd.Flags().StringVar(&in, "in", "", "backup file to read")
 	cmd.MarkFlagRequired("in")
 	return cmd

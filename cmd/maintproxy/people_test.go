@@ -84,3 +84,56 @@ func TestPeopleCommandsOnEtcd(t *testing.T) {
 		t.Error("disabling an unknown person succeeded")
 	}
 }
+
+// TestAccountCommands: with a single broker stopped, `account passwd` stores a proxy
+// account's password in data_dir's store; `account list` and `check` say it applies
+// instead of the file's; after the file's password_hash changed they say the file wins;
+// `account clear` removes it.
+func TestAccountCommands(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "maintproxy.yaml")
+	write := func(accountPass string) {
+		hash, _ := bcrypt.GenerateFromPassword([]byte(accountPass), bcrypt.MinCost)
+		y := "domain: example.test\ndata_dir: " + filepath.Join(dir, "data") + "\n" +
+			"accounts:\n  - username: resa\n    password_hash: \"" + string(hash) + "\"\n    customers: [\"12345\"]\n" +
+			"customers:\n  - id: \"12345\"\n    systems:\n      - name: se1\n        primary: true\n        agent_secret_hash: \"" + string(hash) + "\"\n"
+		if err := os.WriteFile(conf, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must := func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := runIn(t, stdin, append(args, "--config", conf)...)
+		if err != nil {
+			t.Fatalf("maintproxy %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	write("account-pass")
+	if out := must("", "check"); strings.Contains(out, "accounts resa") {
+		t.Errorf("check before any change:\n%s", out)
+	}
+	if out, err := runIn(t, "short\n", "account", "passwd", "resa", "--config", conf); err == nil || !strings.Contains(err.Error(), "9 to 31") {
+		t.Errorf("a short password: %v\n%s", err, out)
+	}
+	must("Proxy-pass-2\n", "account", "passwd", "resa")
+	if out := must("", "account", "list"); !strings.Contains(out, "resa     store") {
+		t.Errorf("account list:\n%s", out)
+	}
+	if out := must("", "check"); !strings.Contains(out, "accounts resa: the password set at runtime by operator applies") {
+		t.Errorf("check:\n%s", out)
+	}
+	write("file-pass-3")
+	if out := must("", "check"); !strings.Contains(out, "accounts resa: password_hash of the file applies; it changed after operator set a password at runtime") {
+		t.Errorf("check after the file changed:\n%s", out)
+	}
+	if out := must("", "account", "list"); !strings.Contains(out, "superseded") {
+		t.Errorf("account list after the file changed:\n%s", out)
+	}
+	if out := must("", "account", "clear", "resa"); !strings.Contains(out, "applies again") {
+		t.Errorf("account clear: %s", out)
+	}
+	if out := must("", "check"); strings.Contains(out, "accounts resa") {
+		t.Errorf("check after clear:\n%s", out)
+	}
+}

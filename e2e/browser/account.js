@@ -4,9 +4,11 @@
 //
 // Usage: node account.js JOB.json   (HOME must hold an NSS db trusting the test CA)
 // JOB: { chromium, resolverRules, base: "https://admin.<domain>:PORT/account/", username,
-//        password, target: the person to disable, timeoutMs }
+//        password, target: the person to disable, accountPassword: the proxy account's new
+//        password, idleMs: people.session_idle, timeoutMs }
 // Result: { signinURL, me, cookie: {secure, httpOnly, sameSite}, withoutCSRF: {status, text},
-//           targetRow, afterSignOutURL, error }
+//           targetRow, accountDone, afterSignOutURL, afterSignOutGet,
+//           idle: {url, afterMs, reloads}, error }
 'use strict';
 const fs = require('fs');
 const { chromium } = require('playwright-core');
@@ -57,10 +59,33 @@ const timeout = job.timeoutMs || 15000;
     await Promise.all([page.waitForURL((u) => u.pathname === '/account/'), page.click(row + ' button[value=disable]')]);
     result.targetRow = (await page.textContent(row)).replace(/\s+/g, ' ').trim();
 
+    // The organisation's proxy account password, through its form.
+    await page.fill('#account-password input[name=new]', job.accountPassword);
+    await page.fill('#account-password input[name=repeat]', job.accountPassword);
+    await Promise.all([page.waitForURL((u) => u.pathname === '/account/'), page.click('#account-password button[type=submit]')]);
+    result.accountDone = ((await page.textContent('#done').catch(() => '')) || '') + ((await page.textContent('#error').catch(() => '')) || '');
+
     await Promise.all([page.waitForURL((u) => u.pathname.endsWith('/signin')), page.click('form[action="/account/signout"] button')]);
     result.afterSignOutURL = page.url();
     await page.goto(job.base);
     result.afterSignOutGet = page.url();
+
+    // Idle sign-out: sign in again, then reload with growing pauses (a reload is use, which
+    // keeps the session) until a reload lands on the sign-in page, within a deadline.
+    await page.fill('input[name=username]', job.username);
+    await page.fill('input[name=password]', job.password);
+    await Promise.all([page.waitForURL(job.base), page.click('button[type=submit]')]);
+    const start = Date.now();
+    const deadline = start + 10 * job.idleMs + 10000;
+    let pause = 100;
+    let reloads = 0;
+    while (!page.url().endsWith('/account/signin') && Date.now() < deadline) {
+      await new Promise((done) => setTimeout(done, pause));
+      pause *= 2;
+      await page.reload();
+      reloads++;
+    }
+    result.idle = { url: page.url(), afterMs: Date.now() - start, reloads };
   } catch (e) {
     result.error = String(e && e.stack || e);
   } finally {

@@ -12,7 +12,8 @@
 // Who may do what:
 //
 //	admin (maintproxy commands)  everything
-//	supervisor                   people of their organisation and those below it; its history
+//	supervisor                   people and proxy account passwords of their organisation and those
+//	                             below it; its history
 //	operator, readonly           themselves (me, password, login, logout)
 //	customer-admin               their customer's modes, requests, grants, history and open tunnels
 package api
@@ -83,6 +84,9 @@ func New(o Options) http.Handler {
 		{"GET /api/v1/people/{username}", h.getPerson},
 		{"DELETE /api/v1/people/{username}", h.deletePerson},
 		{"POST /api/v1/people/{username}/{action}", h.personAction},
+		{"GET /api/v1/accounts", h.listAccounts},
+		{"POST /api/v1/accounts/{account}/password", h.accountPassword},
+		{"DELETE /api/v1/accounts/{account}/password", h.clearAccountPassword},
 		{"GET /api/v1/modes", h.listModes},
 		{"PUT /api/v1/modes/{customer}/{system}", h.setMode},
 		{"GET /api/v1/requests", h.listRequests},
@@ -280,7 +284,7 @@ func (h *handler) ownPassword(w http.ResponseWriter, r *http.Request, p people.P
 		return nil, err
 	}
 	if !p.Person {
-		return nil, errors.Join(people.ErrForbidden, errors.New("the proxy account's password is the configuration's"))
+		return nil, errors.Join(people.ErrForbidden, errors.New("a supervisor changes the proxy account's password (POST /api/v1/accounts/{account}/password)"))
 	}
 	return nil, h.o.People.ChangeOwnPassword(r.Context(), p.Username, body.Current, body.New)
 }
@@ -398,6 +402,64 @@ func (h *handler) personAction(w http.ResponseWriter, r *http.Request, p people.
 // change records a change in the audit history.
 func (h *handler) change(p people.Principal, what string) {
 	h.o.People.Record(people.Record{Kind: "change", Person: p.Username, Org: p.Org, Customer: p.Customer, Detail: what})
+}
+
+// --- proxy account passwords ---
+
+// managesAccount reports whether p may change the proxy account's password: the operator,
+// or a supervisor of the organisation or one above it.
+func (h *handler) managesAccount(p people.Principal, account string) bool {
+	switch p.Role {
+	case people.RoleAdmin:
+		return true
+	case people.RoleSupervisor:
+		return p.Person && p.Org != "" && h.o.Config().Under(account, p.Org)
+	}
+	return false
+}
+
+func (h *handler) listAccounts(w http.ResponseWriter, r *http.Request, p people.Principal) (any, error) {
+	if p.Role != people.RoleAdmin && p.Role != people.RoleSupervisor {
+		return nil, people.ErrForbidden
+	}
+	out := []people.AccountPasswordState{}
+	for _, st := range h.o.People.AccountPasswords() {
+		if h.managesAccount(p, st.Account) {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+func (h *handler) accountPassword(w http.ResponseWriter, r *http.Request, p people.Principal) (any, error) {
+	account := r.PathValue("account")
+	if !h.managesAccount(p, account) {
+		return nil, errors.Join(people.ErrForbidden, errors.New("only a supervisor of the organisation changes its proxy account password"))
+	}
+	var body struct{ Password string }
+	if err := decode(r, &body); err != nil {
+		return nil, err
+	}
+	if err := h.o.People.SetAccountPassword(r.Context(), account, body.Password, p.Username); err != nil {
+		return nil, err
+	}
+	h.change(p, "changed the proxy account password of "+account)
+	return nil, nil
+}
+
+func (h *handler) clearAccountPassword(w http.ResponseWriter, r *http.Request, p people.Principal) (any, error) {
+	if p.Role != people.RoleAdmin {
+		return nil, errors.Join(people.ErrForbidden, errors.New("only the operator returns an account to the configuration's password"))
+	}
+	account := r.PathValue("account")
+	found, err := h.o.People.ClearAccountPassword(r.Context(), account)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		h.change(p, "cleared the runtime proxy account password of "+account)
+	}
+	return map[string]bool{"cleared": found}, nil
 }
 
 // --- access modes, requests, grants ---

@@ -27,6 +27,15 @@ const pageHTML = `<!DOCTYPE html>
 </form>
 
 {{if .Supervisor}}
+<h2>Proxy account password</h2>
+<p>The password of the organisation's shared proxy account <b>{{.Me.Org}}</b>. The old one stops working at once; tunnels already open stay open.</p>
+<form method="post" action="/account/action" id="account-password">
+<input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="action" value="account-password">
+<label>New <input name="new" type="password" autocomplete="new-password" required></label>
+<label>Repeat <input name="repeat" type="password" autocomplete="new-password" required></label>
+<button type="submit">Change</button>
+</form>
+
 <h2>People</h2>
 <table id="people"><tr><th>Username</th><th>Name</th><th>Organisation</th><th>Role</th><th>State</th><th></th></tr>
 {{range .People}}<tr><td>{{.Username}}</td><td>{{.Name}}</td><td>{{.Org}}</td><td>{{.Role}}</td><td>{{if .Disabled}}disabled{{else}}enabled{{end}}</td>

@@ -1,6 +1,6 @@
 // Package web is the people store's self-service pages under /account/ on the broker's web
 // listener: sign-in with a session cookie, change of one's own password, a supervisor's
-// people (add, disable, enable), and a customer admin's systems (access mode), access
+// people (add, disable, enable) and organisation's proxy account password, and a customer admin's systems (access mode), access
 // requests (grant, deny), open tunnels (end) and history.
 //
 // The session cookie is Secure, HttpOnly, SameSite=Strict and __Host- prefixed; its value
@@ -192,6 +192,12 @@ func (h *handler) action(w http.ResponseWriter, r *http.Request) {
 	switch act := f("action"); act {
 	case "password":
 		method, path, body = http.MethodPost, "me/password", map[string]string{"current": f("current"), "new": f("new")}
+	case "account-password":
+		if f("new") != f("repeat") {
+			http.Redirect(w, r, Prefix+"?"+url.Values{"error": {"the new password and its repetition differ"}}.Encode(), http.StatusSeeOther)
+			return
+		}
+		method, path, body = http.MethodPost, "accounts/"+seg(p.Org)+"/password", map[string]string{"password": f("new")}
 	case "add-person":
 		method, path = http.MethodPost, "people"
 		body = map[string]string{"username": f("username"), "name": f("name"), "role": f("role"), "password": f("password")}
