@@ -2,9 +2,21 @@ package tunnel
 
 import (
 	"io"
-	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"maintproxy/internal/credit"
+)
+
+// Receive windows (package credit): what each end grants its peer is shaped.
+const (
+	// maxStreamWindow is yamux's window. Up to this much per stream may be granted when
+	// the round trip and the reader's speed call for it. yamux tops its grant up only
+	// after half of it was read, so at worst half of it is open: 16 MiB, 160 MB/s at 100 ms.
+	maxStreamWindow = 32 << 20
+	// sessionBudget bounds, per session, what peers may have sent and readers not yet
+	// taken, beyond the initial window of each stream.
+	sessionBudget = 32 << 20
 )
 
 // muxLink is one agent link on either end: yamux over the websocket, the receive-window
@@ -13,8 +25,8 @@ type muxLink struct {
 	ws      *wsConn
 	live    *liveRW // ws as yamux reads it, noting when data arrives
 	mux     *yamux.Session
-	credits *credits
-	probe   *rttProbe
+	credits *credit.Shaper
+	probe   *credit.RTT
 }
 
 // startPings is how many pings measure the round trip when a link starts.
@@ -30,14 +42,16 @@ func newMuxLink(ws *wsConn, client bool, t Tuning) (*muxLink, error) {
 		// backlog unanswered and any beyond it are reset, so none can hold memory here.
 		cfg.AcceptBacklog = 1
 	}
-	l := &muxLink{ws: ws, live: newLiveRW(ws), probe: &rttProbe{}}
-	l.credits = newCredits(ws, l.probe, sessionBudget)
+	l := &muxLink{ws: ws, live: newLiveRW(ws), probe: &credit.RTT{}}
+	l.credits = credit.New(cfg.MaxStreamWindowSize, sessionBudget, l.probe, ws.w.Queue)
+	ws.w.ShapeWindows(l.credits.Outgoing)
 	mux, err := start(l.live, cfg)
 	if err != nil {
 		ws.closeNow()
 		return nil, err
 	}
-	l.mux, l.probe.ping = mux, mux.Ping
+	l.mux = mux
+	l.probe.SetPing(mux.Ping)
 	l.watch(t)
 	return l, nil
 }
@@ -52,30 +66,22 @@ func (l *muxLink) close() {
 // stream is a yamux stream whose reads are counted for the receive-window shaper.
 type stream struct {
 	*yamux.Stream
-	credits *credits
+	credits *credit.Shaper
 }
 
 func (l *muxLink) track(st *yamux.Stream) *stream {
-	l.credits.register(st.StreamID())
+	l.credits.Register(st.StreamID())
 	return &stream{Stream: st, credits: l.credits}
 }
 
-// readWaited is how long a read must take to count as having waited for data.
-const readWaited = 50 * time.Microsecond
-
-func (s *stream) Read(p []byte) (int, error) {
-	start := time.Now()
-	n, err := s.Stream.Read(p)
-	s.credits.consumed(s.StreamID(), n, time.Since(start) > readWaited)
-	return n, err
-}
+func (s *stream) Read(p []byte) (int, error) { return s.credits.Read(s.StreamID(), s.Stream, p) }
 
 // CloseWrite half-closes: yamux's Close sends FIN and keeps the read side open.
 func (s *stream) CloseWrite() error { return s.Stream.Close() }
 
 // Close closes both directions and stops shaping the stream.
 func (s *stream) Close() error {
-	s.credits.forget(s.StreamID())
+	s.credits.Forget(s.StreamID())
 	return s.Stream.Close()
 }
 

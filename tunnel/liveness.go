@@ -67,7 +67,7 @@ func (l *muxLink) watch(t Tuning) {
 	go func() {
 		// A few pings while the link is still idle, as one can be delayed by the machine.
 		for range startPings {
-			if l.probe.measure() != nil {
+			if l.probe.Measure() != nil {
 				return
 			}
 		}
@@ -110,7 +110,7 @@ func (w *watcher) tick() {
 				defer w.pings.Add(-1)
 				// The answer matters as traffic and as a round trip; a failure is the
 				// watcher's call, not the ping's.
-				w.link.probe.measure()
+				w.link.probe.Measure()
 			}()
 		}
 	}

@@ -174,10 +174,6 @@ type wsConn struct {
 	// message is a protocol error.
 	onText func(msg []byte)
 
-	// onWindow, if set, sees every yamux window update before it is sent and may lower its
-	// length (credit shaping); it returns false to drop a frame that no longer says anything.
-	onWindow func(hdr []byte) bool
-
 	// w queues what is sent: control frames, then a batch of yamux frames behind
 	// headerRoom, sent as one binary frame. The close frame is its last control frame.
 	w *linkbatch.Writer
@@ -364,18 +360,7 @@ func (c *wsConn) sendText(msg []byte) error {
 
 // Write takes what yamux's send loop writes: a 12-byte frame header, and for data frames
 // the body in the next call. It queues complete frames and returns; the flusher sends them.
-func (c *wsConn) Write(b []byte) (int, error) {
-	if len(b) == yamuxHeaderLen && b[1] == yamuxTypeWindowUpdate && c.onWindow != nil {
-		if !c.w.Waiting() && !c.onWindow(b) {
-			return len(b), nil
-		}
-	}
-	return c.w.Write(b)
-}
-
-// writeFrames queues whole yamux frames written outside yamux's send loop (window updates
-// of the credit shaper).
-func (c *wsConn) writeFrames(frames []byte) error { return c.w.Queue(frames) }
+func (c *wsConn) Write(b []byte) (int, error) { return c.w.Write(b) }
 
 // queueControl queues a control frame (sent before any queued data); nothing after a close.
 func (c *wsConn) queueControl(op byte, payload []byte) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"maintproxy/config"
+	"maintproxy/internal/credit"
+	"maintproxy/internal/linkbatch"
 	"maintproxy/internal/testenv"
 	"maintproxy/internal/testkit"
 )
@@ -71,7 +73,7 @@ func TestWSWriteBatches(t *testing.T) {
 	var want []byte
 	for i := range 50 {
 		body := bytes.Repeat([]byte{byte(i)}, 1000*i+1)
-		hdr := []byte{0, yamuxTypeData, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+		hdr := []byte{0, linkbatch.TypeData, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}
 		hdr[8], hdr[9], hdr[10], hdr[11] = byte(len(body)>>24), byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
 		if _, err := c.Write(hdr); err != nil {
 			t.Fatal(err)
@@ -106,13 +108,8 @@ func TestSessionBudget(t *testing.T) {
 	sess := l.waitSession(t, nil)
 	const budget = 4 << 20
 	cr := sess.link.credits
-	cr.mu.Lock()
-	cr.budget = budget
-	cr.mu.Unlock()
-	p := sess.link.probe
-	p.mu.Lock()
-	p.rtt, p.at = 50*time.Millisecond, time.Now().Add(time.Hour) // no remeasuring
-	p.mu.Unlock()
+	cr.SetBudget(budget)
+	sess.link.probe.Pin(50 * time.Millisecond) // no remeasuring
 
 	const streams = 3
 	var conns []net.Conn
@@ -134,21 +131,13 @@ func TestSessionBudget(t *testing.T) {
 		}
 	}
 	readSome(32 << 20) // fast readers: the windows grow up to the budget
-	maxTarget := int64(0)
-	cr.mu.Lock()
-	for _, s := range cr.streams {
-		maxTarget = max(maxTarget, s.target)
-	}
-	cr.mu.Unlock()
-	if maxTarget <= initialWindow {
+	if maxTarget := cr.LargestWindow(); maxTarget <= credit.InitialWindow {
 		t.Fatalf("windows did not grow (largest target %d)", maxTarget)
 	}
 	// The readers stop; wait until the peers have used all the credit they got.
 	var total int64
 	for deadline, stable := time.Now().Add(10*time.Second), 0; stable < 20; time.Sleep(10 * time.Millisecond) {
-		cr.mu.Lock()
-		now := cr.total
-		cr.mu.Unlock()
+		now := cr.Unread()
 		if now == total {
 			stable++
 		} else {
@@ -158,7 +147,7 @@ func TestSessionBudget(t *testing.T) {
 			break
 		}
 	}
-	if limit := int64(budget + streams*initialWindow); total > limit || total < initialWindow {
+	if limit := int64(budget + streams*credit.InitialWindow); total > limit || total < credit.InitialWindow {
 		t.Fatalf("granted and unread: %d bytes, want at most %d", total, limit)
 	}
 	readSome(8 << 20) // and every stream moves on

@@ -14,6 +14,9 @@ package peer
 import (
 	"net"
 
+	"github.com/hashicorp/yamux"
+
+	"maintproxy/internal/credit"
 	"maintproxy/internal/linkbatch"
 )
 
@@ -39,4 +42,53 @@ func (c *linkConn) Write(b []byte) (int, error) { return c.w.Write(b) }
 func (c *linkConn) Close() error {
 	c.w.Fail(net.ErrClosed)
 	return c.Conn.Close()
+}
+
+// session is one peer link's yamux session with its receive-window shaper (package credit,
+// as on the agent link): a tunnel whose reader is slower than the other broker (a slow
+// technician behind the forwarding broker, a slow agent link behind the holder) has at
+// most its window unread here, and all the link's tunnels together at most Tuning.Budget
+// beyond their initial 256 KiB windows.
+type session struct {
+	*yamux.Session
+	credits *credit.Shaper
+	rtt     *credit.RTT
+}
+
+// startPings is how many pings measure the round trip when a link starts.
+const startPings = 4
+
+// newSession starts yamux on c, the yamux client on the dialing side.
+func newSession(c *linkConn, client bool, t Tuning) (*session, error) {
+	cfg := t.mux()
+	s := &session{rtt: &credit.RTT{}}
+	s.credits = credit.New(cfg.MaxStreamWindowSize, t.budget(), s.rtt, c.w.Queue)
+	c.w.ShapeWindows(s.credits.Outgoing)
+	start := yamux.Server
+	if client {
+		start = yamux.Client
+	}
+	ys, err := start(c, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.Session = ys
+	s.rtt.SetPing(ys.Ping)
+	return s, nil
+}
+
+// measure pings a few times, for the round trip the windows grow from; it ends early when
+// the link does.
+func (s *session) measure() {
+	for range startPings {
+		if s.rtt.Measure() != nil {
+			return
+		}
+	}
+}
+
+// stream starts shaping st, just opened or accepted, and returns it as a Stream.
+func (s *session) stream(st *yamux.Stream, server bool) *Stream {
+	s.credits.Register(st.StreamID())
+	return &Stream{st: st, sess: s, credits: s.credits, server: server}
 }

@@ -39,7 +39,7 @@ type Dialer struct {
 type link struct {
 	addr, fp string
 	ready    chan struct{} // closed when the dial ended; then sess or err is set
-	sess     *yamux.Session
+	sess     *session
 	err      error
 }
 
@@ -52,11 +52,13 @@ func (d *Dialer) Open(ctx context.Context, node string, req Request) (conn net.C
 		if err != nil {
 			return nil, Reply{}, err
 		}
+		var ps *Stream
 		st, err := sess.OpenStream()
 		if err == nil {
+			ps = sess.stream(st, false)
 			err = writeRequest(st, req)
 			if err != nil {
-				st.Close()
+				ps.Close()
 			}
 		}
 		if err != nil {
@@ -67,24 +69,24 @@ func (d *Dialer) Open(ctx context.Context, node string, req Request) (conn net.C
 			}
 			return nil, Reply{}, fmt.Errorf("peer: link to %s: %w", node, err)
 		}
-		reply, err := awaitReply(ctx, st)
+		reply, err := awaitReply(ctx, ps)
 		if err != nil {
-			st.Close()
+			ps.Close()
 			if sess.IsClosed() {
 				d.drop(node, sess)
 			}
 			return nil, Reply{}, fmt.Errorf("peer: %s did not answer: %w", node, err)
 		}
 		if reply.Code != CodeOK {
-			st.Close()
+			ps.Close()
 			return nil, reply, nil
 		}
-		return &Stream{st: st}, reply, nil
+		return ps, reply, nil
 	}
 }
 
 // awaitReply reads the reply, giving up when ctx ends.
-func awaitReply(ctx context.Context, st *yamux.Stream) (Reply, error) {
+func awaitReply(ctx context.Context, st *Stream) (Reply, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		st.SetReadDeadline(dl)
 	}
@@ -100,7 +102,7 @@ func awaitReply(ctx context.Context, st *yamux.Stream) (Reply, error) {
 
 // session returns a live link to node, dialling one if needed; concurrent callers share one
 // dial.
-func (d *Dialer) session(ctx context.Context, node string) (*yamux.Session, error) {
+func (d *Dialer) session(ctx context.Context, node string) (*session, error) {
 	addr, fp, ok := d.Resolve(node)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownNode, node)
@@ -168,7 +170,7 @@ func (d *Dialer) retire(node string, l *link) {
 }
 
 // drop forgets the link whose session is sess.
-func (d *Dialer) drop(node string, sess *yamux.Session) {
+func (d *Dialer) drop(node string, sess *session) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if l := d.links[node]; l != nil && l.sess == sess {
@@ -212,7 +214,7 @@ func (d *Dialer) dial(parent context.Context, node string, l *link) {
 		l.err = fmt.Errorf("peer: dial %s at %s: %w", node, l.addr, err)
 		return
 	}
-	sess, err := yamux.Client(newLinkConn(c, sock), d.Tuning.mux())
+	sess, err := newSession(newLinkConn(c, sock), true, d.Tuning)
 	if err != nil {
 		c.Close()
 		l.err = err
@@ -220,7 +222,7 @@ func (d *Dialer) dial(parent context.Context, node string, l *link) {
 	}
 	// With TLS 1.3 the server checks our certificate after our side of the handshake is
 	// done: a ping proves it let us in before the link is used.
-	if err := ping(ctx, sess); err != nil {
+	if err := ping(ctx, sess.Session); err != nil {
 		sess.Close()
 		l.err = fmt.Errorf("peer: %s refused the link (is this broker's fingerprint published?): %w", node, err)
 		return
@@ -234,6 +236,11 @@ func (d *Dialer) dial(parent context.Context, node string, l *link) {
 		return
 	}
 	l.sess = sess
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		sess.measure()
+	}()
 	d.logger().Info("peer link up", "to", node, "addr", l.addr)
 }
 

@@ -17,6 +17,11 @@
 //	request: version=1 (1 byte) | length (uint16 BE) | JSON Request (≤ 4 KiB)
 //	reply:   version=1 (1 byte) | code (1 byte) | length (uint16 BE) | message (≤ 1 KiB)
 //
-// Half-close: a yamux stream's Close sends FIN and leaves the read side open, so an EOF in
+// Half-close: a Stream's CloseWrite sends FIN and leaves the read side open, so an EOF in
 // one direction is passed on as a half-close, as on every other hop of a tunnel.
+//
+// Receive windows are shaped as on the agent link (package credit): each stream's window
+// starts at 256 KiB and grows with its reader's speed, and per link what the other broker
+// may have sent but readers have not taken stays under Tuning.Budget beyond each stream's
+// initial window.
 package peer

@@ -80,12 +80,23 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // startServer runs a Server for node on addr ("127.0.0.1:0" for any port) and publishes it.
 func startServer(t *testing.T, b *book, node, addr string, id *Identity, h func(context.Context, Request, *Stream)) (*Server, *countingListener) {
 	t.Helper()
+	return startServerOn(t, b, node, addr, id, Tuning{}, h)
+}
+
+// startServerTuned runs a Server with tuning for node on any port and publishes it.
+func startServerTuned(t *testing.T, b *book, node string, id *Identity, tuning Tuning, h func(context.Context, Request, *Stream)) {
+	t.Helper()
+	startServerOn(t, b, node, "127.0.0.1:0", id, tuning, h)
+}
+
+func startServerOn(t *testing.T, b *book, node, addr string, id *Identity, tuning Tuning, h func(context.Context, Request, *Stream)) (*Server, *countingListener) {
+	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cl := &countingListener{Listener: ln}
-	s := &Server{Identity: id, Trust: b.trust, Handle: h}
+	s := &Server{Identity: id, Trust: b.trust, Handle: h, Tuning: tuning}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

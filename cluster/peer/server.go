@@ -12,8 +12,6 @@ import (
 
 	"maintproxy/internal/conns"
 	"maintproxy/internal/linkbatch"
-
-	"github.com/hashicorp/yamux"
 )
 
 // Server is the holder side of peer links: it accepts other brokers' links and hands each
@@ -145,7 +143,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	if !ok {
 		return
 	}
-	sess, err := yamux.Server(newLinkConn(tc, sock), s.Tuning.mux())
+	sess, err := newSession(newLinkConn(tc, sock), false, s.Tuning)
 	if err != nil {
 		return
 	}
@@ -164,6 +162,11 @@ func (s *Server) serveConn(raw net.Conn) {
 	s.Logger.Info("peer link up", "from", node, "remote", raw.RemoteAddr().String())
 	var streams sync.WaitGroup
 	defer streams.Wait()
+	streams.Add(1)
+	go func() {
+		defer streams.Done()
+		sess.measure()
+	}()
 	for {
 		st, err := sess.AcceptStreamWithContext(ctx)
 		if err != nil {
@@ -172,19 +175,20 @@ func (s *Server) serveConn(raw net.Conn) {
 			}
 			return
 		}
+		ps := sess.stream(st, true)
 		streams.Add(1)
 		go func() {
 			defer streams.Done()
-			s.serveStream(ctx, node, st)
+			s.serveStream(ctx, node, ps)
 		}()
 	}
 }
 
-func (s *Server) serveStream(ctx context.Context, node string, st *yamux.Stream) {
-	ps := &Stream{st: st, server: true}
+func (s *Server) serveStream(ctx context.Context, node string, ps *Stream) {
 	defer ps.Close()
+	st := ps.st
 	st.SetReadDeadline(time.Now().Add(s.Tuning.header()))
-	req, err := readRequest(st)
+	req, err := readRequest(ps)
 	st.SetReadDeadline(time.Time{})
 	if err != nil {
 		ps.Reply(Reply{Code: CodeBadRequest, Message: err.Error()})

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"maintproxy/internal/credit"
 )
 
 // ALPN is the protocol name both ends of a peer link insist on, so a peer connection cannot
@@ -40,16 +42,21 @@ type Tuning struct {
 	// WriteTimeout bounds any write on the link; a peer that stops reading for this long is
 	// dead (default 10 s).
 	WriteTimeout time.Duration
-	// StreamWindow is each stream's receive window (default 4 MiB: a forwarded tunnel must
-	// keep up with a local one, whose agent link uses the same). yamux tops it up after half
-	// is read, so a bulk stream costs one window update per 2 MiB. Measured on loopback
-	// (BenchmarkClusterThroughput): 1 MiB is no cheaper, 256 KiB is slower (more updates,
-	// more wake-ups); a smaller default would only cost WAN-separated brokers speed.
+	// StreamWindow is the most a stream's receive window may grow to (default 4 MiB). A
+	// stream starts at yamux's 256 KiB and grows with its reader's speed × the link's round
+	// trip (package credit), so on a LAN it stays small; 4 MiB lets one tunnel between
+	// WAN-separated brokers move 2 MiB per round trip.
 	StreamWindow uint32
+	// Budget bounds, per link, what the other broker may have sent on the link's streams
+	// that their readers have not taken, beyond each stream's initial 256 KiB (default
+	// 32 MiB, as on an agent link: enough for several tunnels at full speed with grown
+	// windows; the rest share it).
+	Budget int64
 }
 
 func (t Tuning) handshake() time.Duration { return cmp.Or(t.HandshakeTimeout, 10*time.Second) }
 func (t Tuning) header() time.Duration    { return cmp.Or(t.HeaderTimeout, 10*time.Second) }
+func (t Tuning) budget() int64            { return cmp.Or(t.Budget, 32<<20) }
 
 func (t Tuning) mux() *yamux.Config {
 	c := yamux.DefaultConfig()
@@ -87,11 +94,13 @@ func peerFingerprint(cs tls.ConnectionState) (string, error) {
 	return Fingerprint(cs.PeerCertificates[0].Raw), nil
 }
 
-// Stream is one tunnel over the peer link, after the request and reply. Close is the
+// Stream is one tunnel over the peer link, after the request and reply. CloseWrite is the
 // half-close (yamux's Close sends FIN; reading goes on until the other side closes too);
-// CloseWrite is the same, for relays that look for it.
+// Close sends the same FIN and also ends reading: the other side gets no more window.
 type Stream struct {
-	st *yamux.Stream
+	st      *yamux.Stream
+	sess    *session
+	credits *credit.Shaper
 
 	// server side only: whether Reply was sent.
 	mu      sync.Mutex
@@ -118,7 +127,13 @@ func (s *Stream) answered() bool {
 }
 
 // Read reads tunnel bytes.
-func (s *Stream) Read(p []byte) (int, error) { return s.st.Read(p) }
+func (s *Stream) Read(p []byte) (int, error) {
+	n, err := s.credits.Read(s.st.StreamID(), s.st, p)
+	if err == io.EOF {
+		s.credits.Forget(s.st.StreamID()) // nothing more will come
+	}
+	return n, err
+}
 
 // Write writes tunnel bytes; on the holder side only after Reply.
 func (s *Stream) Write(p []byte) (int, error) {
@@ -128,10 +143,14 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return s.st.Write(p)
 }
 
-// Close half-closes the stream: no more writes; reads continue to the other side's EOF.
-func (s *Stream) Close() error { return s.st.Close() }
+// Close ends the tunnel on this side: no more writes, and nothing more is read, so the
+// other side gets no more window (what it sent already may still be read).
+func (s *Stream) Close() error {
+	s.credits.Forget(s.st.StreamID())
+	return s.st.Close()
+}
 
-// CloseWrite is Close.
+// CloseWrite half-closes the stream: no more writes; reads continue to the other side's EOF.
 func (s *Stream) CloseWrite() error { return s.st.Close() }
 
 // LocalAddr is the link's local address.

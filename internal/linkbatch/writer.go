@@ -22,9 +22,10 @@ var batches = NewPool(maxRoom + 2*MaxBatch)
 // the send loop until the flusher takes it (backpressure), and the first error is sticky:
 // the link is dead once a send failed.
 type Writer struct {
-	sock *Sock // may be nil: the link's connection cannot batch
-	room int
-	send func(ctrl, batch []byte) error
+	sock  *Sock // may be nil: the link's connection cannot batch
+	room  int
+	send  func(ctrl, batch []byte) error
+	shape func(hdr []byte) bool // see ShapeWindows
 
 	mu       sync.Mutex
 	space    sync.Cond // signalled when the flusher takes a batch or stops
@@ -56,6 +57,9 @@ func (w *Writer) Write(b []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	if w.shape != nil && len(b) == FrameHeaderLen && b[1] == TypeWindowUpdate && !w.frames.Waiting() && !w.shape(b) {
+		return len(b), nil
+	}
 	head, body, ok := w.frames.Add(b)
 	if !ok {
 		return len(b), nil
@@ -69,6 +73,11 @@ func (w *Writer) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// ShapeWindows makes every window update of the send loop pass through f before it is
+// queued (credit shaping): f may lower its length, and returns false to drop a frame that no
+// longer says anything. It must be set before the first Write; f must not call into w.
+func (w *Writer) ShapeWindows(f func(hdr []byte) bool) { w.shape = f }
 
 // Waiting reports whether a data frame's header waits for its body.
 func (w *Writer) Waiting() bool {
