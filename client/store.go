@@ -55,6 +55,16 @@ func ConfigPath() (string, error) {
 	return filepath.Join(dir, "maint", "config.json"), nil
 }
 
+// LoadDefault is Load at ConfigPath; it returns the path too.
+func LoadDefault() (string, Stored, error) {
+	path, err := ConfigPath()
+	if err != nil {
+		return "", Stored{}, err
+	}
+	s, err := Load(path)
+	return path, s, err
+}
+
 // Load reads the stored settings; a missing file is no settings. A file that others can
 // read is refused, since it may hold the password.
 func Load(path string) (Stored, error) {

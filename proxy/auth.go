@@ -203,13 +203,19 @@ func (a *Auth) Identify(username, password, clientIP string) (Identity, error) {
 	}
 	p, perr := a.People.Principal(username)
 	if perr != nil {
-		if errors.Is(perr, people.ErrLocked) {
-			perr = ErrLocked
-		}
-		a.logRefusal("person_refused", username, clientIP, perr)
-		return Identity{}, perr
+		return Identity{}, a.personRefused(username, clientIP, perr)
 	}
 	return Identity{Account: cfg.Account(p.Org), Principal: p}, nil
+}
+
+// personRefused logs a refused person (disabled, locked, gone) and returns the error the
+// proxy answers with.
+func (a *Auth) personRefused(user, clientIP string, err error) error {
+	if errors.Is(err, people.ErrLocked) {
+		err = ErrLocked
+	}
+	a.logRefusal("person_refused", user, clientIP, err)
+	return err
 }
 
 // checkToken verifies a token (a look-up in memory); a wrong one counts as a failure of
@@ -230,11 +236,7 @@ func (a *Auth) checkToken(cfg *config.Broker, user, username, token, clientIP st
 		return Identity{}, err
 	}
 	if err != nil {
-		if errors.Is(err, people.ErrLocked) {
-			err = ErrLocked
-		}
-		a.logRefusal("person_refused", user, clientIP, err)
-		return Identity{}, err
+		return Identity{}, a.personRefused(user, clientIP, err)
 	}
 	return Identity{Account: cfg.Account(p.Org), Principal: p}, nil
 }

@@ -190,11 +190,7 @@ func (o opts) flagSettings() client.Settings {
 
 // settings resolves flags, environment, stored settings and, last, a password prompt.
 func settings(o opts) (client.Settings, string, error) {
-	path, err := client.ConfigPath()
-	if err != nil {
-		return client.Settings{}, "", err
-	}
-	stored, err := client.Load(path)
+	_, stored, err := client.LoadDefault()
 	if err != nil {
 		return client.Settings{}, "", err
 	}
@@ -265,11 +261,7 @@ func forward(ctx context.Context, o opts, listen, target string, _ io.Reader, st
 }
 
 func login(ctx context.Context, o opts, stdin io.Reader, stdout io.Writer) error {
-	path, err := client.ConfigPath()
-	if err != nil {
-		return err
-	}
-	stored, err := client.Load(path)
+	path, stored, err := client.LoadDefault()
 	if err != nil {
 		return err
 	}
@@ -340,11 +332,7 @@ func login(ctx context.Context, o opts, stdin io.Reader, stdout io.Writer) error
 }
 
 func logout(ctx context.Context, stdout io.Writer) error {
-	path, err := client.ConfigPath()
-	if err != nil {
-		return err
-	}
-	stored, err := client.Load(path)
+	path, stored, err := client.LoadDefault()
 	if err != nil {
 		return err
 	}
