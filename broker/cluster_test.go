@@ -21,6 +21,7 @@ import (
 	"maintproxy/certs"
 	"maintproxy/cluster"
 	"maintproxy/cluster/etcdtest"
+	"maintproxy/cluster/peer/peertest"
 	"maintproxy/config"
 	"maintproxy/internal/refusal"
 	"maintproxy/internal/testenv"
@@ -445,7 +446,7 @@ func TestClusterDrainAndFailover(t *testing.T) {
 func TestClusterStrangerOnPeerPort(t *testing.T) {
 	ms, _ := startCluster(t, clusterOpts{brokers: 1, systems: []system{se1}})
 	addr := ms[0].Store().Self().PeerAddr
-	if testenv.PeerLinkError(addr) == nil {
+	if peertest.LinkError(addr) == nil {
 		t.Fatal("a stranger without a client certificate got a peer link")
 	}
 	waitFor(t, "refusal logged", func() bool { return ms[0].log.Contains("peer link refused") })

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"maintproxy/cluster/peer"
+	"maintproxy/cluster/peer/peertest"
 	"maintproxy/config"
 	"maintproxy/internal/refusal"
 	"maintproxy/internal/testenv"
@@ -210,7 +211,7 @@ func TestClusterForwarding(t *testing.T) {
 			t.Fatal(err)
 		}
 		mark := b2.Proc().Mark()
-		if testenv.PeerLinkError(peerAddr(t, b2), id.Certificate()) == nil {
+		if peertest.LinkError(peerAddr(t, b2), id.Certificate()) == nil {
 			t.Fatal("a stranger's certificate got a peer link")
 		}
 		b2.Proc().WaitLogAfter(t, mark, 5*time.Second, func(r testenv.Record) bool { return r.Msg() == "peer link refused" })

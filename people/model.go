@@ -192,3 +192,18 @@ type Record struct {
 	BytesDn  int64     `json:"bytes_down,omitempty"`
 	Duration int64     `json:"duration_ms,omitempty"`
 }
+
+// TunnelInfo is one open tunnel of a broker, as the API and the pages list it.
+type TunnelInfo struct {
+	Session string `json:"session"`
+	// Account is the organisation's account; Person and Org who opened it (for the
+	// shared proxy account, the account's username and itself).
+	Account  string    `json:"account"`
+	Person   string    `json:"person"`
+	Org      string    `json:"org"`
+	Customer string    `json:"customer"`
+	System   string    `json:"system"`
+	Target   string    `json:"target"`
+	Client   string    `json:"client"`
+	Since    time.Time `json:"since"`
+}

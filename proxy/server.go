@@ -279,7 +279,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	client, ref, err := s.hijack(w, TunnelInfo{Session: hex.EncodeToString(req.session[:8]), Account: acct.Username,
 		Person: who.Username, Org: who.Org, Customer: id.Customer, System: id.System, Target: t.String(),
-		Client: r.RemoteAddr, Since: start, who: who.Principal})
+		Client: r.RemoteAddr, Since: start}, who.Principal)
 	if err != nil {
 		stream.Close()
 		return
@@ -366,7 +366,7 @@ func (s *Server) Revalidate() int {
 	s.mu.Unlock()
 	n := 0
 	for _, t := range refs {
-		if err := p.Valid(t.info.who, t.info.Customer, t.info.System); err != nil {
+		if err := p.Valid(t.who, t.info.Customer, t.info.System); err != nil {
 			if t.revoked.CompareAndSwap(nil, err.Error()) {
 				t.conn.Close()
 				s.count.revoked.Add(1)
@@ -529,28 +529,16 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cfg *config.Brok
 type tunnelRef struct {
 	conn net.Conn    // the hijacked connection, as the table knows it
 	cut  atomic.Bool // Close ended it
-	// info says who opened it to which system (Tunnels, Revalidate); set before tracking.
+	// info says who opened it to which system (Tunnels, Revalidate), who the person it
+	// is checked against; both set before tracking.
 	info TunnelInfo
+	who  people.Principal
 	// revoked is why Revalidate or End ended it (a string), unset otherwise.
 	revoked atomic.Value
 }
 
 // TunnelInfo is one open tunnel of this broker.
-type TunnelInfo struct {
-	Session string `json:"session"`
-	// Account is the organisation's account; Person and Org who opened it (for the
-	// shared proxy account, the account's username and itself).
-	Account  string    `json:"account"`
-	Person   string    `json:"person"`
-	Org      string    `json:"org"`
-	Customer string    `json:"customer"`
-	System   string    `json:"system"`
-	Target   string    `json:"target"`
-	Client   string    `json:"client"`
-	Since    time.Time `json:"since"`
-
-	who people.Principal
-}
+type TunnelInfo = people.TunnelInfo
 
 // Tunnels lists this broker's open tunnels.
 func (s *Server) Tunnels() []TunnelInfo {
@@ -587,13 +575,13 @@ func (s *Server) End(session, why string) bool {
 
 // hijack takes the client connection over and confirms the tunnel. Bytes the client sent
 // early stay readable through the returned conn.
-func (s *Server) hijack(w http.ResponseWriter, info TunnelInfo) (net.Conn, *tunnelRef, error) {
+func (s *Server) hijack(w http.ResponseWriter, info TunnelInfo, who people.Principal) (net.Conn, *tunnelRef, error) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
 	conn = tunnel.BatchWrites(conn) // the relay's 64 KiB writes in one system call each
-	ref := &tunnelRef{conn: conn, info: info}
+	ref := &tunnelRef{conn: conn, info: info, who: who}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

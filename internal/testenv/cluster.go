@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -13,8 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"maintproxy/cluster/peer"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -260,23 +257,4 @@ func (c *Cluster) HeldBy(t testing.TB, node string) int {
 		}
 	}
 	return n
-}
-
-// PeerLinkError dials a broker's peer port as a peer would, presenting certs (none when
-// empty), and returns what stopped it: the handshake's error, or the first read's (TLS 1.3
-// refuses a client certificate after the client's handshake is done). nil means the
-// broker kept the link open for 5 seconds.
-func PeerLinkError(addr string, certs ...tls.Certificate) error {
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, Certificates: certs,
-		NextProtos: []string{peer.ALPN}, MinVersion: tls.VersionTLS13})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = c.Read(make([]byte, 1))
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil
-	}
-	return err
 }

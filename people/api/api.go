@@ -31,7 +31,6 @@ import (
 	"maintproxy/config"
 	"maintproxy/internal/clientaddr"
 	"maintproxy/people"
-	"maintproxy/proxy"
 )
 
 // Prefix is where the API is mounted.
@@ -57,9 +56,9 @@ type Options struct {
 	Tunnels Tunnels
 }
 
-// Tunnels lists and ends the broker's open tunnels (*proxy.Server).
+// Tunnels lists and ends the broker's open tunnels (the proxy).
 type Tunnels interface {
-	Tunnels() []proxy.TunnelInfo
+	Tunnels() []people.TunnelInfo
 	End(session, why string) bool
 }
 
@@ -594,7 +593,7 @@ func (h *handler) revokeGrant(w http.ResponseWriter, r *http.Request, p people.P
 
 // seesTunnel reports whether p may see (and end) t: the operator all, a customer admin
 // its customer's, a supervisor its organisations', anyone else their own.
-func (h *handler) seesTunnel(p people.Principal, t *proxy.TunnelInfo) bool {
+func (h *handler) seesTunnel(p people.Principal, t *people.TunnelInfo) bool {
 	switch p.Role {
 	case people.RoleAdmin:
 		return true
@@ -610,7 +609,7 @@ func (h *handler) listTunnels(w http.ResponseWriter, r *http.Request, p people.P
 	if h.o.Tunnels == nil {
 		return nil, errors.Join(people.ErrNotFound, errors.New("no tunnels here"))
 	}
-	out := []proxy.TunnelInfo{}
+	out := []people.TunnelInfo{}
 	for _, t := range h.o.Tunnels.Tunnels() {
 		if h.seesTunnel(p, &t) {
 			out = append(out, t)

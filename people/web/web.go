@@ -28,7 +28,6 @@ import (
 	"maintproxy/internal/clientaddr"
 	"maintproxy/people"
 	"maintproxy/people/api"
-	"maintproxy/proxy"
 )
 
 // Prefix is where the pages are mounted.
@@ -135,7 +134,7 @@ type page struct {
 	Modes                    []people.Mode
 	Requests                 []people.Request
 	Grants                   []people.Grant
-	Tunnels                  []proxy.TunnelInfo
+	Tunnels                  []people.TunnelInfo
 	History                  []people.Record
 	Supervisor, CustomerAdm  bool
 }
