@@ -42,6 +42,10 @@ type Options struct {
 	CertCheckInterval time.Duration
 	// Now is the clock of the people store (tokens, locks, access grants); nil: time.Now.
 	Now func() time.Time
+	// PasswordCost is the bcrypt cost of password hashes the people store makes (0:
+	// config.HashCost). Tests lower it: under the race detector a cost-12 hash, and the
+	// history check's one comparison per remembered password, take seconds.
+	PasswordCost int
 }
 
 // Broker is a running maintproxy.

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"maintproxy/broker"
 	"maintproxy/certs"
 	"maintproxy/cluster"
@@ -72,7 +74,8 @@ func startCluster(t *testing.T, o clusterOpts) ([]*member, *etcdtest.Member) {
 		}
 		buf := &testkit.Buffer{}
 		logger := slog.New(slog.NewTextHandler(io.MultiWriter(buf, testOutput(t, node)), &slog.HandlerOptions{Level: slog.LevelDebug}))
-		b, err := broker.New(broker.Options{Config: parse(t, conf), Logger: logger, CertCheckInterval: 200 * time.Millisecond})
+		b, err := broker.New(broker.Options{Config: parse(t, conf), Logger: logger, CertCheckInterval: 200 * time.Millisecond,
+			PasswordCost: bcrypt.MinCost})
 		if err != nil {
 			t.Fatalf("%s: %v", node, err)
 		}

@@ -135,7 +135,7 @@ func newBrokerErr(t *testing.T, edit func(map[string]any), systems ...system) (*
 	}
 	r.log = &testkit.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(r.log, testOutput(t, "broker")), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b, err := broker.New(broker.Options{Config: parse(t, m), Logger: logger})
+	b, err := broker.New(broker.Options{Config: parse(t, m), Logger: logger, PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func (b *Broker) openPeople(c *config.Broker) error {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	svc, err := people.Open(ctx, people.Options{Backend: backend, Config: b.Config, Now: b.opts.Now,
-		Node: node, Logger: b.log.With("component", "people"), StartUnloaded: b.cluster != nil})
+		HashCost: b.opts.PasswordCost, Node: node, Logger: b.log.With("component", "people"), StartUnloaded: b.cluster != nil})
 	if err != nil {
 		backend.Close()
 		return err

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"maintproxy/broker"
 	"maintproxy/config"
 	"maintproxy/internal/testclock"
@@ -33,6 +35,13 @@ func peopleConf(m map[string]any) {
 	m["accounts"] = append(accts,
 		map[string]any{"username": "dist1", "password_hash": hash},
 		map[string]any{"username": "dist2", "password_hash": hash, "customers": []string{third.customer}})
+	// Every check of these tests comes from 127.0.0.1, faster than one technician would.
+	lim, _ := m["limits"].(map[string]any)
+	if lim == nil {
+		lim = map[string]any{}
+		m["limits"] = lim
+	}
+	lim["auth"] = map[string]any{"per_minute": 6000, "burst": 1000}
 }
 
 // startPeopleBroker runs a broker with peopleConf on clock, in dataDir.
@@ -43,7 +52,7 @@ func startPeopleBroker(t *testing.T, dataDir string, clock *testclock.Clock) *ri
 	peopleConf(m)
 	r.log = &testkit.Buffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(r.log, testOutput(t, "broker")), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	b, err := broker.New(broker.Options{Config: parse(t, m), Logger: logger, Now: clock.Now})
+	b, err := broker.New(broker.Options{Config: parse(t, m), Logger: logger, Now: clock.Now, PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}
