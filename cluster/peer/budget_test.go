@@ -65,7 +65,9 @@ func testLinkBudget(t *testing.T, up bool) {
 		}
 	}
 	cr := readers[0].credits
-	readers[0].sess.rtt.Pin(100 * time.Millisecond) // windows may grow large; no remeasuring
+	// The windows as autotuning grows them for fast readers on a long path (its growth is
+	// tested in internal/credit); here only the budget is at stake.
+	cr.Grow(grown)
 
 	var written, read atomic.Int64
 	writing := each(writers, func(_ int, w *Stream) {
@@ -82,13 +84,12 @@ func testLinkBudget(t *testing.T, up bool) {
 	})
 	defer writing()
 
-	// Fast readers until the windows have grown well past the initial one (or all but the
-	// last 2 MiB of a stream are read): then they stop.
-	var stop atomic.Bool
+	// The readers take 1 MiB each, which passes credit up to the grown windows on as far
+	// as the budget lets it; then they stop.
 	got := make([]int64, streams)
-	reading := each(readers, func(i int, r *Stream) {
+	each(readers, func(i int, r *Stream) {
 		buf := make([]byte, chunk)
-		for !stop.Load() && got[i] < size-2<<20 {
+		for got[i] < 1<<20 {
 			r.SetReadDeadline(time.Now().Add(10 * time.Second))
 			n, err := r.Read(buf)
 			got[i] += int64(n)
@@ -98,12 +99,7 @@ func testLinkBudget(t *testing.T, up bool) {
 				return
 			}
 		}
-	})
-	for deadline := time.Now().Add(20 * time.Second); cr.LargestWindow() < grown && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond) // polling a condition
-	}
-	stop.Store(true)
-	reading()
+	})()
 	if t.Failed() {
 		return
 	}
