@@ -632,7 +632,7 @@ func (c countingConn) Write(b []byte) (int, error) {
 func (c countingConn) ReadMore(b []byte) (int, error) {
 	m, ok := c.Conn.(relay.MoreReader)
 	if !ok {
-		return 0, nil
+		return 0, errors.ErrUnsupported
 	}
 	n, err := m.ReadMore(b)
 	c.c.bytesUp.Add(int64(n))

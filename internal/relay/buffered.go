@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"errors"
 	"net"
 )
 
@@ -11,6 +12,7 @@ import (
 type BufferedConn struct {
 	net.Conn // the underlying connection; writes, deadlines and Close go straight to it
 	r        *bufio.Reader
+	more     MoreReader // the underlying connection's, or nil
 }
 
 // WithBuffered returns c itself when br holds nothing, else a *BufferedConn that reads
@@ -19,22 +21,22 @@ func WithBuffered(c net.Conn, br *bufio.Reader) net.Conn {
 	if br == nil || br.Buffered() == 0 {
 		return c
 	}
-	return &BufferedConn{Conn: c, r: br}
+	return &BufferedConn{Conn: c, r: br, more: moreReader(c)}
 }
 
 // Read reads the buffered bytes first, then from the connection.
 func (c *BufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // ReadMore reads what is buffered, else what the underlying connection has ready, without
-// waiting (see MoreReader).
+// waiting (see MoreReader); errors.ErrUnsupported when the connection cannot tell.
 func (c *BufferedConn) ReadMore(p []byte) (int, error) {
 	if c.r.Buffered() > 0 {
 		return c.r.Read(p[:min(len(p), c.r.Buffered())])
 	}
-	if m, ok := c.Conn.(MoreReader); ok {
-		return m.ReadMore(p)
+	if c.more == nil {
+		return 0, errors.ErrUnsupported
 	}
-	return 0, nil
+	return c.more.ReadMore(p)
 }
 
 // CloseWrite half-closes the underlying connection when it can (TCP, TLS), else closes it.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // bufSize is large enough that one read fills a yamux frame of useful size, and a write to a
@@ -20,7 +21,17 @@ import (
 // every batch is allocated anew).
 const bufSize = 64 << 10
 
-var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+// waitSize is the buffer a relay waits for data in. A tunnel spends most of its life
+// waiting (an idle ssh or RDP session for hours, and every tunnel of a connection burst
+// between its few bytes), so it holds a large buffer only while data flows: a wait buffer
+// per direction, and a pooled 64 KiB one for what is ready behind a full wait buffer.
+// 4 KiB carries a keystroke, an ssh packet or a small RDP update in one write.
+const waitSize = 4 << 10
+
+var (
+	bufs     = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+	waitBufs = sync.Pool{New: func() any { b := make([]byte, waitSize); return &b }}
+)
 
 // closeWriter is a connection whose write side can be shut on its own: *net.TCPConn,
 // *tls.Conn (close_notify), *net.UnixConn, BufferedConn.
@@ -59,9 +70,9 @@ func Copy(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
 // copyHalf copies src to dst and half-closes dst on a clean EOF. On error it closes both so
 // that the opposite direction stops too.
 func copyHalf(dst, src io.ReadWriteCloser) (int64, error) {
-	bp := bufs.Get().(*[]byte)
-	n, err := copyBuffer(dst, src, *bp)
-	bufs.Put(bp)
+	wp := waitBufs.Get().(*[]byte)
+	n, err := copyBuffer(dst, src, *wp)
+	waitBufs.Put(wp)
 	if err != nil && !isClosedErr(err) {
 		dst.Close()
 		src.Close()
@@ -86,23 +97,86 @@ func isClosedErr(err error) bool {
 // MoreReader is a source that can hand over what it already holds without waiting. A TLS
 // connection's Read returns one record (at most 16 KiB) at a time; a relay that reads on
 // while more is ready writes up to a whole buffer at once, so that a tunnel carries a few
-// large frames instead of many record-sized ones.
+// large frames instead of many record-sized ones. It also lets the relay give its large
+// buffer back before every wait (see waitSize).
 type MoreReader interface {
-	// ReadMore reads into p what can be read at once: (0, nil) when nothing is ready.
+	// ReadMore reads into p what can be read at once: (0, nil) when nothing is ready, and
+	// (0, errors.ErrUnsupported) when the source cannot tell (a wrapper around a
+	// connection that is no MoreReader), after which the relay only calls Read.
 	ReadMore(p []byte) (int, error)
+}
+
+// moreReader returns src as a MoreReader: src itself if it is one, a reader of the socket
+// without waiting for a TCP or Unix connection where the system allows it, else nil.
+func moreReader(src io.Reader) MoreReader {
+	if m, ok := src.(MoreReader); ok {
+		return m
+	}
+	if sc, ok := src.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return socketReader(rc)
+		}
+	}
+	return nil
 }
 
 // errInvalidWrite: a Writer returned an impossible count.
 var errInvalidWrite = errors.New("invalid write result")
 
-// copyBuffer copies src to dst through buf like io.CopyBuffer (never through ReaderFrom or
-// WriterTo, so the pooled buffer is used), filling buf from a MoreReader before each write.
-func copyBuffer(dst io.Writer, src io.Reader, buf []byte) (written int64, err error) {
-	more, _ := src.(MoreReader)
+// copyBuffer copies src to dst like io.CopyBuffer (never through ReaderFrom or WriterTo, so
+// that a pooled buffer is used), waiting for data in wait, a small buffer.
+//
+// When a read fills wait, more is probably ready, and the relay goes on in a pooled 64 KiB
+// buffer. With a MoreReader source it fills that buffer with what is ready before each
+// write, takes the next batch into it without waiting, and gives it back as soon as
+// nothing is ready: the large buffer is never held while the tunnel waits. A source that is
+// no MoreReader keeps the large buffer for its next (blocking) read as long as its reads
+// bring more than wait holds, so that a bulk transfer still moves 64 KiB at a time.
+func copyBuffer(dst io.Writer, src io.Reader, wait []byte) (written int64, err error) {
+	more := moreReader(src)
+	var big *[]byte // the pooled large buffer while data flows
+	defer func() {
+		if big != nil {
+			bufs.Put(big)
+		}
+	}()
 	for {
-		n, rerr := src.Read(buf)
-		for more != nil && rerr == nil && n > 0 && n < len(buf) {
+		var buf []byte
+		var n int
+		var rerr error
+		if big != nil {
+			buf = *big
+			if more != nil {
+				n, rerr = more.ReadMore(buf)
+				if rerr == errors.ErrUnsupported {
+					more, rerr = nil, nil
+				}
+			} else {
+				n, rerr = src.Read(buf)
+			}
+			if n == 0 && rerr == nil {
+				// Nothing ready: give the large buffer back and wait in the small one.
+				bufs.Put(big)
+				big = nil
+			}
+		}
+		if big == nil {
+			buf = wait
+			n, rerr = src.Read(buf)
+		}
+		for more != nil && rerr == nil && n > 0 {
+			if n == len(buf) {
+				if big != nil {
+					break
+				}
+				big = bufs.Get().(*[]byte)
+				copy(*big, buf)
+				buf = *big
+			}
 			m, merr := more.ReadMore(buf[n:])
+			if merr == errors.ErrUnsupported {
+				more, merr = nil, nil
+			}
 			n, rerr = n+m, merr
 			if m == 0 {
 				break
@@ -129,6 +203,15 @@ func copyBuffer(dst io.Writer, src io.Reader, buf []byte) (written int64, err er
 		}
 		if rerr != nil {
 			return written, rerr
+		}
+		switch {
+		case more != nil:
+			// Keep the large buffer for the next batch, which is taken without waiting.
+		case big == nil && n == len(wait):
+			big = bufs.Get().(*[]byte) // more will come: read it in large chunks
+		case big != nil && n <= len(wait):
+			bufs.Put(big) // the burst is over: wait in the small buffer
+			big = nil
 		}
 	}
 }

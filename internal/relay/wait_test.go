@@ -1,0 +1,140 @@
+package relay
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+)
+
+// bursts is a source whose data arrives in bursts: a blocking Read waits for the next burst
+// (taking at most record bytes of it), ReadMore takes what is left of the current one. It
+// records the size of the buffer of every blocking Read. more false hides ReadMore.
+type bursts struct {
+	queue  [][]byte
+	ready  []byte
+	record int
+	waits  []int // len(p) of each Read
+}
+
+func (b *bursts) Read(p []byte) (int, error) {
+	b.waits = append(b.waits, len(p))
+	if len(b.ready) == 0 {
+		if len(b.queue) == 0 {
+			return 0, io.EOF
+		}
+		b.ready, b.queue = b.queue[0], b.queue[1:]
+	}
+	n := copy(p[:min(len(p), b.record)], b.ready)
+	b.ready = b.ready[n:]
+	return n, nil
+}
+
+type moreBursts struct{ *bursts }
+
+func (b moreBursts) ReadMore(p []byte) (int, error) {
+	n := copy(p, b.ready)
+	b.ready = b.ready[n:]
+	return n, nil
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// TestCopyWaitsInSmallBuffer: a relay waits for data in its small buffer only; a burst that
+// fills it moves on in 64 KiB writes, and a small message goes out as it came.
+func TestCopyWaitsInSmallBuffer(t *testing.T) {
+	bulk, key := randomBytes(t, 200_000), []byte("k")
+	src := &bursts{queue: [][]byte{key, bulk, key}, record: 16 << 10}
+	dst := &sizes{}
+	n, err := copyBuffer(dst, moreBursts{src}, make([]byte, 32))
+	if err != nil || n != int64(len(bulk)+2) || !bytes.Equal(dst.Bytes(), slices.Concat(key, bulk, key)) {
+		t.Fatalf("copied %d, %v", n, err)
+	}
+	for i, w := range src.waits {
+		if w != 32 {
+			t.Fatalf("read %d waited with a %d-byte buffer, want the 32-byte one (all: %v)", i, w, src.waits)
+		}
+	}
+	if want := []int{1, bufSize, bufSize, bufSize, len(bulk) - 3*bufSize, 1}; !slices.Equal(dst.writes, want) {
+		t.Fatalf("writes %v, want %v", dst.writes, want)
+	}
+}
+
+// TestCopyBlockingSource: a source that cannot be read without waiting is read in 64 KiB
+// chunks while its reads fill more than the small buffer, and in the small one again once
+// a read brings little.
+func TestCopyBlockingSource(t *testing.T) {
+	bulk, key := randomBytes(t, 100_000), []byte("key")
+	src := &bursts{queue: [][]byte{key, bulk, key, key}, record: bufSize}
+	dst := &sizes{}
+	if _, err := copyBuffer(dst, src, make([]byte, 32)); err != nil || !bytes.Equal(dst.Bytes(), slices.Concat(key, bulk, key, key)) {
+		t.Fatalf("copy: %v", err)
+	}
+	// key; the bulk's first 32 bytes fill the small buffer; then 64 KiB reads until one
+	// brings no more than 32 bytes (the second key); the last key and EOF wait small.
+	if want := []int{32, 32, bufSize, bufSize, bufSize, 32, 32}; !slices.Equal(src.waits, want) {
+		t.Fatalf("read buffers %v, want %v", src.waits, want)
+	}
+	if want := []int{3, 32, bufSize, len(bulk) - 32 - bufSize, 3, 3}; !slices.Equal(dst.writes, want) {
+		t.Fatalf("writes %v, want %v", dst.writes, want)
+	}
+}
+
+// TestSocketReader: a TCP connection is read without waiting: nothing ready is (0, nil),
+// what arrived is taken, and the peer's half-close is EOF.
+func TestSocketReader(t *testing.T) {
+	c, s := tcpPair(t)
+	m := moreReader(c)
+	if m == nil {
+		if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
+			t.Skip("no reads without waiting here")
+		}
+		t.Fatal("a TCP connection is no MoreReader")
+	}
+	buf := make([]byte, 16)
+	if n, err := m.ReadMore(buf); n != 0 || err != nil {
+		t.Fatalf("nothing sent: %d, %v", n, err)
+	}
+	s.Write([]byte("abc"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.ReadFull(c, buf[:1]); n != 1 || err != nil { // the segment is here
+		t.Fatalf("read: %d, %v", n, err)
+	}
+	if n, err := m.ReadMore(buf); n != 2 || err != nil || string(buf[:2]) != "bc" {
+		t.Fatalf("ReadMore: %q, %v", buf[:n], err)
+	}
+	s.CloseWrite()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := m.ReadMore(buf)
+		if err == io.EOF && n == 0 {
+			break
+		}
+		if err != nil || n != 0 || time.Now().After(deadline) {
+			t.Fatalf("after the half-close: %d, %v", n, err)
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestCopyBulkTCP: a megabyte crosses a relay between TCP connections intact.
+func TestCopyBulkTCP(t *testing.T) {
+	client, a := tcpPair(t)
+	b, server := tcpPair(t)
+	go Copy(a, b)
+	data := randomBytes(t, 1<<20)
+	go func() { client.Write(data); client.CloseWrite() }()
+	server.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(server)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("received %d bytes, %v; equal %v", len(got), err, bytes.Equal(got, data))
+	}
+}
