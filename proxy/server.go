@@ -258,7 +258,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, cfg, &who, t.String(), err)
 		return
 	}
-	defer release()
 	req := openRequest{cfg: cfg, id: id, ip: t.IP, port: t.Port, account: acct.Username, user: who.Username, client: r.RemoteAddr}
 	if c := s.opts.Carrier; c != nil {
 		if through := c(id.Customer, id.System); through != "" {
@@ -272,24 +271,38 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if r.Context().Err() != nil {
 			s.abandoned(r, &who, id, t.String(), req.session, start)
-			return
+		} else {
+			s.refuse(w, r, cfg, &who, t.String(), err)
 		}
-		s.refuse(w, r, cfg, &who, t.String(), err)
+		release()
 		return
 	}
 	client, ref, err := s.hijack(w, TunnelInfo{Session: hex.EncodeToString(req.session[:8]), Account: acct.Username,
 		Person: who.Username, Org: who.Org, Customer: id.Customer, System: id.System, Target: t.String(),
 		Client: r.RemoteAddr, Since: start}, who.Principal)
 	if err != nil {
+		release()
 		stream.Close()
 		return
 	}
-	defer s.untrack(ref)
 	s.count.opened.Add(1)
 	s.count.active.Add(1)
 	if o := s.opts.Observer; o != nil {
 		o.Established(time.Since(start))
 	}
+	// The tunnel outlives this handler: once it returns, net/http lets go of the request,
+	// the response and the connection's buffers, which a tunnel never uses (its early bytes
+	// are in client), and the tunnel holds only what it needs while it waits.
+	go func() {
+		defer release()
+		defer s.untrack(ref)
+		s.carry(client, stream, ref, &who, req, via, start)
+	}()
+}
+
+// carry relays an established tunnel until both sides are done, then writes its audit
+// and history records. ref is tracked (hijack) until the caller untracks it.
+func (s *Server) carry(client, stream net.Conn, ref *tunnelRef, who *Identity, req openRequest, via string, start time.Time) {
 	up, down, rerr := relay.Copy(countingConn{client, &s.count}, stream)
 	s.count.active.Add(-1)
 	end := cmp.Or(relay.ErrText(rerr), "closed")
@@ -299,8 +312,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if why, ok := ref.revoked.Load().(string); ok {
 		end = "revoked: " + why
 	}
-	rec := append(whoFields(&who), "session", hex.EncodeToString(req.session[:8]), "client", r.RemoteAddr,
-		"customer", id.Customer, "system", id.System, "target", t.String(), "result", "ok", "status", http.StatusOK,
+	info := &ref.info
+	rec := append(whoFields(who), "session", info.Session, "client", info.Client,
+		"customer", info.Customer, "system", info.System, "target", info.Target, "result", "ok", "status", http.StatusOK,
 		"bytes_up", up, "bytes_down", down, "duration_ms", time.Since(start).Milliseconds(), "end", end)
 	if via != "" {
 		rec = append(rec, "via", via)
@@ -309,8 +323,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec = append(rec, "through", req.id.System)
 	}
 	s.opts.Audit.Info("tunnel", rec...)
-	s.history(people.Record{Kind: "tunnel", Session: hex.EncodeToString(req.session[:8]), Person: who.Username, Org: who.Org,
-		Client: r.RemoteAddr, Customer: id.Customer, System: id.System, Target: t.String(), Result: "ok", Status: http.StatusOK,
+	s.history(people.Record{Kind: "tunnel", Session: info.Session, Person: who.Username, Org: who.Org,
+		Client: info.Client, Customer: info.Customer, System: info.System, Target: info.Target, Result: "ok", Status: http.StatusOK,
 		Detail: end, BytesUp: up, BytesDn: down, Duration: time.Since(start).Milliseconds()})
 }
 
