@@ -30,18 +30,31 @@ func (s *Service) Record(r Record) {
 // Dropped is the number of history records the full queue dropped.
 func (s *Service) Dropped() int64 { return s.dropped.Load() }
 
-// historyBatch bounds the records one write stores. Records that queued while the last
-// write ran go together: one transaction and one sync for a burst of tunnels instead of
-// one each, which at a few hundred tunnels a second was most of a broker's disk work.
-const historyBatch = 256
+// historyBatch bounds the records one write stores, and historyLinger how long a record
+// waits for others to join its write. Stored one by one, each record cost a transaction
+// and a sync — at a few hundred tunnels a second most of a broker's work per connection;
+// together, a burst costs one.
+const (
+	historyBatch  = 256
+	historyLinger = 50 * time.Millisecond
+)
 
-// writeHistory stores queued records until Close, then what is left in the queue.
+// writeHistory stores queued records in batches until Close, then what is left.
 func (s *Service) writeHistory() {
 	batch := make(map[string][]byte, historyBatch)
+	linger := time.NewTimer(historyLinger)
+	linger.Stop()
 	for {
 		select {
 		case r := <-s.history:
 			s.addHistory(batch, r)
+			if len(batch) == 1 {
+				linger.Reset(historyLinger)
+			}
+			if len(batch) < historyBatch {
+				continue
+			}
+		case <-linger.C:
 		case <-s.ctx.Done():
 			for {
 				select {
@@ -56,16 +69,7 @@ func (s *Service) writeHistory() {
 				}
 			}
 		}
-		// Take, without waiting, what queued meanwhile.
-	more:
-		for len(batch) < historyBatch {
-			select {
-			case r := <-s.history:
-				s.addHistory(batch, r)
-			default:
-				break more
-			}
-		}
+		linger.Stop()
 		s.putHistory(batch)
 	}
 }
