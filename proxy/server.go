@@ -294,10 +294,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the response and the connection's buffers, which a tunnel never uses (its early bytes
 	// are in client), and the tunnel holds only what it needs while it waits.
 	go func() {
+		defer s.recoverTunnel(client, stream, ref)
 		defer release()
 		defer s.untrack(ref)
 		s.carry(client, stream, ref, &who, req, via, start)
 	}()
+}
+
+// recoverTunnel keeps a panic in a tunnel's goroutine from ending the broker, as
+// gate.Recover does for handlers: it cuts the tunnel and logs one error record.
+func (s *Server) recoverTunnel(client, stream net.Conn, ref *tunnelRef) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	client.Close()
+	stream.Close()
+	if s.opts.Logger != nil {
+		s.opts.Logger.Error("tunnel panicked", "panic", fmt.Sprint(v), "session", ref.info.Session)
+	}
 }
 
 // carry relays an established tunnel until both sides are done, then writes its audit

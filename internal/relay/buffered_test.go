@@ -33,6 +33,9 @@ func TestBufferedConn(t *testing.T) {
 	if err != nil || string(got) != "early late" {
 		t.Fatalf("read %q, %v", got, err)
 	}
+	if conn.(*BufferedConn).r != nil {
+		t.Error("the drained reader is still held")
+	}
 	if err := conn.(closeWriter).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
