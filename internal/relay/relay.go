@@ -70,9 +70,15 @@ func Copy(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
 // copyHalf copies src to dst and half-closes dst on a clean EOF. On error it closes both so
 // that the opposite direction stops too.
 func copyHalf(dst, src io.ReadWriteCloser) (int64, error) {
-	wp := waitBufs.Get().(*[]byte)
-	n, err := copyBuffer(dst, src, *wp)
-	waitBufs.Put(wp)
+	var n int64
+	var err error
+	if r := socketSource(src); r != nil {
+		n, err = copySocket(dst, r)
+	} else {
+		wp := waitBufs.Get().(*[]byte)
+		n, err = copyBuffer(dst, src, *wp)
+		waitBufs.Put(wp)
+	}
 	if err != nil && !isClosedErr(err) {
 		dst.Close()
 		src.Close()
@@ -106,18 +112,86 @@ type MoreReader interface {
 	ReadMore(p []byte) (int, error)
 }
 
-// moreReader returns src as a MoreReader: src itself if it is one, a reader of the socket
-// without waiting for a TCP or Unix connection where the system allows it, else nil.
+// moreReader returns src as a MoreReader: src itself if it is one, else a reader of its
+// socket (socketSource), else nil.
 func moreReader(src io.Reader) MoreReader {
 	if m, ok := src.(MoreReader); ok {
 		return m
 	}
-	if sc, ok := src.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			return socketReader(rc)
-		}
+	if r := socketSource(src); r != nil {
+		return r
 	}
 	return nil
+}
+
+// socketSource returns a reader of src's socket when src is a plain TCP or Unix connection
+// and the system lets it be read without waiting; nil otherwise.
+func socketSource(src io.Reader) *rawReader {
+	if _, ok := src.(MoreReader); ok {
+		return nil // a wrapper that knows better what is ready (TLS, buffered bytes)
+	}
+	sc, ok := src.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return socketReader(rc)
+}
+
+// copySocket copies a socket to dst. It waits for data holding no buffer at all, then takes
+// what is there into a pooled 64 KiB buffer with one read, as a plain Read into a buffer of
+// that size would, and gives the buffer back once a read drained the socket.
+func copySocket(dst io.Writer, r *rawReader) (written int64, err error) {
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			bufs.Put(big)
+		}
+	}()
+	for {
+		if big == nil {
+			if err := r.waitReadable(); err != nil {
+				return written, err
+			}
+			big = bufs.Get().(*[]byte)
+		}
+		n, rerr := r.ReadMore(*big)
+		if n > 0 {
+			w, werr := writeAll(dst, (*big)[:n])
+			written += int64(w)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if rerr == io.EOF {
+			return written, nil
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+		if n < len(*big) {
+			bufs.Put(big) // the socket is drained: wait without a buffer
+			big = nil
+		}
+	}
+}
+
+// writeAll writes b to dst: all of it, or an error.
+func writeAll(dst io.Writer, b []byte) (int, error) {
+	w, err := dst.Write(b)
+	if w < 0 || w > len(b) {
+		w = 0
+		if err == nil {
+			err = errInvalidWrite
+		}
+	}
+	if err == nil && w != len(b) {
+		err = io.ErrShortWrite
+	}
+	return w, err
 }
 
 // errInvalidWrite: a Writer returned an impossible count.
@@ -183,19 +257,10 @@ func copyBuffer(dst io.Writer, src io.Reader, wait []byte) (written int64, err e
 			}
 		}
 		if n > 0 {
-			w, werr := dst.Write(buf[:n])
-			if w < 0 || w > n {
-				w = 0
-				if werr == nil {
-					werr = errInvalidWrite
-				}
-			}
+			w, werr := writeAll(dst, buf[:n])
 			written += int64(w)
 			if werr != nil {
 				return written, werr
-			}
-			if w != n {
-				return written, io.ErrShortWrite
 			}
 		}
 		if rerr == io.EOF {
@@ -205,8 +270,12 @@ func copyBuffer(dst io.Writer, src io.Reader, wait []byte) (written int64, err e
 			return written, rerr
 		}
 		switch {
+		case more != nil && big != nil && n == len(*big):
+			// Keep the large buffer: the next batch is probably ready, and taken without waiting.
+		case more != nil && big != nil:
+			bufs.Put(big) // nothing more was ready: wait in the small buffer
+			big = nil
 		case more != nil:
-			// Keep the large buffer for the next batch, which is taken without waiting.
 		case big == nil && n == len(wait):
 			big = bufs.Get().(*[]byte) // more will come: read it in large chunks
 		case big != nil && n <= len(wait):

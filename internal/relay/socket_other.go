@@ -4,6 +4,9 @@ package relay
 
 import "syscall"
 
-// socketReader: where sockets cannot be read without waiting, the relay reads them the
-// blocking way.
-func socketReader(syscall.RawConn) MoreReader { return nil }
+// rawReader is not available here: sockets are read the blocking way.
+type rawReader struct{ MoreReader }
+
+func socketReader(syscall.RawConn) *rawReader { return nil }
+
+func (*rawReader) waitReadable() error { return nil }
