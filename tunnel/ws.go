@@ -358,10 +358,6 @@ func (c *wsConn) sendText(msg []byte) error {
 	return c.w.Control(appendFrame(nil, opText, msg, c.client), false)
 }
 
-// Write takes what yamux's send loop writes: a 12-byte frame header, and for data frames
-// the body in the next call. It queues complete frames and returns; the flusher sends them.
-func (c *wsConn) Write(b []byte) (int, error) { return c.w.Write(b) }
-
 // queueControl queues a control frame (sent before any queued data); nothing after a close.
 func (c *wsConn) queueControl(op byte, payload []byte) {
 	var f [headerRoom + maxControlPayload]byte
