@@ -13,8 +13,8 @@ import (
 // sending direction is idle always has something arriving from us, and the other way
 // round.
 //
-// Why not a keepalive that waits for answers (yamux's, as earlier releases used): it waits for each ping's answer and fails the session
-// when the answer is late. A ping queues behind the data already waiting to go out on its
+// Why not a keepalive like yamux's (earlier releases used it): it waits for each ping's
+// answer and fails the session when the answer is late. A ping queues behind the data already waiting to go out on its
 // side (a frame per busy stream, up to 64 KiB each with relay's buffers, plus what the
 // kernel holds), and its answer behind the data on the other side. On a customer link of
 // 128 kbit/s (16 KB/s) that is about 4 s per busy stream and direction, so a few parallel

@@ -40,8 +40,8 @@ type Tuning struct {
 	// dead (default 10 s).
 	WriteTimeout time.Duration
 	// StreamWindow is the most a stream's receive window may grow to (default 4 MiB). A
-	// stream starts at yamux's 256 KiB and grows with its reader's speed × the link's round
-	// trip (package credit), so on a LAN it stays small; 4 MiB lets one tunnel between
+	// stream starts at the protocol's 256 KiB and grows with its reader's speed × the link's round
+	// trip (package mux), so on a LAN it stays small; 4 MiB lets one tunnel between
 	// WAN-separated brokers move 2 MiB per round trip.
 	StreamWindow uint32
 	// Budget bounds, per link, what the other broker may have sent on the link's streams

@@ -13,21 +13,21 @@ import (
 func (s *Session) receive() {
 	var h header
 	for {
-		if _, err := io.ReadFull(s.r, h[:]); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				err = ErrSessionShutdown
-			}
+		_, err := io.ReadFull(s.r, h[:])
+		if err == nil {
+			err = s.frame(&h)
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, ErrProtocol):
+			s.fail(err)
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+			s.shutdown(ErrSessionShutdown) // the link ended
+		default:
 			s.shutdown(err)
-			return
 		}
-		if err := s.frame(&h); err != nil {
-			if errors.Is(err, ErrProtocol) {
-				s.fail(err)
-			} else {
-				s.shutdown(err)
-			}
-			return
-		}
+		return
 	}
 }
 
