@@ -321,17 +321,24 @@ func TestApprovalMode(t *testing.T) {
 	if resp := r.request(t, "alice", personPass, sys2); resp.status != http.StatusForbidden {
 		t.Errorf("after the window: %d", resp.status)
 	}
+	// History is written behind the tunnels (grouped), so wait for the record.
 	var hist []people.Record
-	if code := r.call(t, c, "GET", "audit", "cadmin", personPass, nil, &hist); code != http.StatusOK {
-		t.Fatalf("audit: %d", code)
-	}
 	tunnels := 0
+	waitFor(t, "alice's tunnel in the customer admin's history", func() bool {
+		hist, tunnels = nil, 0
+		if code := r.call(t, c, "GET", "audit", "cadmin", personPass, nil, &hist); code != http.StatusOK {
+			t.Fatalf("audit: %d", code)
+		}
+		for _, h := range hist {
+			if h.Kind == "tunnel" && h.Person == "alice" && h.BytesUp > 0 {
+				tunnels++
+			}
+		}
+		return tunnels >= 1
+	})
 	for _, h := range hist {
 		if h.Customer != se2.customer {
 			t.Errorf("customer admin sees another customer's record %+v", h)
-		}
-		if h.Kind == "tunnel" && h.Person == "alice" && h.BytesUp > 0 {
-			tunnels++
 		}
 	}
 	if tunnels != 1 {

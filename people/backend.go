@@ -30,8 +30,9 @@ type Backend interface {
 	// key; an error from fn leaves everything as it was and is returned. fn may run more
 	// than once (etcd retries on a conflict).
 	Update(ctx context.Context, bucket, key string, fn func(old []byte) ([]byte, error)) error
-	// Put stores val under bucket/key, whatever was there.
-	Put(ctx context.Context, bucket, key string, val []byte) error
+	// Put stores each value of kvs under its key in bucket, whatever was there: bbolt in
+	// one transaction (one sync for them all), etcd in transactions of at most etcdTxnOps.
+	Put(ctx context.Context, bucket string, kvs map[string][]byte) error
 	// DeleteRange removes the keys in [from, to) of bucket ("" leaves an end open).
 	DeleteRange(ctx context.Context, bucket, from, to string) error
 	// Replace makes data (bucket → key → value) the whole content of the buckets it

@@ -115,13 +115,18 @@ func (b *boltBackend) Update(_ context.Context, bucket, key string, fn func([]by
 	})
 }
 
-func (b *boltBackend) Put(_ context.Context, bucket, key string, val []byte) error {
+func (b *boltBackend) Put(_ context.Context, bucket string, kvs map[string][]byte) error {
 	return b.db.Update(func(tx *bolt.Tx) error {
 		bk, err := b.bucket(tx, bucket)
 		if err != nil {
 			return err
 		}
-		return bk.Put([]byte(key), val)
+		for k, v := range kvs {
+			if err := bk.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -132,10 +132,28 @@ func (e *etcdBackend) Update(ctx context.Context, bucket, key string, fn func([]
 	return errConflict
 }
 
-func (e *etcdBackend) Put(ctx context.Context, bucket, key string, val []byte) error {
+func (e *etcdBackend) Put(ctx context.Context, bucket string, kvs map[string][]byte) error {
+	ops := make([]clientv3.Op, 0, min(len(kvs), etcdTxnOps))
+	for k, v := range kvs {
+		ops = append(ops, clientv3.OpPut(e.key(bucket, k), string(v)))
+		if len(ops) == etcdTxnOps {
+			if err := e.commit(ctx, ops); err != nil {
+				return err
+			}
+			ops = ops[:0]
+		}
+	}
+	return e.commit(ctx, ops)
+}
+
+// commit runs ops in one transaction (none: nothing to do).
+func (e *etcdBackend) commit(ctx context.Context, ops []clientv3.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
 	ctx, cancel := e.ctx(ctx)
 	defer cancel()
-	if _, err := e.cli.Put(ctx, e.key(bucket, key), string(val)); err != nil {
+	if _, err := e.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
 		return fmt.Errorf("people store (etcd): %w", err)
 	}
 	return nil
@@ -162,29 +180,7 @@ func (e *etcdBackend) Replace(ctx context.Context, data map[string]map[string][]
 		if err := e.DeleteRange(ctx, name, "", ""); err != nil {
 			return err
 		}
-		ops := make([]clientv3.Op, 0, etcdTxnOps)
-		flush := func() error {
-			if len(ops) == 0 {
-				return nil
-			}
-			rctx, cancel := e.ctx(ctx)
-			defer cancel()
-			_, err := e.cli.Txn(rctx).Then(ops...).Commit()
-			ops = ops[:0]
-			if err != nil {
-				return fmt.Errorf("people store (etcd): %w", err)
-			}
-			return nil
-		}
-		for k, v := range kvs {
-			ops = append(ops, clientv3.OpPut(e.key(name, k), string(v)))
-			if len(ops) == etcdTxnOps {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if err := flush(); err != nil {
+		if err := e.Put(ctx, name, kvs); err != nil {
 			return err
 		}
 	}
