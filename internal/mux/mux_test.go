@@ -16,7 +16,7 @@ import (
 )
 
 // dialPair returns both ends of a loopback TCP connection.
-func dialPair(t *testing.T) (net.Conn, net.Conn) {
+func dialPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
