@@ -388,3 +388,80 @@ func TestSessionClose(t *testing.T) {
 		t.Fatalf("open on a closed session: %v", err)
 	}
 }
+
+// TestBudget: streams whose windows have grown and whose readers then stop leave at most
+// the budget plus each stream's initial window unread, a sender never exceeds what it was
+// granted (the session would fail), and once the readers read again every stream
+// completes; a stream held back by the budget is never left without credit.
+func TestBudget(t *testing.T) {
+	const (
+		streams = 6
+		size    = 6 << 20
+		budget  = 1 << 20
+	)
+	c, s := pair(t, Config{}, Config{MaxWindow: 4 << 20, Budget: budget})
+	var writers, readers []*Stream
+	for range streams {
+		w, err := c.Open(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte{0})
+		r, err := s.Accept(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadFull(r, make([]byte, 1))
+		writers, readers = append(writers, w), append(readers, r)
+	}
+	s.GrowWindows(1 << 20) // as autotuning would for fast readers on a long path
+	var wg sync.WaitGroup
+	for _, w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 32<<10)
+			w.SetWriteDeadline(time.Now().Add(60 * time.Second))
+			for sent := 0; sent < size; sent += len(buf) {
+				if _, err := w.Write(buf); err != nil {
+					t.Errorf("write: %v", err)
+					return
+				}
+			}
+			w.CloseWrite()
+		}()
+	}
+	// Each reader takes 512 KiB, passing on credit up to its grown window as far as the
+	// budget lets it; then they stop.
+	for _, r := range readers {
+		r.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.CopyN(io.Discard, r, 512<<10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var unread int64
+	for deadline, stable := time.Now().Add(10*time.Second), 0; stable < 20 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if now := s.Unread(); now == unread {
+			stable++
+		} else {
+			stable, unread = 0, now
+		}
+	}
+	if limit := int64(budget + streams*InitialWindow); unread > limit || unread < InitialWindow {
+		t.Fatalf("granted and unread: %d bytes, want at most %d", unread, limit)
+	}
+	for i, r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.SetReadDeadline(time.Now().Add(60 * time.Second))
+			if n, err := io.Copy(io.Discard, r); err != nil || n != size-512<<10 {
+				t.Errorf("stream %d: read %d more bytes: %v", i, n, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if c.IsClosed() || s.IsClosed() {
+		t.Fatalf("session ended: %v %v", c.Err(), s.Err())
+	}
+}
