@@ -465,3 +465,32 @@ func TestBudget(t *testing.T) {
 		t.Fatalf("session ended: %v %v", c.Err(), s.Err())
 	}
 }
+
+// TestDeadlineWhileWaiting: a deadline set (or moved into the past) while a Read or Write
+// waits without one ends the wait, as a cancelled request does.
+func TestDeadlineWhileWaiting(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	a, _ := c.Open(ctx(t))
+	a.Write(make([]byte, InitialWindow)) // the peer reads nothing: the window is used up
+	errs := make(chan error, 2)
+	go func() { _, err := a.Read(make([]byte, 1)); errs <- err }()
+	go func() { _, err := a.Write([]byte("x")); errs <- err }()
+	select {
+	case err := <-errs:
+		t.Fatalf("returned before any deadline: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	a.SetReadDeadline(time.Now().Add(time.Millisecond))
+	a.SetWriteDeadline(time.Now())
+	for range 2 {
+		select {
+		case err := <-errs:
+			if err != ErrTimeout {
+				t.Fatalf("after the deadline: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a deadline set while waiting did not end the wait")
+		}
+	}
+	_ = s
+}

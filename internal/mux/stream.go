@@ -386,14 +386,18 @@ var _ net.Conn = (*Stream)(nil)
 type deadline struct {
 	mu    sync.Mutex
 	timer *time.Timer
-	ch    chan struct{} // nil until a deadline was set
+	ch    chan struct{} // made on first use; replaced once closed and a new deadline is set
 	gen   int           // which timer may close ch
 }
 
-// wait returns a channel that is closed once the deadline has passed (nil: none set).
+// wait returns a channel that is closed once the deadline has passed. A deadline set later
+// closes the same channel, so a waiter sees deadlines set while it waits.
 func (d *deadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.ch == nil {
+		d.ch = make(chan struct{})
+	}
 	return d.ch
 }
 
@@ -408,7 +412,7 @@ func (d *deadline) set(t time.Time) {
 	if d.ch != nil {
 		select {
 		case <-d.ch:
-			d.ch = nil // passed: a new deadline needs a new channel
+			d.ch = nil // passed: the next deadline needs a new channel
 		default:
 		}
 	}
