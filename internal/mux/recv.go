@@ -192,7 +192,7 @@ func (s *Session) data(st *Stream, id uint32, n int64) error {
 					}
 				}
 				if c == nil {
-					c = chunks.Get().(*chunk)
+					c = getChunk(n)
 					st.queue = append(st.queue, c)
 				}
 				st.filling = true

@@ -14,8 +14,13 @@ import (
 // link's batch holds.
 const maxFrame = linkbatch.MaxBatch
 
-// chunkSize is the size of the pooled buffers a stream's received data waits in.
-const chunkSize = 64 << 10
+// Received data waits in pooled chunks: 64 KiB for bulk data, and small ones for the small
+// frames of requests, replies and interactive sessions, so that those do not each take (or
+// allocate) 64 KiB.
+const (
+	chunkSize      = 64 << 10
+	smallChunkSize = 4 << 10
+)
 
 // chunk is a buffer of received data: bytes [r, w) wait to be read. Only the receive
 // goroutine writes into it (beyond w, outside the stream's lock) and moves w.
@@ -24,11 +29,26 @@ type chunk struct {
 	r, w int
 }
 
-var chunks = sync.Pool{New: func() any { return &chunk{buf: make([]byte, chunkSize)} }}
+var (
+	chunks      = sync.Pool{New: func() any { return &chunk{buf: make([]byte, chunkSize)} }}
+	smallChunks = sync.Pool{New: func() any { return &chunk{buf: make([]byte, smallChunkSize)} }}
+)
+
+// getChunk returns an empty chunk for a frame body of which n bytes are still to come.
+func getChunk(n int64) *chunk {
+	if n <= smallChunkSize {
+		return smallChunks.Get().(*chunk)
+	}
+	return chunks.Get().(*chunk)
+}
 
 func putChunk(c *chunk) {
 	c.r, c.w = 0, 0
-	chunks.Put(c)
+	if len(c.buf) == smallChunkSize {
+		smallChunks.Put(c)
+	} else {
+		chunks.Put(c)
+	}
 }
 
 // Stream is one stream of a session: a net.Conn whose Close is a half-close with
