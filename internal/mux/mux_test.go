@@ -177,6 +177,14 @@ func TestStreams(t *testing.T) {
 		b.Close()
 	}
 	waitFor(t, "closed streams to leave", func() bool { return c.NumStreams() == 4 && s.NumStreams() == 4 })
+	// The four left open (and unread) hold at most their initial windows; closed ones hold
+	// nothing, so a long-lived session's budget does not leak away.
+	if u := s.Unread(); u != 4*InitialWindow {
+		t.Fatalf("server: %d bytes unread and granted, want %d", u, 4*InitialWindow)
+	}
+	if u := c.Unread(); u != 4*InitialWindow {
+		t.Fatalf("client: %d bytes unread and granted, want %d", u, 4*InitialWindow)
+	}
 }
 
 // waitFor polls cond until it holds or ten seconds pass.
@@ -464,6 +472,10 @@ func TestBudget(t *testing.T) {
 	if c.IsClosed() || s.IsClosed() {
 		t.Fatalf("session ended: %v %v", c.Err(), s.Err())
 	}
+	for _, r := range readers {
+		r.Close()
+	}
+	waitFor(t, "the budget to be free again", func() bool { return s.Unread() == 0 && s.NumStreams() == 0 })
 }
 
 // TestDeadlineWhileWaiting: a deadline set (or moved into the past) while a Read or Write
