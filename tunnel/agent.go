@@ -18,10 +18,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"maintproxy/config"
 	"maintproxy/internal/capool"
+	"maintproxy/internal/mux"
 	"maintproxy/internal/relay"
 )
 
@@ -156,57 +155,56 @@ func (a *Agent) session(ctx context.Context, c *brokerConn) error {
 		return err
 	}
 	defer link.close()
-	mux := link.mux
+	sess := link.mux
 	sessCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	updates := hasFeature(features, FeaturePolicyUpdates)
 	cfg, changed := a.policy.current()
-	if err := a.hello(mux, cfg); err != nil {
+	if err := a.hello(sess, cfg); err != nil {
 		return fmt.Errorf("sending hello: %w", err)
 	}
 	a.log.Info("connected to broker", "broker", a.url, "addr", c.current(), "connection", c.n+1, "customer", a.cfg.Customer, "system", a.cfg.System,
 		"remote_access", cfg.RemoteAccess.Enabled, "colocated", cfg.Colocated.Enabled, "policy_updates", updates)
 	// Cancellation closes the session, which ends AcceptStream below.
-	context.AfterFunc(sessCtx, func() { mux.Close() })
+	context.AfterFunc(sessCtx, func() { sess.Close() })
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.keepTrustFresh(sessCtx, mux.CloseChan())
+		a.keepTrustFresh(sessCtx, sess.Done())
 	}()
 	wg.Add(1)
 	if updates {
 		go func() {
 			defer wg.Done()
-			a.pushPolicy(link.ws, PolicyFromConfig(cfg, a.version), changed, mux.CloseChan())
+			a.pushPolicy(link.ws, PolicyFromConfig(cfg, a.version), changed, sess.Done())
 		}()
 	} else {
 		go func() {
 			defer wg.Done()
-			a.noteStalePolicy(c, mux.CloseChan())
+			a.noteStalePolicy(c, sess.Done())
 		}()
 	}
 	for {
-		st, err := mux.AcceptStream()
+		st, err := sess.Accept(ctx)
 		if err != nil {
-			if errors.Is(err, yamux.ErrSessionShutdown) && ctx.Err() == nil {
+			if errors.Is(err, mux.ErrSessionShutdown) && ctx.Err() == nil {
 				return errors.New("session closed by broker or lost")
 			}
 			return err
 		}
-		tracked := link.track(st)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.serveStream(sessCtx, tracked)
+			a.serveStream(sessCtx, st)
 		}()
 	}
 }
 
 // hello opens the session's first stream and writes the policy of cfg on it.
-func (a *Agent) hello(mux *yamux.Session, cfg *config.Agent) error {
-	st, err := mux.OpenStream()
+func (a *Agent) hello(sess *mux.Session, cfg *config.Agent) error {
+	st, err := sess.Open(context.Background())
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,8 @@
 // An agent keeps one outbound websocket to the broker's web listener at AgentPath
 // (wss://admin.<domain>/agent/v1/connect), authenticated with HTTP Basic credentials
 // "<customer>/<system>" and the agent's secret. Over the websocket (binary messages) runs
-// one yamux session: the broker is the yamux client, the agent the server.
+// one session of the yamux protocol (package mux): the broker is the client, the agent the
+// server.
 //
 // # Protocol v1
 //
@@ -20,7 +21,7 @@
 //
 // Policy updates (where the broker offers policy-updates). Whenever the customer's
 // settings change, the agent sends the new Policy as one websocket text message (at most
-// 64 KiB), between the binary messages that carry yamux. The broker puts it in force for
+// 64 KiB), between the binary messages that carry the session. The broker puts it in force for
 // the session and tells the registry's OnChange hook. The link's reader takes it, so an
 // idle session costs the broker no goroutine for this.
 //
@@ -49,5 +50,5 @@
 //	n bytes     UTF-8 message for the technician (no secrets)
 //
 // On ok, the stream carries the tunnel's bytes both ways. Closing a stream's write side
-// (yamux Close) is the half-close: the other direction stays open until it ends too.
+// (a FIN) is the half-close: the other direction stays open until it ends too.
 package tunnel

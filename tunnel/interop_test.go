@@ -152,7 +152,15 @@ func oldBroker(t *testing.T, serve func(ctx context.Context, ws *websocket.Conn,
 			return
 		}
 		defer mux.Close()
-		if _, err := readHello(ctx, mux, time.Now().Add(helloTimeout)); err != nil {
+		hello, err := mux.AcceptStream()
+		if err != nil {
+			result <- err
+			return
+		}
+		hello.SetReadDeadline(time.Now().Add(helloTimeout))
+		_, err = decodeHello(hello)
+		hello.Close()
+		if err != nil {
 			result <- err
 			return
 		}

@@ -13,8 +13,8 @@ import (
 // sending direction is idle always has something arriving from us, and the other way
 // round.
 //
-// Why not yamux's own keepalive: it waits for each ping's answer and fails the session
-// when the answer is late. A ping queues behind the data already waiting to go out on its
+// Why not a keepalive like yamux's (earlier releases used it): it waits for each ping's
+// answer and fails the session when the answer is late. A ping queues behind the data already waiting to go out on its
 // side (a frame per busy stream, up to 64 KiB each with relay's buffers, plus what the
 // kernel holds), and its answer behind the data on the other side. On a customer link of
 // 128 kbit/s (16 KB/s) that is about 4 s per busy stream and direction, so a few parallel
@@ -26,22 +26,22 @@ import (
 // much more than 5 s, whatever is queued, and 15 s of silence means a dead or frozen
 // peer: it is noticed within 15 s (plus a timer's slack), on both ends.
 
-// liveRW is the byte stream under a link's yamux session; it notes when data last
+// liveRW is the byte stream under a link's session; it notes when data last
 // arrived. The websocket returns data as it arrives (at most a TLS record, 16 KiB, at a
 // time), so a slow but live link shows as a read at least every second at 128 kbit/s.
 type liveRW struct {
-	io.ReadWriteCloser
+	io.ReadCloser
 	last atomic.Int64 // Unix nanoseconds of the last read that returned data
 }
 
-func newLiveRW(c io.ReadWriteCloser) *liveRW {
-	l := &liveRW{ReadWriteCloser: c}
+func newLiveRW(c io.ReadCloser) *liveRW {
+	l := &liveRW{ReadCloser: c}
 	l.last.Store(time.Now().UnixNano())
 	return l
 }
 
 func (c *liveRW) Read(b []byte) (int, error) {
-	n, err := c.ReadWriteCloser.Read(b)
+	n, err := c.ReadCloser.Read(b)
 	if n > 0 {
 		c.last.Store(time.Now().UnixNano())
 	}
@@ -67,7 +67,7 @@ func (l *muxLink) watch(t Tuning) {
 	go func() {
 		// A few pings while the link is still idle, as one can be delayed by the machine.
 		for range startPings {
-			if l.probe.Measure() != nil {
+			if _, err := l.mux.Ping(); err != nil {
 				return
 			}
 		}
@@ -110,7 +110,7 @@ func (w *watcher) tick() {
 				defer w.pings.Add(-1)
 				// The answer matters as traffic and as a round trip; a failure is the
 				// watcher's call, not the ping's.
-				w.link.probe.Measure()
+				w.link.mux.Ping()
 			}()
 		}
 	}

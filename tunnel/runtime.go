@@ -15,8 +15,8 @@ const agentGCPercent = 50
 // One processor: the agent runs on the customer's server next to the system it serves, and
 // all its tunnels share one TLS connection whose encryption and decryption are one
 // goroutine each, so a second processor buys it little. With one, the many small handoffs
-// between its goroutines (relays, yamux's loops, the link's flusher) stay on one thread
-// instead of waking another and spinning: measured up to a third less CPU per byte on one
+// between its goroutines (relays, the session's receive goroutine, the link's flusher)
+// stay on one thread instead of waking another and spinning: measured up to a third less CPU per byte on one
 // stream and half the system calls (no difference with 8 streams), and the agent never
 // takes more than one core from its host.
 //

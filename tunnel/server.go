@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"maintproxy/internal/mux"
 
 	"maintproxy/internal/guard"
 )
@@ -160,10 +160,10 @@ const (
 )
 
 // readHello accepts the agent's first stream and decodes its policy, by deadline.
-func readHello(ctx context.Context, mux *yamux.Session, deadline time.Time) (Policy, error) {
+func readHello(ctx context.Context, sess *mux.Session, deadline time.Time) (Policy, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	st, err := mux.AcceptStreamWithContext(ctx)
+	st, err := sess.Accept(ctx)
 	if err != nil {
 		return Policy{}, err
 	}

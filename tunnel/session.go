@@ -6,12 +6,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"maintproxy/internal/mux"
 )
 
 // AgentPath is the broker's websocket endpoint for agents (versioned with the protocol).
@@ -52,24 +51,19 @@ const (
 	helloTimeout = 10 * time.Second
 )
 
-func (t Tuning) muxConfig() *yamux.Config {
-	c := yamux.DefaultConfig()
-	// muxLink watches liveness itself (liveness.go), on a timer rather than a goroutine per
-	// session: yamux's keepalive would fail a healthy session whose ping answer waits
-	// behind data on a slow link.
-	c.EnableKeepAlive = false
-	c.KeepAliveInterval = t.keepAliveInterval()
-	c.ConnectionWriteTimeout = writeTimeout
-	// The credit shaper decides how much of this each stream really gets.
-	c.MaxStreamWindowSize = maxStreamWindow
-	// yamux would close the whole session when one stream's open goes unanswered; Open
-	// bounds each request by its own deadline instead.
-	c.StreamOpenTimeout = 0
-	// A half-closed stream whose peer never finishes is reset after this.
-	c.StreamCloseTimeout = 5 * time.Minute
-	c.LogOutput = io.Discard
-	c.Logger = nil
-	return c
+func (t Tuning) muxConfig() mux.Config {
+	return mux.Config{
+		// muxLink watches liveness itself (liveness.go), on a timer rather than a goroutine
+		// per session: a keepalive that waits for each answer would fail a healthy session
+		// whose ping answer waits behind data on a slow link.
+		KeepAlive:    0,
+		WriteTimeout: writeTimeout,
+		MaxWindow:    maxStreamWindow,
+		Budget:       sessionBudget,
+		// No OpenTimeout: an unanswered open fails that request only, by its own deadline.
+		// A half-closed stream whose peer never finishes is reset after this.
+		CloseTimeout: 5 * time.Minute,
+	}
 }
 
 // Session is the broker's side of one agent connection.
@@ -111,11 +105,13 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 	if h.Session == ([16]byte{}) {
 		rand.Read(h.Session[:])
 	}
-	raw, err := s.link.mux.OpenStream()
+	st, err := s.link.mux.Open(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("tunnel request abandoned: %w", context.Cause(ctx))
+		}
 		return nil, fmt.Errorf("%w: %v", ErrSessionClosed, err)
 	}
-	st := s.link.track(raw)
 	deadline := time.Now().Add(replyTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -138,7 +134,7 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil, fmt.Errorf("tunnel request abandoned: %w", context.Cause(ctx))
 		}
-		if errors.Is(err, yamux.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, mux.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: no answer from the agent", ErrTimeout)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrSessionClosed, err)
@@ -152,7 +148,7 @@ func (s *Session) Open(ctx context.Context, h Header) (net.Conn, error) {
 func (s *Session) Close() { s.link.close() }
 
 // Done is closed when the session has ended.
-func (s *Session) Done() <-chan struct{} { return s.link.mux.CloseChan() }
+func (s *Session) Done() <-chan struct{} { return s.link.mux.Done() }
 
 // countedStream decrements the session's tunnel count once when fully closed.
 type countedStream struct {

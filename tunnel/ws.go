@@ -1,16 +1,17 @@
 package tunnel
 
 // The agent link's websocket (RFC 6455): the handshake on both ends and the framing of the
-// one byte stream yamux runs over. Only what the link needs is spoken — binary data frames
-// (fragmented or not), ping, pong and close, and text messages (the agent's policy
-// updates, only where the broker offered them); no extensions — and the peer may be any
-// RFC 6455 implementation (agents and brokers of earlier versions use another library).
+// one byte stream the multiplexed session (package mux) runs over. Only what the link
+// needs is spoken — binary data frames (fragmented or not), ping, pong and close, and text
+// messages (the agent's policy updates, only where the broker offered them); no extensions
+// — and the peer may be any RFC 6455 implementation (agents and brokers of earlier
+// versions use another library).
 //
-// Writes are batched (linkbatch.Writer): yamux's frames are appended to one pooled buffer
-// and a flusher goroutine, started only while there is something to send, writes the buffer
-// as one websocket frame with one call into TLS. While it writes, the next frames collect
-// behind it, so under load each TLS write carries up to linkbatch.MaxBatch bytes in full
-// records, and an idle link holds no write buffer at all.
+// Writes are batched (linkbatch.Writer): the session's frames are appended to one pooled
+// buffer and a flusher goroutine, started only while there is something to send, writes
+// the buffer as one websocket frame with one call into TLS. While it writes, the next
+// frames collect behind it, so under load each TLS write carries up to linkbatch.MaxBatch
+// bytes in full records, and an idle link holds no write buffer at all.
 
 import (
 	"bufio"
@@ -154,12 +155,12 @@ func checkUpgrade(resp *http.Response, key string) (io.ReadWriteCloser, error) {
 }
 
 // wsConn is one end of the agent link: an io.ReadWriteCloser of the bytes carried in
-// binary websocket messages, for yamux.
+// binary websocket messages, for the session.
 type wsConn struct {
 	conn   io.WriteCloser // the TLS connection
 	client bool           // a client masks what it sends; a server requires masked frames
 
-	// Reader state; only yamux's receive loop reads.
+	// Reader state; only the session's receive goroutine reads.
 	rd        io.Reader // conn, after any bytes buffered during the handshake
 	left      int64     // payload bytes left in the current data frame
 	masked    bool
@@ -174,7 +175,7 @@ type wsConn struct {
 	// message is a protocol error.
 	onText func(msg []byte)
 
-	// w queues what is sent: control frames, then a batch of yamux frames behind
+	// w queues what is sent: control frames, then a batch of the session's frames behind
 	// headerRoom, sent as one binary frame. The close frame is its last control frame.
 	w *linkbatch.Writer
 
@@ -186,7 +187,7 @@ type wsConn struct {
 }
 
 // onClose makes f run once the connection has been closed, or now if it already is. f
-// must not call into the yamux session (it may run inside the session's Close).
+// must not call into the session (it may run inside the session's Close).
 func (c *wsConn) onClose(f func()) {
 	c.mu.Lock()
 	if !c.connClosed {
@@ -357,10 +358,6 @@ const maxTextMessage = maxHelloBytes
 func (c *wsConn) sendText(msg []byte) error {
 	return c.w.Control(appendFrame(nil, opText, msg, c.client), false)
 }
-
-// Write takes what yamux's send loop writes: a 12-byte frame header, and for data frames
-// the body in the next call. It queues complete frames and returns; the flusher sends them.
-func (c *wsConn) Write(b []byte) (int, error) { return c.w.Write(b) }
 
 // queueControl queues a control frame (sent before any queued data); nothing after a close.
 func (c *wsConn) queueControl(op byte, payload []byte) {

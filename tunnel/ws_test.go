@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"maintproxy/config"
-	"maintproxy/internal/credit"
 	"maintproxy/internal/linkbatch"
+	"maintproxy/internal/mux"
 	"maintproxy/internal/testenv"
 	"maintproxy/internal/testkit"
 )
@@ -66,19 +66,16 @@ func TestWSReadFraming(t *testing.T) {
 }
 
 // TestWSWriteBatches checks what a client-side wsConn puts on the wire: each flush one
-// masked binary frame that unmasks to the yamux frames in order.
+// masked binary frame that unmasks to the frames in order.
 func TestWSWriteBatches(t *testing.T) {
 	out := &testkit.Buffer{}
 	c := newWSConn(nopCloser{out}, bytes.NewReader(nil), nil, nil, true)
 	var want []byte
 	for i := range 50 {
 		body := bytes.Repeat([]byte{byte(i)}, 1000*i+1)
-		hdr := []byte{0, linkbatch.TypeData, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+		hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}
 		hdr[8], hdr[9], hdr[10], hdr[11] = byte(len(body)>>24), byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
-		if _, err := c.Write(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Write(body); err != nil {
+		if err := c.w.Frame(hdr, body, &linkbatch.Wait{}); err != nil {
 			t.Fatal(err)
 		}
 		want = append(append(want, hdr...), body...)
@@ -107,9 +104,9 @@ func TestSessionBudget(t *testing.T) {
 	l := startLink(t, &config.Agent{RemoteAccess: config.RemoteAccess{Enabled: true, Services: map[string]string{"9": source}}}, Tuning{}, nil)
 	sess := l.waitSession(t, nil)
 	const budget = 4 << 20
-	cr := sess.link.credits
+	cr := sess.link.mux
 	cr.SetBudget(budget)
-	sess.link.probe.Pin(50 * time.Millisecond) // no remeasuring
+	cr.PinRTT(50 * time.Millisecond) // no remeasuring
 
 	const streams = 3
 	var conns []net.Conn
@@ -131,7 +128,7 @@ func TestSessionBudget(t *testing.T) {
 		}
 	}
 	readSome(32 << 20) // fast readers: the windows grow up to the budget
-	if maxTarget := cr.LargestWindow(); maxTarget <= credit.InitialWindow {
+	if maxTarget := cr.LargestWindow(); maxTarget <= mux.InitialWindow {
 		t.Fatalf("windows did not grow (largest target %d)", maxTarget)
 	}
 	// The readers stop; wait until the peers have used all the credit they got.
@@ -147,7 +144,7 @@ func TestSessionBudget(t *testing.T) {
 			break
 		}
 	}
-	if limit := int64(budget + streams*credit.InitialWindow); total > limit || total < credit.InitialWindow {
+	if limit := int64(budget + streams*mux.InitialWindow); total > limit || total < mux.InitialWindow {
 		t.Fatalf("granted and unread: %d bytes, want at most %d", total, limit)
 	}
 	readSome(8 << 20) // and every stream moves on

@@ -2,7 +2,6 @@ package peer
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -12,8 +11,8 @@ import (
 	"maintproxy/internal/linkbatch"
 )
 
-// TestLinkConnBatches: a data frame's header and body leave in one socket write and Write
-// does not wait for the socket; a peer that stops reading stops the writer once a batch
+// TestLinkConnBatches: a frame's header and body leave in one socket write and Frame does
+// not wait for the socket; a peer that stops reading stops a sender of data once a batch
 // is full, and Close releases it with an error.
 func TestLinkConnBatches(t *testing.T) {
 	a, b := net.Pipe() // unbuffered: a write waits until the other side reads
@@ -21,15 +20,9 @@ func TestLinkConnBatches(t *testing.T) {
 	sock := &linkbatch.Sock{Conn: a}
 	lc := newLinkConn(sock, sock)
 
-	hdr := make([]byte, linkbatch.FrameHeaderLen)
-	hdr[1] = linkbatch.TypeData
-	binary.BigEndian.PutUint32(hdr[4:8], 1)
-	binary.BigEndian.PutUint32(hdr[8:12], 5)
-	// Nobody reads yet: both writes must return anyway.
-	if _, err := lc.Write(hdr); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lc.Write([]byte("hello")); err != nil {
+	hdr := []byte("0123456789ab")
+	// Nobody reads yet: the frame must be queued anyway.
+	if err := lc.w.Frame(hdr, []byte("hello"), &linkbatch.Wait{}); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 1024)
@@ -39,14 +32,13 @@ func TestLinkConnBatches(t *testing.T) {
 		t.Fatalf("first socket read: %q, %v; want header and body together", buf[:n], err)
 	}
 
-	// 240 KiB of window updates with nobody reading: at most a batch queued and one in the
-	// flusher's write fit, so the writer must still be waiting when Close comes.
-	upd := make([]byte, linkbatch.FrameHeaderLen)
-	upd[1] = 1
+	// 640 KiB of data with nobody reading: at most a batch queued and one in the flusher's
+	// write fit, so the sender must still be waiting when Close comes.
+	body := make([]byte, 32<<10)
 	done := make(chan error, 1)
 	go func() {
-		for range 20000 {
-			if _, err := lc.Write(upd); err != nil {
+		for range 20 {
+			if err := lc.w.Frame(hdr, body, &linkbatch.Wait{}); err != nil {
 				done <- err
 				return
 			}
@@ -59,7 +51,7 @@ func TestLinkConnBatches(t *testing.T) {
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("the writer ended (%v) with nobody reading: no backpressure", err)
+			t.Fatalf("the sender ended (%v) with nobody reading: no backpressure", err)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -69,7 +61,7 @@ func TestLinkConnBatches(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		t.Fatalf("the writer ended (%v) with a full batch and nobody reading", err)
+		t.Fatalf("the sender ended (%v) with a full batch and nobody reading", err)
 	default:
 	}
 	if err := lc.Close(); err != nil {
@@ -78,9 +70,9 @@ func TestLinkConnBatches(t *testing.T) {
 	select {
 	case err := <-done:
 		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrClosedPipe) {
-			t.Fatalf("writer ended with %v, want the link closed", err)
+			t.Fatalf("sender ended with %v, want the link closed", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not release a writer waiting for the flusher")
+		t.Fatal("Close did not release a sender waiting for the flusher")
 	}
 }

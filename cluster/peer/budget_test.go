@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"maintproxy/internal/credit"
+	"maintproxy/internal/mux"
 	"maintproxy/internal/testkit"
 )
 
@@ -29,7 +29,7 @@ func testLinkBudget(t *testing.T, up bool) {
 		size    = 8 << 20 // per stream
 		budget  = 2 << 20
 		chunk   = 32 << 10
-		grown   = 3 * credit.InitialWindow // 8 such windows are well past the budget
+		grown   = 3 * mux.InitialWindow // 8 such windows are well past the budget
 	)
 	tuning := Tuning{Budget: budget}
 	b := newBook()
@@ -64,10 +64,10 @@ func testLinkBudget(t *testing.T, up bool) {
 			writers, readers = append(writers, h), append(readers, conn.(*Stream))
 		}
 	}
-	cr := readers[0].credits
+	cr := readers[0].sess
 	// The windows as autotuning grows them for fast readers on a long path (its growth is
-	// tested in internal/credit); here only the budget is at stake.
-	cr.Grow(grown)
+	// tested in internal/mux); here only the budget is at stake.
+	cr.GrowWindows(grown)
 
 	var written, read atomic.Int64
 	writing := each(writers, func(_ int, w *Stream) {
@@ -116,7 +116,7 @@ func testLinkBudget(t *testing.T, up bool) {
 			stable, unread = 0, now
 		}
 	}
-	limit := int64(budget + streams*credit.InitialWindow)
+	limit := int64(budget + streams*mux.InitialWindow)
 	if unread > limit || cr.Unread() > limit {
 		t.Fatalf("written and not read: %d bytes (granted and unread: %d), want at most %d", unread, cr.Unread(), limit)
 	}

@@ -9,13 +9,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"maintproxy/internal/linkbatch"
 )
 
 // Dialer is the forwarding side: it keeps one long-lived link to each broker it forwards
-// to and opens a yamux stream per tunnel on it, so a tunnel costs no TCP or TLS handshake.
+// to and opens a stream per tunnel on it, so a tunnel costs no TCP or TLS handshake.
 // A link that died is redialled on the next Open; a node whose published address or
 // fingerprint changed (a restart) gets a new link. Safe for concurrent use.
 type Dialer struct {
@@ -53,7 +51,7 @@ func (d *Dialer) Open(ctx context.Context, node string, req Request) (conn net.C
 			return nil, Reply{}, err
 		}
 		var ps *Stream
-		st, err := sess.OpenStream()
+		st, err := sess.Open(ctx)
 		if err == nil {
 			ps = sess.stream(st, false)
 			err = writeRequest(st, req)
@@ -179,7 +177,7 @@ func (d *Dialer) drop(node string, sess *session) {
 	sess.Close()
 }
 
-// dial establishes l: TCP, TLS with the published fingerprint, yamux. It does not depend on
+// dial establishes l: TCP, TLS with the published fingerprint, the session. It does not depend on
 // any one caller's context (several may wait for it) but on the Dialer and the timeout.
 func (d *Dialer) dial(parent context.Context, node string, l *link) {
 	defer d.wg.Done()
@@ -222,7 +220,7 @@ func (d *Dialer) dial(parent context.Context, node string, l *link) {
 	}
 	// With TLS 1.3 the server checks our certificate after our side of the handshake is
 	// done: a ping proves it let us in before the link is used.
-	if err := ping(ctx, sess.Session); err != nil {
+	if err := ping(ctx, sess); err != nil {
 		sess.Close()
 		l.err = fmt.Errorf("peer: %s refused the link (is this broker's fingerprint published?): %w", node, err)
 		return
@@ -244,7 +242,7 @@ func (d *Dialer) dial(parent context.Context, node string, l *link) {
 	d.logger().Info("peer link up", "to", node, "addr", l.addr)
 }
 
-func ping(ctx context.Context, sess *yamux.Session) error {
+func ping(ctx context.Context, sess *session) error {
 	done := make(chan error, 1)
 	go func() {
 		_, err := sess.Ping()

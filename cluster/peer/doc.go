@@ -2,8 +2,8 @@
 // on a broker without the agent is carried to a broker that holds it.
 //
 // Each ordered pair of brokers shares one long-lived TCP connection with mutual TLS 1.3
-// (ALPN "maintproxy-peer/1") carrying a yamux session; each tunnel is one stream, so a
-// forwarded tunnel costs no handshake. Every broker makes its own self-signed certificate
+// (ALPN "maintproxy-peer/1") carrying a session of the yamux protocol (package mux); each
+// tunnel is one stream, so a forwarded tunnel costs no handshake. Every broker makes its own self-signed certificate
 // at start (NewIdentity) and publishes its SHA-256 fingerprint in the cluster directory;
 // each end admits the other only if the certificate presented is the one published for it
 // (the Server: any published node; the Dialer: exactly the node it dials). A stranger is
@@ -20,7 +20,7 @@
 // Half-close: a Stream's CloseWrite sends FIN and leaves the read side open, so an EOF in
 // one direction is passed on as a half-close, as on every other hop of a tunnel.
 //
-// Receive windows are shaped as on the agent link (package credit): each stream's window
+// Receive windows are shaped as on the agent link (package mux): each stream's window
 // starts at 256 KiB and grows with its reader's speed, and per link what the other broker
 // may have sent but readers have not taken stays under Tuning.Budget beyond each stream's
 // initial window.

@@ -18,7 +18,7 @@ import (
 // stream's Request to Handle.
 //
 // A connection is trusted only if its client certificate's fingerprint is published in the
-// cluster directory (Trust); anything else fails in the TLS handshake, before a yamux session
+// cluster directory (Trust); anything else fails in the TLS handshake, before a session
 // exists, so a stranger can never open a stream.
 type Server struct {
 	// Identity is this broker's peer certificate.
@@ -126,7 +126,7 @@ func (s *Server) tlsConfig() *tls.Config {
 	return c
 }
 
-// serveConn runs one link: handshake, then a yamux session whose streams are served until
+// serveConn runs one link: handshake, then a session whose streams are served until
 // it ends.
 func (s *Server) serveConn(raw net.Conn) {
 	sock := &linkbatch.Sock{Conn: raw}
@@ -153,7 +153,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	defer cancel()
 	go func() {
 		select {
-		case <-sess.CloseChan():
+		case <-sess.Done():
 		case <-ctx.Done():
 		}
 		cancel()
@@ -168,7 +168,7 @@ func (s *Server) serveConn(raw net.Conn) {
 		sess.measure()
 	}()
 	for {
-		st, err := sess.AcceptStreamWithContext(ctx)
+		st, err := sess.Accept(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.Logger.Info("peer link down", "from", node, "err", err)

@@ -4,14 +4,11 @@ import (
 	"cmp"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
-	"maintproxy/internal/credit"
+	"maintproxy/internal/mux"
 )
 
 // ALPN is the protocol name both ends of a peer link insist on, so a peer connection cannot
@@ -43,8 +40,8 @@ type Tuning struct {
 	// dead (default 10 s).
 	WriteTimeout time.Duration
 	// StreamWindow is the most a stream's receive window may grow to (default 4 MiB). A
-	// stream starts at yamux's 256 KiB and grows with its reader's speed × the link's round
-	// trip (package credit), so on a LAN it stays small; 4 MiB lets one tunnel between
+	// stream starts at the protocol's 256 KiB and grows with its reader's speed × the link's round
+	// trip (package mux), so on a LAN it stays small; 4 MiB lets one tunnel between
 	// WAN-separated brokers move 2 MiB per round trip.
 	StreamWindow uint32
 	// Budget bounds, per link, what the other broker may have sent on the link's streams
@@ -58,19 +55,21 @@ func (t Tuning) handshake() time.Duration { return cmp.Or(t.HandshakeTimeout, 10
 func (t Tuning) header() time.Duration    { return cmp.Or(t.HeaderTimeout, 10*time.Second) }
 func (t Tuning) budget() int64            { return cmp.Or(t.Budget, 32<<20) }
 
-func (t Tuning) mux() *yamux.Config {
-	c := yamux.DefaultConfig()
-	c.AcceptBacklog = 1024
-	c.KeepAliveInterval = cmp.Or(t.KeepAliveInterval, 5*time.Second)
-	c.ConnectionWriteTimeout = cmp.Or(t.WriteTimeout, 10*time.Second)
-	c.MaxStreamWindowSize = cmp.Or(t.StreamWindow, 4<<20)
-	// An open that the holder does not acknowledge means the link is stuck: yamux then
-	// closes the whole session and the next Open redials.
-	c.StreamOpenTimeout = cmp.Or(t.HeaderTimeout, 10*time.Second)
-	// A half-closed stream whose other half never closes is reset after this.
-	c.StreamCloseTimeout = time.Minute
-	c.LogOutput = io.Discard
-	return c
+func (t Tuning) mux() mux.Config {
+	return mux.Config{
+		AcceptBacklog: 1024,
+		// Brokers share a LAN: a peer that does not answer a ping within the write timeout
+		// is dead, and its tunnels must end well before technicians give up.
+		KeepAlive:    cmp.Or(t.KeepAliveInterval, 5*time.Second),
+		WriteTimeout: cmp.Or(t.WriteTimeout, 10*time.Second),
+		MaxWindow:    cmp.Or(t.StreamWindow, 4<<20),
+		Budget:       t.budget(),
+		// An open that the holder does not acknowledge means the link is stuck: the
+		// session then ends and the next Open redials.
+		OpenTimeout: t.header(),
+		// A half-closed stream whose other half never closes is reset after this.
+		CloseTimeout: time.Minute,
+	}
 }
 
 // baseTLS is what both ends share: TLS 1.3 only, the peer ALPN, our certificate. Trust is
@@ -95,12 +94,11 @@ func peerFingerprint(cs tls.ConnectionState) (string, error) {
 }
 
 // Stream is one tunnel over the peer link, after the request and reply. CloseWrite is the
-// half-close (yamux's Close sends FIN; reading goes on until the other side closes too);
-// Close sends the same FIN and also ends reading: the other side gets no more window.
+// half-close (a FIN; reading goes on until the other side closes too); Close sends the same
+// FIN and also ends reading: the other side gets no more window.
 type Stream struct {
-	st      *yamux.Stream
-	sess    *session
-	credits *credit.Shaper
+	st   *mux.Stream
+	sess *session
 
 	// server side only: whether Reply was sent.
 	mu      sync.Mutex
@@ -127,13 +125,10 @@ func (s *Stream) answered() bool {
 }
 
 // Read reads tunnel bytes.
-func (s *Stream) Read(p []byte) (int, error) {
-	n, err := s.credits.Read(s.st.StreamID(), s.st, p)
-	if err == io.EOF {
-		s.credits.Forget(s.st.StreamID()) // nothing more will come
-	}
-	return n, err
-}
+func (s *Stream) Read(p []byte) (int, error) { return s.st.Read(p) }
+
+// ReadMore reads what has arrived already, without waiting (relay.MoreReader).
+func (s *Stream) ReadMore(p []byte) (int, error) { return s.st.ReadMore(p) }
 
 // Write writes tunnel bytes; on the holder side only after Reply.
 func (s *Stream) Write(p []byte) (int, error) {
@@ -145,13 +140,10 @@ func (s *Stream) Write(p []byte) (int, error) {
 
 // Close ends the tunnel on this side: no more writes, and nothing more is read, so the
 // other side gets no more window (what it sent already may still be read).
-func (s *Stream) Close() error {
-	s.credits.Forget(s.st.StreamID())
-	return s.st.Close()
-}
+func (s *Stream) Close() error { return s.st.Close() }
 
 // CloseWrite half-closes the stream: no more writes; reads continue to the other side's EOF.
-func (s *Stream) CloseWrite() error { return s.st.Close() }
+func (s *Stream) CloseWrite() error { return s.st.CloseWrite() }
 
 // LocalAddr is the link's local address.
 func (s *Stream) LocalAddr() net.Addr { return s.st.LocalAddr() }

@@ -1,11 +1,10 @@
-// Package linkbatch holds what the agent link and the peer link share to send yamux over
-// TLS with few system calls: a socket that sends all records of one large TLS write with
-// one write (and reads without waiting when asked), and the joining of a yamux data frame's
-// header with its body, which yamux's send loop writes in two calls.
+// Package linkbatch holds what the agent link and the peer link share to send their
+// multiplexed frames (package mux) over TLS with few system calls: a Writer that appends
+// whole frames to a pooled batch sent by a flusher goroutine, and a socket that sends all
+// records of one large TLS write with one write (and reads without waiting when asked).
 package linkbatch
 
 import (
-	"encoding/binary"
 	"io"
 	"net"
 	"os"
@@ -145,39 +144,4 @@ func (c *Sock) readNow(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
-}
-
-// yamux frame layout: version, type, flags (2), stream id (4), length (4).
-const (
-	// FrameHeaderLen is a yamux frame header's length.
-	FrameHeaderLen = 12
-	// TypeData and TypeWindowUpdate are yamux frame types.
-	TypeData         = 0
-	TypeWindowUpdate = 1
-)
-
-// Joiner joins a yamux data frame's header with its body: yamux's send loop writes them in
-// two calls, and a link queues whole frames.
-type Joiner struct {
-	head    [FrameHeaderLen]byte
-	waiting bool
-}
-
-// Waiting reports whether a data frame's header waits for its body.
-func (j *Joiner) Waiting() bool { return j.waiting }
-
-// Add takes one write of the send loop. It returns the frame to queue as head and body
-// (body nil for a frame without one), or ok false when b is a data frame's header that
-// waits for its body.
-func (j *Joiner) Add(b []byte) (head, body []byte, ok bool) {
-	switch {
-	case j.waiting:
-		j.waiting = false
-		return j.head[:], b, true
-	case len(b) == FrameHeaderLen && b[1] == TypeData && binary.BigEndian.Uint32(b[8:12]) > 0:
-		copy(j.head[:], b)
-		j.waiting = true
-		return nil, nil, false
-	}
-	return b, nil, true
 }

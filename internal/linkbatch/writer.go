@@ -1,6 +1,7 @@
 package linkbatch
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -13,28 +14,26 @@ const maxRoom = 64
 // batches holds the links' write buffers; a batch grows past MaxBatch by at most one frame.
 var batches = NewPool(maxRoom + 2*MaxBatch)
 
-// Writer is a link's sending side. It takes whole yamux frames (joining a data frame's
-// header with its body), appends them to a pooled batch and returns at once; a flusher
-// goroutine, running only while something is queued, sends each batch with one call of the
-// link's send function, between Sock's Begin and End so that all its TLS records leave in
-// one system call. While it sends, the next frames collect behind it, so under load each
-// send carries up to MaxBatch bytes, and an idle link holds no buffer. A full batch holds
-// the send loop until the flusher takes it (backpressure), and the first error is sticky:
-// the link is dead once a send failed.
+// Writer is a link's sending side. It takes whole frames (Frame), copies each once into a
+// pooled batch and returns at once; a flusher goroutine, running only while something is
+// queued, sends each batch with one call of the link's send function, between Sock's Begin
+// and End so that all its TLS records leave in one system call. While it sends, the next
+// frames collect behind it, so under load each send carries up to MaxBatch bytes, and an
+// idle link holds no buffer. A full batch holds a data frame until the flusher takes it
+// (backpressure), and the first error is sticky: the link is dead once a send failed.
 type Writer struct {
-	sock  *Sock // may be nil: the link's connection cannot batch
-	room  int
-	send  func(ctrl, batch []byte) error
-	shape func(hdr []byte) bool // see ShapeWindows
+	sock *Sock // may be nil: the link's connection cannot batch
+	room int
+	send func(ctrl, batch []byte) error
 
 	mu       sync.Mutex
-	space    sync.Cond // signalled when the flusher takes a batch or stops
-	batch    *[]byte   // room, then frames; nil when none is queued
-	ctrl     []byte    // the link's control frames, sent before the batch
-	frames   Joiner
-	flushing bool  // a flusher goroutine is running
-	ctrlDone bool  // the last control frame is queued
-	err      error // sticky
+	space    sync.Cond     // signalled when the flusher takes a batch or stops
+	taken    chan struct{} // closed (and dropped) when the flusher takes a batch; nil if none waits
+	batch    *[]byte       // room, then frames; nil when none is queued
+	ctrl     []byte        // the link's control frames, sent before the batch
+	flushing bool          // a flusher goroutine is running
+	ctrlDone bool          // the last control frame is queued
+	err      error         // sticky
 }
 
 // NewWriter returns a Writer for a link over sock (nil if it cannot batch). Each batch
@@ -47,55 +46,96 @@ func NewWriter(sock *Sock, room int, send func(ctrl, batch []byte) error) *Write
 	return w
 }
 
-// Write takes what yamux's send loop writes: a 12-byte frame header and, for a data frame,
-// its body in the next call. It queues whole frames and returns; a full batch waits until
-// the flusher has taken it, so a peer that stops reading stops the send loop, and yamux's
-// write timeout and keepalive see it.
-func (w *Writer) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		return 0, w.err
-	}
-	if w.shape != nil && len(b) == FrameHeaderLen && b[1] == TypeWindowUpdate && !w.frames.Waiting() && !w.shape(b) {
-		return len(b), nil
-	}
-	head, body, ok := w.frames.Add(b)
-	if !ok {
-		return len(b), nil
-	}
-	w.append(head, body)
-	for w.batch != nil && len(*w.batch) >= w.room+MaxBatch && w.err == nil {
-		w.space.Wait()
-	}
-	if w.err != nil {
-		return 0, w.err
-	}
-	return len(b), nil
+// Errors of Frame.
+var (
+	// ErrTimeout: the frame waited for the flusher longer than it may.
+	ErrTimeout = errors.New("linkbatch: timed out waiting for the link")
+	// ErrCanceled: the frame's sender gave up waiting (Wait.Cancel or Wait.Done).
+	ErrCanceled = errors.New("linkbatch: write canceled")
+	// ErrBacklog: frames that never wait piled up far beyond a batch: the peer does not
+	// read, yet keeps asking for answers.
+	ErrBacklog = errors.New("linkbatch: too many frames queued for a link that does not drain")
+)
+
+// maxBacklog is how far frames that never wait may fill a batch.
+const maxBacklog = 16 * MaxBatch
+
+// Wait says how long a data frame may wait for room in the batch. Any of its channels may be
+// nil.
+type Wait struct {
+	// Cancel and Done end the wait with ErrCanceled when closed (the stream or the
+	// session closed).
+	Cancel, Done <-chan struct{}
+	// Expired ends the wait with ErrTimeout when closed (the caller's deadline passed).
+	Expired <-chan struct{}
+	// Timeout bounds the wait; zero means no bound.
+	Timeout time.Duration
 }
 
-// ShapeWindows makes every window update of the send loop pass through f before it is
-// queued (credit shaping): f may lower its length, and returns false to drop a frame that no
-// longer says anything. It must be set before the first Write; f must not call into w.
-func (w *Writer) ShapeWindows(f func(hdr []byte) bool) { w.shape = f }
-
-// Waiting reports whether a data frame's header waits for its body.
-func (w *Writer) Waiting() bool {
+// Frame queues one whole frame, hdr then body, copied once into the batch. With wait nil it
+// never waits (the answers and window updates a link's receive side queues must never wait
+// for the peer to read); it fails with ErrBacklog when far too much is queued. With wait,
+// it first waits while the batch is full until the flusher takes it, so a peer that stops
+// reading stops the sender. It returns the link's sticky error once a send has failed.
+func (w *Writer) Frame(hdr, body []byte, wait *Wait) error {
+	var timer *time.Timer
+	var expired <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.frames.Waiting()
-}
-
-// Queue queues whole yamux frames written outside yamux's send loop; it does not wait for
-// the flusher.
-func (w *Writer) Queue(frames []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		return w.err
+	for {
+		if w.err != nil {
+			err := w.err
+			w.mu.Unlock()
+			return err
+		}
+		if w.batch == nil || len(*w.batch) < w.room+MaxBatch {
+			break
+		}
+		if wait == nil {
+			if len(*w.batch) >= w.room+maxBacklog {
+				w.mu.Unlock()
+				return ErrBacklog
+			}
+			break
+		}
+		if w.taken == nil {
+			w.taken = make(chan struct{})
+		}
+		taken := w.taken
+		w.mu.Unlock()
+		if timer == nil && wait.Timeout > 0 {
+			timer = time.NewTimer(wait.Timeout)
+			expired = timer.C
+		}
+		select {
+		case <-taken:
+		case <-wait.Cancel:
+			return ErrCanceled
+		case <-wait.Done:
+			return ErrCanceled
+		case <-wait.Expired:
+			return ErrTimeout
+		case <-expired:
+			return ErrTimeout
+		}
+		w.mu.Lock()
 	}
-	w.append(frames, nil)
+	w.append(hdr, body)
+	w.mu.Unlock()
 	return nil
+}
+
+// wake releases the frames waiting for room. w.mu is held.
+func (w *Writer) wake() {
+	w.space.Broadcast()
+	if w.taken != nil {
+		close(w.taken)
+		w.taken = nil
+	}
 }
 
 // Control queues a whole control frame of the link, sent before any queued frames. last
@@ -149,7 +189,7 @@ func (w *Writer) flush() {
 	for w.err == nil && (w.batch != nil || len(w.ctrl) > 0) {
 		batch, ctrl := w.batch, w.ctrl
 		w.batch, w.ctrl = nil, nil
-		w.space.Broadcast()
+		w.wake()
 		w.mu.Unlock()
 		var b []byte
 		if batch != nil {
@@ -173,7 +213,7 @@ func (w *Writer) flush() {
 		}
 	}
 	w.flushing = false
-	w.space.Broadcast()
+	w.wake()
 	w.mu.Unlock()
 }
 
@@ -185,7 +225,7 @@ func (w *Writer) Fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
-	w.space.Broadcast()
+	w.wake()
 	w.mu.Unlock()
 }
 

@@ -44,19 +44,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestWriterJoins: a data frame's header and body leave in one send, behind the room, and
-// control frames go before the batch; Write returns before anything is sent.
-func TestWriterJoins(t *testing.T) {
+// TestWriterFrames: a frame's header and body leave together, behind the room, and
+// control frames go before the batch; Frame returns before anything is sent.
+func TestWriterFrames(t *testing.T) {
 	s := &sink{gate: make(chan struct{})}
 	w := NewWriter(nil, 3, s.send)
-	head := frameHeader(TypeData, 5)
-	for i, b := range [][]byte{head, []byte("hello")} {
-		if n, err := w.Write(b); err != nil || n != len(b) {
-			t.Fatalf("Write: %d, %v", n, err)
-		}
-		if i == 0 && (w.Queued() != 0 || !w.Waiting()) {
-			t.Fatalf("a data frame's header was queued (%d bytes) without its body", w.Queued())
-		}
+	head := []byte("HEADER")
+	if err := w.Frame(head, []byte("hello"), &Wait{}); err != nil {
+		t.Fatal(err)
 	}
 	if err := w.Control([]byte("ctl"), false); err != nil {
 		t.Fatal(err)
@@ -67,62 +62,73 @@ func TestWriterJoins(t *testing.T) {
 	}
 	// The first flush may have taken the data before the control frame was queued.
 	got := bytes.Join(s.all(), nil)
-	want1 := append(append([]byte("ctl\x00\x00\x00"), head...), "hello"...)
-	want2 := append(append(append([]byte("\x00\x00\x00"), head...), "hello"...), "ctl"...)
+	want1 := []byte("ctl\x00\x00\x00HEADERhello")
+	want2 := []byte("\x00\x00\x00HEADERhelloctl")
 	if !bytes.Equal(got, want1) && !bytes.Equal(got, want2) {
 		t.Fatalf("sent %q", got)
-	}
-	for _, one := range s.all() {
-		if bytes.Contains(one, head) && !bytes.Contains(one, []byte("hello")) {
-			t.Fatalf("header sent without its body: %q", one)
-		}
 	}
 	if w.Queued() != 0 {
 		t.Fatalf("%d bytes still queued", w.Queued())
 	}
 }
 
-// TestWriterBackpressure: with the send held, a writer stops once a batch is full, and
-// Fail releases it with the error; a closed control side refuses more.
+// TestWriterBackpressure: with the send held, a data frame waits once a batch is full;
+// its timeout, its cancel channel and Fail each end the wait with their error; frames that
+// never wait go on, up to a bound; a closed control side refuses more.
 func TestWriterBackpressure(t *testing.T) {
 	s := &sink{gate: make(chan struct{})}
 	defer close(s.gate)
 	w := NewWriter(nil, 0, s.send)
-	upd := frameHeader(TypeWindowUpdate, 1)
-	done := make(chan error, 1)
-	go func() {
-		for range 4 * MaxBatch / FrameHeaderLen {
-			if _, err := w.Write(upd); err != nil {
-				done <- err
-				return
-			}
+	body := make([]byte, 16<<10)
+	// The first batch goes to the flusher, which blocks on the gate; fill the next.
+	if err := w.Frame([]byte("h"), body, &Wait{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the flusher to take the first batch", func() bool { return w.Queued() == 0 })
+	for w.Queued() < MaxBatch {
+		if err := w.Frame([]byte("h"), body, &Wait{Timeout: 10 * time.Second}); err != nil {
+			t.Fatal(err)
 		}
-		done <- nil
-	}()
-	waitFor(t, "a full batch", func() bool { return w.Queued() >= MaxBatch })
+	}
+	if err := w.Frame([]byte("h"), body, &Wait{Timeout: 50 * time.Millisecond}); err != ErrTimeout {
+		t.Fatalf("a data frame on a full batch: %v, want ErrTimeout", err)
+	}
+	cancel := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- w.Frame([]byte("h"), body, &Wait{Cancel: cancel}) }()
 	select {
 	case err := <-done:
-		t.Fatalf("the writer ended (%v) with a full batch and the send held", err)
-	default:
+		t.Fatalf("a data frame did not wait on a full batch: %v", err)
+	case <-time.After(20 * time.Millisecond):
 	}
-	if w.Queued() > MaxBatch+FrameHeaderLen {
-		t.Fatalf("%d bytes queued: the writer did not wait", w.Queued())
+	close(cancel)
+	if err := <-done; err != ErrCanceled {
+		t.Fatalf("canceled wait: %v", err)
 	}
+	// Control frames never wait, but do not pile up without bound.
+	var err error
+	for i := 0; i < 2*maxBacklog && err == nil; i += len(body) {
+		err = w.Frame(body, nil, nil)
+	}
+	if err != ErrBacklog || w.Queued() > maxBacklog+len(body) {
+		t.Fatalf("control frames on a stuck link: %v with %d queued", err, w.Queued())
+	}
+	go func() { done <- w.Frame([]byte("h"), body, &Wait{}) }()
 	w.Fail(net.ErrClosed)
 	select {
 	case err := <-done:
 		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("writer ended with %v, want net.ErrClosed", err)
+			t.Fatalf("waiting frame ended with %v, want net.ErrClosed", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Fail did not release a writer waiting for the flusher")
+		t.Fatal("Fail did not release a frame waiting for the flusher")
 	}
-	if _, err := w.Write(upd); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Write after Fail: %v", err)
+	if err := w.Frame([]byte("h"), nil, nil); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Frame after Fail: %v", err)
 	}
 }
 
-// TestWriterStickyError: the first send error fails every later write, and a later Fail
+// TestWriterStickyError: the first send error fails every later frame, and a later Fail
 // does not replace it; after the last control frame, more are refused.
 func TestWriterStickyError(t *testing.T) {
 	boom := errors.New("boom")
@@ -139,11 +145,8 @@ func TestWriterStickyError(t *testing.T) {
 		t.Fatal("not flushed")
 	}
 	w.Fail(net.ErrClosed)
-	if _, err := w.Write(frameHeader(TypeWindowUpdate, 1)); err != boom {
-		t.Fatalf("Write after a failed send: %v, want %v", err, boom)
-	}
-	if err := w.Queue([]byte("x")); err != boom {
-		t.Fatalf("Queue after a failed send: %v, want %v", err, boom)
+	if err := w.Frame([]byte("x"), nil, &Wait{}); err != boom {
+		t.Fatalf("Frame after a failed send: %v, want %v", err, boom)
 	}
 	if got := s.all(); len(got) != 1 || string(got[0]) != "close" {
 		t.Fatalf("sent %q, want only the close frame", got)
@@ -166,9 +169,8 @@ func TestWriterSock(t *testing.T) {
 		}
 		return nil
 	})
-	head := frameHeader(TypeData, 5)
-	w.Write(head)
-	w.Write([]byte("hello"))
+	head := []byte("HEADER")
+	w.Frame(head, []byte("hello"), nil)
 	buf := make([]byte, 1024)
 	b.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, err := b.Read(buf)
