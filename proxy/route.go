@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"maintproxy/config"
+	"maintproxy/internal/relay"
 	"maintproxy/tunnel"
 )
 
@@ -221,6 +222,22 @@ func (c *releasingConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return c.Conn.Close()
+}
+
+// ReadMore and WaitReadable pass the stream's on (relay.ReadyReader), so that the relay
+// holds no buffer while the tunnel waits.
+func (c *releasingConn) ReadMore(p []byte) (int, error) {
+	if r, ok := c.Conn.(relay.MoreReader); ok {
+		return r.ReadMore(p)
+	}
+	return 0, errors.ErrUnsupported
+}
+
+func (c *releasingConn) WaitReadable() error {
+	if r, ok := c.Conn.(relay.ReadyReader); ok {
+		return r.WaitReadable()
+	}
+	return errors.ErrUnsupported
 }
 
 // Close closes the stream and releases the reservation.

@@ -130,6 +130,9 @@ func (s *Stream) Read(p []byte) (int, error) { return s.st.Read(p) }
 // ReadMore reads what has arrived already, without waiting (relay.MoreReader).
 func (s *Stream) ReadMore(p []byte) (int, error) { return s.st.ReadMore(p) }
 
+// WaitReadable waits for data without a buffer (relay.ReadyReader).
+func (s *Stream) WaitReadable() error { return s.st.WaitReadable() }
+
 // Write writes tunnel bytes; on the holder side only after Reply.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.server && !s.answered() {

@@ -506,3 +506,38 @@ func TestDeadlineWhileWaiting(t *testing.T) {
 	}
 	_ = s
 }
+
+// TestWaitReadable: WaitReadable returns once data or the end is there (not before), and
+// at the read deadline; ReadMore then takes what came.
+func TestWaitReadable(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	a, _ := c.Open(ctx(t))
+	b, _ := s.Accept(ctx(t))
+	b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if err := b.WaitReadable(); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("nothing sent, at the deadline: %v, want ErrTimeout", err)
+	}
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	waited := make(chan error, 1)
+	go func() { waited <- b.WaitReadable() }()
+	select {
+	case err := <-waited:
+		t.Fatalf("returned with nothing sent: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	a.Write([]byte("hello"))
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	if n, err := b.ReadMore(buf); n != 5 || err != nil {
+		t.Fatalf("after the wait: %d, %v", n, err)
+	}
+	a.CloseWrite()
+	if err := b.WaitReadable(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.ReadMore(buf); n != 0 || err != io.EOF {
+		t.Fatalf("after the end: %d, %v", n, err)
+	}
+}

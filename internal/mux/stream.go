@@ -72,6 +72,7 @@ type Stream struct {
 	remoteFin  bool
 	reset      bool
 	readClosed bool // also written under s.mu
+	waited     bool // WaitReadable waited; the next read tells the window
 	wrClosed   bool
 	stop       chan struct{} // closed when this end stops writing (or the stream is reset)
 	stopped    bool
@@ -123,6 +124,8 @@ func (st *Stream) Read(p []byte) (int, error) {
 		st.mu.Lock()
 		if st.buffered > 0 {
 			n := st.take(p)
+			waited = waited || st.waited
+			st.waited = false
 			st.mu.Unlock()
 			st.s.consumed(st, n, waited)
 			return n, nil
@@ -161,9 +164,34 @@ func (st *Stream) ReadMore(p []byte) (int, error) {
 		return 0, err
 	}
 	n := st.take(p)
+	waited := st.waited
+	st.waited = false
 	st.mu.Unlock()
-	st.s.consumed(st, n, false)
+	st.s.consumed(st, n, waited)
 	return n, nil
+}
+
+// WaitReadable waits, holding no buffer, until data or the stream's end is there, for the
+// next ReadMore to take (relay's ReadyReader: an idle tunnel's relay holds no buffer).
+func (st *Stream) WaitReadable() error {
+	for {
+		st.mu.Lock()
+		if st.buffered > 0 || st.readErr() != nil {
+			st.mu.Unlock()
+			return nil
+		}
+		st.mu.Unlock()
+		select {
+		case <-st.readable:
+		case <-st.rdl.wait():
+			return ErrTimeout
+		case <-st.s.done:
+			return nil // ReadMore tells what is left, or the session's end
+		}
+		st.mu.Lock()
+		st.waited = true
+		st.mu.Unlock()
+	}
 }
 
 // take copies buffered data into p and recycles the chunks read to the end. st.mu is held.

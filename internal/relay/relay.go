@@ -72,9 +72,11 @@ func Copy(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
 func copyHalf(dst, src io.ReadWriteCloser) (int64, error) {
 	var n int64
 	var err error
-	if r := socketSource(src); r != nil {
-		n, err = copySocket(dst, r)
-	} else {
+	r := readySource(src)
+	if r != nil {
+		n, err = copyReady(dst, r)
+	}
+	if r == nil || (n == 0 && errors.Is(err, errors.ErrUnsupported)) {
 		wp := waitBufs.Get().(*[]byte)
 		n, err = copyBuffer(dst, src, *wp)
 		waitBufs.Put(wp)
@@ -112,6 +114,27 @@ type MoreReader interface {
 	ReadMore(p []byte) (int, error)
 }
 
+// ReadyReader is a MoreReader that can also wait for data without a buffer: WaitReadable
+// returns once ReadMore would find data or the end (it may return early; ReadMore then
+// finds nothing), or errors.ErrUnsupported when the source cannot wait that way (a
+// wrapper around a connection that cannot). A multiplexed stream and a plain socket can.
+type ReadyReader interface {
+	MoreReader
+	WaitReadable() error
+}
+
+// readySource returns src as a ReadyReader: src itself if it is one, else a reader of its
+// socket (socketSource), else nil.
+func readySource(src io.Reader) ReadyReader {
+	if r, ok := src.(ReadyReader); ok {
+		return r
+	}
+	if r := socketSource(src); r != nil {
+		return r
+	}
+	return nil
+}
+
 // moreReader returns src as a MoreReader: src itself if it is one, else a reader of its
 // socket (socketSource), else nil.
 func moreReader(src io.Reader) MoreReader {
@@ -141,10 +164,11 @@ func socketSource(src io.Reader) *rawReader {
 	return socketReader(rc)
 }
 
-// copySocket copies a socket to dst. It waits for data holding no buffer at all, then takes
-// what is there into a pooled 64 KiB buffer with one read, as a plain Read into a buffer of
-// that size would, and gives the buffer back once a read drained the socket.
-func copySocket(dst io.Writer, r *rawReader) (written int64, err error) {
+// copyReady copies r to dst. It waits for data holding no buffer at all, then takes what is
+// there into a pooled 64 KiB buffer (for a socket with one read, as a plain Read into a
+// buffer of that size would), and gives the buffer back once a read drained the source.
+// errors.ErrUnsupported before any byte: r cannot wait that way (use copyBuffer).
+func copyReady(dst io.Writer, r ReadyReader) (written int64, err error) {
 	var big *[]byte
 	defer func() {
 		if big != nil {
@@ -153,7 +177,7 @@ func copySocket(dst io.Writer, r *rawReader) (written int64, err error) {
 	}()
 	for {
 		if big == nil {
-			if err := r.waitReadable(); err != nil {
+			if err := r.WaitReadable(); err != nil {
 				return written, err
 			}
 			big = bufs.Get().(*[]byte)
@@ -173,7 +197,7 @@ func copySocket(dst io.Writer, r *rawReader) (written int64, err error) {
 			return written, rerr
 		}
 		if n < len(*big) {
-			bufs.Put(big) // the socket is drained: wait without a buffer
+			bufs.Put(big) // the source is drained: wait without a buffer
 			big = nil
 		}
 	}

@@ -9,4 +9,4 @@ type rawReader struct{ MoreReader }
 
 func socketReader(syscall.RawConn) *rawReader { return nil }
 
-func (*rawReader) waitReadable() error { return nil }
+func (*rawReader) WaitReadable() error { return nil }

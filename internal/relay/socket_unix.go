@@ -20,7 +20,7 @@ type rawReader struct {
 	n       int
 	err     error
 	peek    [1]byte
-	polled  bool  // waitReadable looked at the socket once
+	polled  bool  // WaitReadable looked at the socket once
 	peekErr error // what the look found wrong: the socket reports an error only once
 
 	readFn, waitFn func(fd uintptr) bool
@@ -81,9 +81,9 @@ func (r *rawReader) ReadMore(p []byte) (int, error) {
 	return r.n, nil
 }
 
-// waitReadable waits until the socket has data, an end or an error to read, holding no
+// WaitReadable waits until the socket has data, an end or an error to read, holding no
 // buffer meanwhile; it may return early (the next ReadMore then finds nothing).
-func (r *rawReader) waitReadable() error {
+func (r *rawReader) WaitReadable() error {
 	r.polled = false
 	return r.rc.Read(r.waitFn)
 }

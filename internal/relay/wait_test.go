@@ -138,3 +138,49 @@ func TestCopyBulkTCP(t *testing.T) {
 		t.Fatalf("received %d bytes, %v; equal %v", len(got), err, bytes.Equal(got, data))
 	}
 }
+
+// readyBursts is a ReadyReader over bursts: WaitReadable moves to the next burst, and a
+// blocking Read is never expected.
+type readyBursts struct {
+	*bursts
+	waitsReady int
+}
+
+func (b *readyBursts) WaitReadable() error {
+	b.waitsReady++
+	if len(b.ready) == 0 && len(b.queue) > 0 {
+		b.ready, b.queue = b.queue[0], b.queue[1:]
+	}
+	return nil
+}
+
+func (b *readyBursts) ReadMore(p []byte) (int, error) {
+	if len(b.ready) == 0 && len(b.queue) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.ready)
+	b.ready = b.ready[n:]
+	return n, nil
+}
+
+// TestCopyReadyWaitsWithoutBuffer: a source that can wait for data (a multiplexed stream)
+// is never read the blocking way, so the relay holds no buffer while it waits; bursts go
+// out in writes of up to 64 KiB.
+func TestCopyReadyWaitsWithoutBuffer(t *testing.T) {
+	bulk, key := randomBytes(t, 200_000), []byte("k")
+	src := &readyBursts{bursts: &bursts{queue: [][]byte{key, bulk, key}}}
+	dst := &sizes{}
+	n, err := copyReady(dst, src)
+	if err != nil || n != int64(len(bulk)+2) || !bytes.Equal(dst.Bytes(), slices.Concat(key, bulk, key)) {
+		t.Fatalf("copied %d, %v", n, err)
+	}
+	if len(src.waits) != 0 {
+		t.Errorf("blocking reads with buffers of %v, want none", src.waits)
+	}
+	if src.waitsReady != 4 {
+		t.Errorf("%d waits, want one per burst and one for the end (4)", src.waitsReady)
+	}
+	if m := slices.Max(dst.writes); m != bufSize {
+		t.Errorf("largest write %d, want %d", m, bufSize)
+	}
+}
