@@ -21,7 +21,7 @@ func (s *Service) Record(r Record) {
 		r.Node = s.o.Node
 	}
 	select {
-	case s.history <- r:
+	case s.history <- &r:
 	default:
 		s.dropped.Add(1)
 	}
@@ -74,9 +74,9 @@ func (s *Service) writeHistory() {
 	}
 }
 
-func (s *Service) addHistory(batch map[string][]byte, r Record) {
+func (s *Service) addHistory(batch map[string][]byte, r *Record) {
 	key := fmt.Sprintf("%s-%s-%08d", r.Time.Format(historyKeyTime), r.Node, s.seq.Add(1)%100_000_000)
-	v, _ := json.Marshal(&r)
+	v, _ := json.Marshal(r)
 	batch[key] = v
 }
 
