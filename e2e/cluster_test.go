@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -227,6 +229,8 @@ type connectLoop struct {
 	firstBad time.Time
 	maxGap   time.Duration
 	failed   int
+	broken   int    // of failed: answered 200, then the tunnel broke (its holder died)
+	why      string // the first failure's answer or error
 	ok       int
 	done     chan struct{}
 }
@@ -242,7 +246,7 @@ func startConnectLoop(t *testing.T, b *testenv.Env, authority string, stop <-cha
 				return
 			default:
 			}
-			ok := tryConnect(b.ProxyAddr, pool, authority)
+			ok, answered, why := tryConnect(b.ProxyAddr, pool, authority)
 			now := time.Now()
 			l.mu.Lock()
 			if ok {
@@ -257,6 +261,10 @@ func startConnectLoop(t *testing.T, b *testenv.Env, authority string, stop <-cha
 					l.firstBad = now
 				}
 				l.failed++
+				l.why = cmp.Or(l.why, why)
+				if answered {
+					l.broken++
+				}
 			}
 			l.mu.Unlock()
 			time.Sleep(10 * time.Millisecond)
@@ -275,24 +283,31 @@ func (l *connectLoop) result() (gap time.Duration, ok, failed int) {
 	return l.maxGap, l.ok, l.failed
 }
 
-// tryConnect opens one tunnel and echoes a line through it.
-func tryConnect(proxy string, pool *x509.CertPool, authority string) bool {
+// tryConnect opens one tunnel and echoes a line through it; answered tells whether the
+// CONNECT got its 200, why what went wrong.
+func tryConnect(proxy string, pool *x509.CertPool, authority string) (ok, answered bool, why string) {
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", proxy,
 		&tls.Config{RootCAs: pool, ServerName: "maint." + testenv.Domain})
 	if err != nil {
-		return false
+		return false, false, err.Error()
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic cmVzYTpwYXNzLWE=\r\n\r\n", authority, authority)
-	buf := make([]byte, 39)
-	if _, err := io.ReadFull(c, buf); err != nil || !bytes.HasPrefix(buf, []byte("HTTP/1.1 200")) {
-		return false
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return false, false, err.Error()
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return false, false, resp.Status + ": " + strings.TrimSpace(string(body))
 	}
 	io.WriteString(c, "ping\n")
 	got := make([]byte, 5)
-	_, err = io.ReadFull(c, got)
-	return err == nil && string(got) == "ping\n"
+	if _, err = io.ReadFull(resp.Body, got); err != nil || string(got) != "ping\n" {
+		return false, true, fmt.Sprintf("echo after 200: %q %v", got, err)
+	}
+	return true, true, ""
 }
 
 // TestClusterFailover kills the broker holding agents (kill -9) while technicians'
@@ -324,7 +339,7 @@ func TestClusterFailover(t *testing.T) {
 	waitUntil(t, victim+"'s presence gone", 15*time.Second, func() bool { return !slices.Contains(c.Holders(t, "12345", "se2"), victim) })
 	close(stop)
 	gap, ok, failed := loop.result()
-	t.Logf("connections: 2, killed %s: %d CONNECTs ok, %d failed, longest gap %v", victim, ok, failed, gap.Round(time.Millisecond))
+	t.Logf("connections: 2, killed %s: %d CONNECTs ok, %d failed (%d answered 200, then their holder died), longest gap %v; first failure: %s", victim, ok, failed, loop.broken, gap.Round(time.Millisecond), cmp.Or(loop.why, "none"))
 	if gap > 2*time.Second {
 		t.Errorf("connections: 2: a gap of %v without a working CONNECT", gap)
 	}
@@ -363,7 +378,7 @@ func TestClusterFailover(t *testing.T) {
 	})
 	close(stop2)
 	gap2, ok2, failed2 := loop2.result()
-	t.Logf("connections: 1, killed %s: %d CONNECTs ok, %d failed, longest gap %v", victim2, ok2, failed2, gap2.Round(time.Millisecond))
+	t.Logf("connections: 1, killed %s: %d CONNECTs ok, %d failed (%d answered 200, then their holder died), longest gap %v; first failure: %s", victim2, ok2, failed2, loop2.broken, gap2.Round(time.Millisecond), cmp.Or(loop2.why, "none"))
 	if gap2 > 10*time.Second {
 		t.Errorf("connections: 1: a gap of %v without a working CONNECT", gap2)
 	}
