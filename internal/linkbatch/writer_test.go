@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"maintproxy/internal/testkit"
 )
 
 // sink records what a Writer sends, and can hold sends or fail them.
@@ -33,15 +35,10 @@ func (s *sink) all() [][]byte {
 	return append([][]byte(nil), s.sends...)
 }
 
-// waitFor polls cond until it holds or ten seconds pass.
+// waitFor waits for cond, ten seconds at most.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // TestWriterFrames: a frame's header and body leave together, behind the room, and

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"maintproxy/internal/linkbatch"
+	"maintproxy/internal/testkit"
 )
 
 // dialPair returns both ends of a loopback TCP connection.
@@ -187,15 +188,10 @@ func TestStreams(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or ten seconds pass.
+// waitFor waits for cond, ten seconds at most.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // TestHalfClose: after one side's CloseWrite the other still sends, and reads see EOF only

@@ -100,15 +100,7 @@ func (s *Session) streamFrame(h *header) error {
 		return nil
 	}
 	if flags&flagRST != 0 {
-		s.mu.Lock()
-		st.mu.Lock()
-		st.reset = true
-		st.stopWriting()
-		st.mu.Unlock()
-		s.remove(st)
-		s.mu.Unlock()
-		st.stopTimers()
-		st.notify()
+		st.markReset()
 	} else if flags&flagFIN != 0 {
 		s.mu.Lock()
 		st.mu.Lock()

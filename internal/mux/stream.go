@@ -367,10 +367,18 @@ func (st *Stream) Close() error {
 
 // abort resets the stream: the peer is told (RST) and both directions end.
 func (st *Stream) abort() {
+	if !st.markReset() {
+		st.s.control(typeWindow, flagRST, st.id, 0)
+	}
+}
+
+// markReset ends both directions at once and takes the stream out of its session; it
+// says whether the stream was reset already.
+func (st *Stream) markReset() (was bool) {
 	s := st.s
 	s.mu.Lock()
 	st.mu.Lock()
-	was := st.reset
+	was = st.reset
 	st.reset = true
 	st.stopWriting()
 	st.mu.Unlock()
@@ -378,9 +386,7 @@ func (st *Stream) abort() {
 	s.mu.Unlock()
 	st.stopTimers()
 	st.notify()
-	if !was {
-		s.control(typeWindow, flagRST, st.id, 0)
-	}
+	return was
 }
 
 // stopWriting closes stop once. st.mu is held.

@@ -183,24 +183,30 @@ func copyReady(dst io.Writer, r ReadyReader) (written int64, err error) {
 			big = bufs.Get().(*[]byte)
 		}
 		n, rerr := r.ReadMore(*big)
-		if n > 0 {
-			w, werr := writeAll(dst, (*big)[:n])
-			written += int64(w)
-			if werr != nil {
-				return written, werr
-			}
-		}
-		if rerr == io.EOF {
-			return written, nil
-		}
-		if rerr != nil {
-			return written, rerr
+		if end, err := pass(dst, (*big)[:n], rerr, &written); end {
+			return written, err
 		}
 		if n < len(*big) {
 			bufs.Put(big) // the source is drained: wait without a buffer
 			big = nil
 		}
 	}
+}
+
+// pass writes b, what a read returned with rerr, to dst, adding to written, and says
+// whether the copy ends: at a clean EOF (err nil), a read error or a write error.
+func pass(dst io.Writer, b []byte, rerr error, written *int64) (end bool, err error) {
+	if len(b) > 0 {
+		w, werr := writeAll(dst, b)
+		*written += int64(w)
+		if werr != nil {
+			return true, werr
+		}
+	}
+	if rerr == io.EOF {
+		return true, nil
+	}
+	return rerr != nil, rerr
 }
 
 // writeAll writes b to dst: all of it, or an error.
@@ -280,18 +286,8 @@ func copyBuffer(dst io.Writer, src io.Reader, wait []byte) (written int64, err e
 				break
 			}
 		}
-		if n > 0 {
-			w, werr := writeAll(dst, buf[:n])
-			written += int64(w)
-			if werr != nil {
-				return written, werr
-			}
-		}
-		if rerr == io.EOF {
-			return written, nil
-		}
-		if rerr != nil {
-			return written, rerr
+		if end, err := pass(dst, buf[:n], rerr, &written); end {
+			return written, err
 		}
 		switch {
 		case more != nil && big != nil && n == len(*big):
