@@ -315,11 +315,17 @@ func (s *Server) recoverTunnel(client, stream net.Conn, ref *tunnelRef) {
 	}
 }
 
+// relay moves a tunnel's bytes; the tunnel stops counting as active when that ends, even
+// in a panic.
+func (s *Server) relay(client, stream net.Conn) (up, down int64, err error) {
+	defer s.count.active.Add(-1)
+	return relay.Copy(countingConn{client, &s.count}, stream)
+}
+
 // carry relays an established tunnel until both sides are done, then writes its audit
 // and history records. ref is tracked (hijack) until the caller untracks it.
 func (s *Server) carry(client, stream net.Conn, ref *tunnelRef, who *Identity, req openRequest, via string, start time.Time) {
-	up, down, rerr := relay.Copy(countingConn{client, &s.count}, stream)
-	s.count.active.Add(-1)
+	up, down, rerr := s.relay(client, stream)
 	end := cmp.Or(relay.ErrText(rerr), "closed")
 	if ref.cut.Load() {
 		end = "shutdown"

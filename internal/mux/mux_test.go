@@ -537,3 +537,24 @@ func TestWaitReadable(t *testing.T) {
 		t.Fatalf("after the end: %d, %v", n, err)
 	}
 }
+
+// TestCloseAfterSessionEnd: a stream closed after its session ended starts no close timer,
+// which would keep the dead session for CloseTimeout.
+func TestCloseAfterSessionEnd(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	a, err := c.Open(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Accept(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	a.Close()
+	a.mu.Lock()
+	timer := a.closeTimer
+	a.mu.Unlock()
+	if timer != nil {
+		t.Error("a close timer runs for a stream of an ended session")
+	}
+}

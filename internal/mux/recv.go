@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"time"
+
+	"maintproxy/internal/linkbatch"
 )
 
 // receive is the session's one receive goroutine: it reads frames until the link fails or
@@ -166,10 +168,14 @@ func (s *Session) data(st *Stream, id uint32, n int64) error {
 	}
 	if st != nil {
 		s.mu.Lock()
-		ok := s.win.receive(&st.rw, n)
+		live := st.live
+		ok := !live || s.win.receive(&st.rw, n)
 		s.mu.Unlock()
 		if !ok {
 			return protocolErr("stream %d sent %d bytes beyond its window", id, n)
+		}
+		if !live {
+			st = nil // reset here since it was looked up: drop what it sent
 		}
 	}
 	for n > 0 {
@@ -259,8 +265,10 @@ func (s *Session) consumed(st *Stream, n int, waited bool) {
 		go s.measure()
 	}
 	if len(out) > 0 {
-		if err := s.w.Frame(out, nil, nil); err == nil {
-			return
+		// Credit that cannot be sent is lost to its stream for good, so a link too far
+		// behind to take it ends, as with any control frame (see control).
+		if err := s.w.Frame(out, nil, nil); err == linkbatch.ErrBacklog {
+			go s.shutdown(err)
 		}
 	}
 }

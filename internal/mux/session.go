@@ -272,6 +272,9 @@ func (s *Session) shutdown(err error) {
 		s.mu.Lock()
 		streams := s.streams
 		s.streams = map[uint32]*Stream{}
+		for _, st := range streams {
+			st.live = false // a Close from now on starts no close timer
+		}
 		s.mu.Unlock()
 		for _, st := range streams {
 			st.stopTimers()

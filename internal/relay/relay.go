@@ -7,6 +7,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -51,6 +52,15 @@ func Copy(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
 	}
 	done := make(chan result, 1)
 	go func() {
+		// A panic in this direction's reads or writes ends the relay with an error here;
+		// left alone it would end the process, whatever recovers the caller's goroutine.
+		defer func() {
+			if v := recover(); v != nil {
+				a.Close()
+				b.Close()
+				done <- result{0, fmt.Errorf("relay: panic: %v", v)}
+			}
+		}()
 		n, err := copyHalf(b, a)
 		done <- result{n, err}
 	}()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -182,5 +183,43 @@ func TestCopyReadyWaitsWithoutBuffer(t *testing.T) {
 	}
 	if m := slices.Max(dst.writes); m != bufSize {
 		t.Errorf("largest write %d, want %d", m, bufSize)
+	}
+}
+
+// panicky panics on Read; Write and Close succeed.
+type panicky struct{ closed chan struct{} }
+
+func (p *panicky) Read([]byte) (int, error)    { panic("broken reader") }
+func (p *panicky) Write(b []byte) (int, error) { return len(b), nil }
+func (p *panicky) Close() error {
+	select {
+	case <-p.closed:
+	default:
+		close(p.closed)
+	}
+	return nil
+}
+
+// blocking reads until closed.
+type blocking struct{ closed chan struct{} }
+
+func (b *blocking) Read([]byte) (int, error)    { <-b.closed; return 0, io.EOF }
+func (b *blocking) Write(p []byte) (int, error) { return len(p), nil }
+func (b *blocking) Close() error {
+	select {
+	case <-b.closed:
+	default:
+		close(b.closed)
+	}
+	return nil
+}
+
+// TestCopyPanicInOtherDirection: a panic in the direction Copy runs on its own goroutine
+// ends the relay with an error and closes both ends, instead of the process.
+func TestCopyPanicInOtherDirection(t *testing.T) {
+	a, b := &panicky{closed: make(chan struct{})}, &blocking{closed: make(chan struct{})}
+	_, _, err := Copy(a, b)
+	if err == nil || !strings.Contains(err.Error(), "broken reader") {
+		t.Fatalf("Copy: %v, want the panic as an error", err)
 	}
 }
