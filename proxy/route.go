@@ -240,6 +240,15 @@ func (c *releasingConn) WaitReadable() error {
 	return errors.ErrUnsupported
 }
 
+// Reset resets the stream (relay tears an erring tunnel down with it) and releases the
+// reservation.
+func (c *releasingConn) Reset() error {
+	if r, ok := c.Conn.(interface{ Reset() error }); ok {
+		r.Reset()
+	}
+	return c.Close()
+}
+
 // Close closes the stream and releases the reservation.
 func (c *releasingConn) Close() error {
 	c.once.Do(c.release)

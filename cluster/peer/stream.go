@@ -133,6 +133,9 @@ func (s *Stream) ReadMore(p []byte) (int, error) { return s.st.ReadMore(p) }
 // WaitReadable waits for data without a buffer (relay.ReadyReader).
 func (s *Stream) WaitReadable() error { return s.st.WaitReadable() }
 
+// Reset ends the tunnel at once on both brokers (a relay torn down by an error).
+func (s *Stream) Reset() error { return s.st.Reset() }
+
 // Write writes tunnel bytes; on the holder side only after Reply.
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.server && !s.answered() {

@@ -558,3 +558,21 @@ func TestCloseAfterSessionEnd(t *testing.T) {
 		t.Error("a close timer runs for a stream of an ended session")
 	}
 }
+
+// TestReset: after Reset the peer's reads fail with ErrStreamReset (after what was already
+// buffered), not a clean EOF.
+func TestReset(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	a, _ := c.Open(ctx(t))
+	b, err := s.Accept(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Write([]byte("last"))
+	a.Reset()
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(b)
+	if string(got) != "last" || !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("read %q, %v; want the buffered bytes, then ErrStreamReset", got, err)
+	}
+}

@@ -365,6 +365,14 @@ func (st *Stream) Close() error {
 	return err
 }
 
+// Reset ends both directions at once and tells the peer (RST), whose reads and writes then
+// fail: for a tunnel torn down by an error, where a FIN would read as a clean end and leave
+// the peer's writer waiting for window until the close timeout.
+func (st *Stream) Reset() error {
+	st.abort()
+	return nil
+}
+
 // abort resets the stream: the peer is told (RST) and both directions end.
 func (st *Stream) abort() {
 	if !st.markReset() {

@@ -56,8 +56,8 @@ func Copy(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
 		// left alone it would end the process, whatever recovers the caller's goroutine.
 		defer func() {
 			if v := recover(); v != nil {
-				a.Close()
-				b.Close()
+				cut(a)
+				cut(b)
 				done <- result{0, fmt.Errorf("relay: panic: %v", v)}
 			}
 		}()
@@ -67,8 +67,8 @@ func Copy(a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
 	bToA, errBA := copyHalf(a, b)
 	if errBA != nil {
 		// Unblock the other direction now rather than waiting for the peer.
-		a.Close()
-		b.Close()
+		cut(a)
+		cut(b)
 	}
 	r := <-done
 	aToB = r.n
@@ -92,8 +92,8 @@ func copyHalf(dst, src io.ReadWriteCloser) (int64, error) {
 		waitBufs.Put(wp)
 	}
 	if err != nil && !isClosedErr(err) {
-		dst.Close()
-		src.Close()
+		cut(dst)
+		cut(src)
 		return n, err
 	}
 	if cw, ok := dst.(closeWriter); ok {
@@ -104,6 +104,16 @@ func copyHalf(dst, src io.ReadWriteCloser) (int64, error) {
 		dst.Close()
 	}
 	return n, nil
+}
+
+// cut ends c after an error: a multiplexed stream is reset, so that its peer stops at
+// once instead of reading a clean end; anything else is closed.
+func cut(c io.Closer) {
+	if r, ok := c.(interface{ Reset() error }); ok {
+		r.Reset()
+		return
+	}
+	c.Close()
 }
 
 // isClosedErr reports errors that mean "the other direction already tore this down",

@@ -3,10 +3,12 @@ package relay
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"io"
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -221,5 +223,31 @@ func TestCopyPanicInOtherDirection(t *testing.T) {
 	_, _, err := Copy(a, b)
 	if err == nil || !strings.Contains(err.Error(), "broken reader") {
 		t.Fatalf("Copy: %v, want the panic as an error", err)
+	}
+}
+
+// failing reads fail with a non-EOF error.
+type failing struct{ blocking }
+
+func (f *failing) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+// resettable is a stream that records whether it was reset or closed.
+type resettable struct {
+	blocking
+	reset atomic.Bool
+}
+
+func (r *resettable) Reset() error { r.reset.Store(true); return r.blocking.Close() }
+
+// TestCopyResetsStreamOnError: when one side fails, a stream on the other side is reset,
+// not half-closed, so that its peer does not take the end for a clean one.
+func TestCopyResetsStreamOnError(t *testing.T) {
+	st := &resettable{blocking: blocking{closed: make(chan struct{})}}
+	bad := &failing{blocking{closed: make(chan struct{})}}
+	if _, _, err := Copy(st, bad); err == nil {
+		t.Fatal("Copy: no error")
+	}
+	if !st.reset.Load() {
+		t.Error("the stream was closed, not reset")
 	}
 }
