@@ -188,20 +188,6 @@ func TestCopyReadyWaitsWithoutBuffer(t *testing.T) {
 	}
 }
 
-// panicky panics on Read; Write and Close succeed.
-type panicky struct{ closed chan struct{} }
-
-func (p *panicky) Read([]byte) (int, error)    { panic("broken reader") }
-func (p *panicky) Write(b []byte) (int, error) { return len(b), nil }
-func (p *panicky) Close() error {
-	select {
-	case <-p.closed:
-	default:
-		close(p.closed)
-	}
-	return nil
-}
-
 // blocking reads until closed.
 type blocking struct{ closed chan struct{} }
 
@@ -216,10 +202,15 @@ func (b *blocking) Close() error {
 	return nil
 }
 
+// panicky panics on Read.
+type panicky struct{ blocking }
+
+func (p *panicky) Read([]byte) (int, error) { panic("broken reader") }
+
 // TestCopyPanicInOtherDirection: a panic in the direction Copy runs on its own goroutine
 // ends the relay with an error and closes both ends, instead of the process.
 func TestCopyPanicInOtherDirection(t *testing.T) {
-	a, b := &panicky{closed: make(chan struct{})}, &blocking{closed: make(chan struct{})}
+	a, b := &panicky{blocking{closed: make(chan struct{})}}, &blocking{closed: make(chan struct{})}
 	_, _, err := Copy(a, b)
 	if err == nil || !strings.Contains(err.Error(), "broken reader") {
 		t.Fatalf("Copy: %v, want the panic as an error", err)
