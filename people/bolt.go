@@ -121,13 +121,18 @@ func (b *boltBackend) Put(_ context.Context, bucket string, kvs map[string][]byt
 		if err != nil {
 			return err
 		}
-		for k, v := range kvs {
-			if err := bk.Put([]byte(k), v); err != nil {
-				return err
-			}
-		}
-		return nil
+		return putAll(bk, kvs)
 	})
+}
+
+// putAll stores each value of kvs under its key in bk.
+func putAll(bk *bolt.Bucket, kvs map[string][]byte) error {
+	for k, v := range kvs {
+		if err := bk.Put([]byte(k), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b *boltBackend) DeleteRange(_ context.Context, bucket, from, to string) error {
@@ -168,10 +173,8 @@ func (b *boltBackend) Replace(_ context.Context, data map[string]map[string][]by
 			if err != nil {
 				return err
 			}
-			for k, v := range kvs {
-				if err := bk.Put([]byte(k), v); err != nil {
-					return err
-				}
+			if err := putAll(bk, kvs); err != nil {
+				return err
 			}
 		}
 		return nil
