@@ -11,9 +11,9 @@ import (
 	"maintproxy/internal/linkbatch"
 )
 
-// TestLinkConnBatches: a frame's header and body leave in one socket write and Frame does
-// not wait for the socket; a peer that stops reading stops a sender of data once a batch
-// is full, and Close releases it with an error.
+// TestLinkConnBatches: a frame's header and body leave in one socket write, and a frame
+// that never waits does not wait for the socket; a peer that stops reading stops a sender
+// of data once a batch is full, and Close releases it with an error.
 func TestLinkConnBatches(t *testing.T) {
 	a, b := net.Pipe() // unbuffered: a write waits until the other side reads
 	defer b.Close()
@@ -22,7 +22,7 @@ func TestLinkConnBatches(t *testing.T) {
 
 	hdr := []byte("0123456789ab")
 	// Nobody reads yet: the frame must be queued anyway.
-	if err := lc.w.Frame(hdr, []byte("hello"), &linkbatch.Wait{}); err != nil {
+	if err := lc.w.Frame(hdr, []byte("hello"), nil); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 1024)
@@ -32,9 +32,12 @@ func TestLinkConnBatches(t *testing.T) {
 		t.Fatalf("first socket read: %q, %v; want header and body together", buf[:n], err)
 	}
 
-	// 640 KiB of data with nobody reading: at most a batch queued and one in the flusher's
-	// write fit, so the sender must still be waiting when Close comes.
+	// 640 KiB of data with nobody reading, behind a flusher stuck in its write: at most a
+	// batch queued fits, so the sender must still be waiting when Close comes.
 	body := make([]byte, 32<<10)
+	if err := lc.w.Frame(hdr, body, nil); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		for range 20 {

@@ -14,12 +14,13 @@ const maxRoom = 64
 // batches holds the links' write buffers; a batch grows past MaxBatch by at most one frame.
 var batches = NewPool(maxRoom + 2*MaxBatch)
 
-// Writer is a link's sending side. It takes whole frames (Frame), copies each once into a
-// pooled batch and returns at once; a flusher goroutine, running only while something is
-// queued, sends each batch with one call of the link's send function, between Sock's Begin
-// and End so that all its TLS records leave in one system call. While it sends, the next
-// frames collect behind it, so under load each send carries up to MaxBatch bytes, and an
-// idle link holds no buffer. A full batch holds a data frame until the flusher takes it
+// Writer is a link's sending side. It takes whole frames (Frame) and copies each once into
+// a pooled batch. A data frame that finds no send running is sent at once by its own
+// writer; otherwise it joins the batch and Frame returns, and a flusher goroutine, running
+// only while something is queued, sends it. Each batch goes out with one call of the link's
+// send function, between Sock's Begin and End so that all its TLS records leave in one
+// system call. While one send runs, the next frames collect behind it, so under load each
+// send carries up to MaxBatch bytes, and an idle link holds no buffer. A full batch holds a data frame until the flusher takes it
 // (backpressure), and the first error is sticky: the link is dead once a send failed.
 type Writer struct {
 	sock *Sock // may be nil: the link's connection cannot batch
@@ -76,7 +77,7 @@ type Wait struct {
 // never waits (the answers and window updates a link's receive side queues must never wait
 // for the peer to read); it fails with ErrBacklog when far too much is queued. With wait,
 // it first waits while the batch is full until the flusher takes it, so a peer that stops
-// reading stops the sender. It returns the link's sticky error once a send has failed.
+// reading stops the sender, and with no send running it sends the batch itself. It returns the link's sticky error once a send has failed.
 func (w *Writer) Frame(hdr, body []byte, wait *Wait) error {
 	var timer *time.Timer
 	var expired <-chan time.Time
@@ -124,7 +125,22 @@ func (w *Writer) Frame(hdr, body []byte, wait *Wait) error {
 		}
 		w.mu.Lock()
 	}
-	w.append(hdr, body)
+	w.appendFrame(hdr, body)
+	if wait == nil || w.flushing {
+		w.kick()
+		w.mu.Unlock()
+		return nil
+	}
+	// A data frame with no flusher running is sent by its own writer: no goroutine to
+	// start and wake per batch. What others queue meanwhile goes on in a flusher.
+	w.flushing = true
+	w.sendQueued()
+	if w.batch != nil || len(w.ctrl) > 0 {
+		go w.flush()
+	} else {
+		w.flushing = false
+		w.wake()
+	}
 	w.mu.Unlock()
 	return nil
 }
@@ -165,14 +181,13 @@ func (w *Writer) Queued() int {
 	return len(*w.batch) - w.room
 }
 
-// append adds a and b to the batch and makes sure a flusher runs. w.mu is held.
-func (w *Writer) append(a, b []byte) {
+// appendFrame adds a and b to the batch. w.mu is held.
+func (w *Writer) appendFrame(a, b []byte) {
 	if w.batch == nil {
 		w.batch = batches.Get()
 		*w.batch = append(*w.batch, make([]byte, w.room)...)
 	}
 	*w.batch = append(append(*w.batch, a...), b...)
-	w.kick()
 }
 
 // kick starts the flusher if it is not running. w.mu is held.
@@ -187,34 +202,40 @@ func (w *Writer) kick() {
 func (w *Writer) flush() {
 	w.mu.Lock()
 	for w.err == nil && (w.batch != nil || len(w.ctrl) > 0) {
-		batch, ctrl := w.batch, w.ctrl
-		w.batch, w.ctrl = nil, nil
-		w.wake()
-		w.mu.Unlock()
-		var b []byte
-		if batch != nil {
-			b = *batch
-		}
-		if w.sock != nil {
-			w.sock.Begin()
-		}
-		err := w.send(ctrl, b)
-		if w.sock != nil {
-			if serr := w.sock.End(); err == nil {
-				err = serr
-			}
-		}
-		if batch != nil {
-			batches.Put(batch)
-		}
-		w.mu.Lock()
-		if err != nil && w.err == nil {
-			w.err = err
-		}
+		w.sendQueued()
 	}
 	w.flushing = false
 	w.wake()
 	w.mu.Unlock()
+}
+
+// sendQueued takes what is queued and sends it as one flush. w.mu is held, and released
+// while sending; the caller is the flusher.
+func (w *Writer) sendQueued() {
+	batch, ctrl := w.batch, w.ctrl
+	w.batch, w.ctrl = nil, nil
+	w.wake()
+	w.mu.Unlock()
+	var b []byte
+	if batch != nil {
+		b = *batch
+	}
+	if w.sock != nil {
+		w.sock.Begin()
+	}
+	err := w.send(ctrl, b)
+	if w.sock != nil {
+		if serr := w.sock.End(); err == nil {
+			err = serr
+		}
+	}
+	if batch != nil {
+		batches.Put(batch)
+	}
+	w.mu.Lock()
+	if err != nil && w.err == nil {
+		w.err = err
+	}
 }
 
 // Fail makes err (if none came first) fail queued and later writes, and releases a writer

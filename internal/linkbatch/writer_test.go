@@ -42,30 +42,63 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // TestWriterFrames: a frame's header and body leave together, behind the room, and
-// control frames go before the batch; Frame returns before anything is sent.
+// control frames go before the batch; while a flusher runs, Frame returns before anything
+// is sent.
 func TestWriterFrames(t *testing.T) {
 	s := &sink{gate: make(chan struct{})}
 	w := NewWriter(nil, 3, s.send)
-	head := []byte("HEADER")
-	if err := w.Frame(head, []byte("hello"), &Wait{}); err != nil {
+	if err := w.Control([]byte("ctl"), false); err != nil { // starts a flusher, held at the gate
 		t.Fatal(err)
 	}
-	if err := w.Control([]byte("ctl"), false); err != nil {
+	head := []byte("HEADER")
+	if err := w.Frame(head, []byte("hello"), &Wait{}); err != nil {
 		t.Fatal(err)
 	}
 	close(s.gate) // the flusher may send only now
 	if !w.WaitFlushed(10 * time.Second) {
 		t.Fatal("not flushed")
 	}
-	// The first flush may have taken the data before the control frame was queued.
+	// The first flush may have taken the control frame before the data was queued.
 	got := bytes.Join(s.all(), nil)
-	want1 := []byte("ctl\x00\x00\x00HEADERhello")
-	want2 := []byte("\x00\x00\x00HEADERhelloctl")
-	if !bytes.Equal(got, want1) && !bytes.Equal(got, want2) {
-		t.Fatalf("sent %q", got)
+	want := []byte("ctl\x00\x00\x00HEADERhello")
+	if !bytes.Equal(got, want) {
+		t.Fatalf("sent %q, want %q", got, want)
 	}
 	if w.Queued() != 0 {
 		t.Fatalf("%d bytes still queued", w.Queued())
+	}
+}
+
+// TestWriterInline: with no flusher running, a data frame is sent by Frame itself before it
+// returns; frames queued meanwhile go out after it, through a flusher.
+func TestWriterInline(t *testing.T) {
+	s := &sink{gate: make(chan struct{})}
+	w := NewWriter(nil, 0, s.send)
+	done := make(chan error, 1)
+	go func() { done <- w.Frame([]byte("1"), []byte("a"), &Wait{}) }()
+	waitFor(t, "the inline send to start", func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.flushing })
+	if err := w.Frame([]byte("2"), []byte("b"), &Wait{}); err != nil { // queued behind it
+		t.Fatal(err)
+	}
+	w.Frame([]byte("3"), []byte("c"), nil)
+	select {
+	case err := <-done:
+		t.Fatalf("Frame returned (%v) while its send was held", err)
+	default:
+	}
+	s.gate <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.all(); len(got) != 1 || string(got[0]) != "1a" {
+		t.Fatalf("sent %q when the inline Frame returned, want only its own frame", got)
+	}
+	close(s.gate)
+	if !w.WaitFlushed(10 * time.Second) {
+		t.Fatal("frames queued behind the inline send were not flushed")
+	}
+	if got := bytes.Join(s.all(), nil); string(got) != "1a2b3c" {
+		t.Fatalf("sent %q, want 1a2b3c", got)
 	}
 }
 
@@ -77,8 +110,8 @@ func TestWriterBackpressure(t *testing.T) {
 	defer close(s.gate)
 	w := NewWriter(nil, 0, s.send)
 	body := make([]byte, 16<<10)
-	// The first batch goes to the flusher, which blocks on the gate; fill the next.
-	if err := w.Frame([]byte("h"), body, &Wait{}); err != nil {
+	// The first batch goes to a flusher, which blocks on the gate; fill the next.
+	if err := w.Frame([]byte("h"), body, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the flusher to take the first batch", func() bool { return w.Queued() == 0 })
