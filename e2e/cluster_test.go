@@ -344,6 +344,9 @@ func TestClusterFailover(t *testing.T) {
 	if gap > 2*time.Second {
 		t.Errorf("connections: 2: a gap of %v without a working CONNECT", gap)
 	}
+	if failed > 0 {
+		logRefusals(t, observer)
+	}
 
 	// connections: 1 — kill se1's holder (if the first kill took it, it is back elsewhere).
 	waitUntil(t, "12345/se1 held by a live broker", 20*time.Second, func() bool {
@@ -382,6 +385,16 @@ func TestClusterFailover(t *testing.T) {
 	t.Logf("connections: 1, killed %s: %d CONNECTs ok, %d failed, %d cut after their 200 (their holder died), longest gap %v; first failure: %s", victim2, ok2, failed2, loop2.broken, gap2.Round(time.Millisecond), cmp.Or(loop2.why, "none"))
 	if gap2 > 10*time.Second {
 		t.Errorf("connections: 1: a gap of %v without a working CONNECT", gap2)
+	}
+}
+
+// logRefusals logs what b tried for each tunnel no broker could carry.
+func logRefusals(t *testing.T, b *testenv.Env) {
+	for _, r := range b.Proc().Records() {
+		if m := r.Msg(); m == "no broker could carry the tunnel" || m == "holder could not carry the tunnel; trying another" {
+			t.Logf("%s: %s %s holders=%q reread=%q unreachable=%q node=%q err=%q", r.Str("time"), m, r.Str("system"),
+				r.Str("holders"), r.Str("holders_reread"), r.Str("unreachable"), r.Str("node"), r.Str("err"))
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"maintproxy/config"
@@ -152,12 +153,14 @@ func (s *Server) openAgent(ctx context.Context, r openRequest) (net.Conn, string
 	tried := map[string]bool{}
 	var lastErr error
 	unreachable := ""
+	var listed [2][]string // the holders of each round, for the log of a refusal
 	for round := 0; round < 2; round++ {
 		nodes := peers.Holders(r.id.Customer, r.id.System)
 		// A session this broker has just accepted may not be in presence yet.
 		if s.opts.Registry.Get(r.id) != nil && !contains(nodes, self) {
 			nodes = append([]string{self}, nodes...)
 		}
+		listed[round] = nodes
 		for _, node := range nodes {
 			if tried[node] {
 				continue
@@ -190,6 +193,9 @@ func (s *Server) openAgent(ctx context.Context, r openRequest) (net.Conn, string
 			lastErr = err
 		}
 	}
+	s.opts.Logger.Info("no broker could carry the tunnel", "customer", r.id.Customer, "system", r.id.System,
+		"holders", strings.Join(listed[0], ","), "holders_reread", strings.Join(listed[1], ","),
+		"unreachable", unreachable, "err", errText(lastErr))
 	if unreachable != "" {
 		return nil, "", fmt.Errorf("%w: system %s-%s is reconnecting (the broker holding its agent, %s, cannot be reached); try again in a few seconds",
 			ErrOffline, r.id.Customer, r.id.System, unreachable)
@@ -198,6 +204,14 @@ func (s *Server) openAgent(ctx context.Context, r openRequest) (net.Conn, string
 		return nil, "", lastErr
 	}
 	return nil, "", fmt.Errorf("%w: %s", ErrOffline, offlineText(r.id, s.opts.Registry.Status(r.id)))
+}
+
+// errText is err's text, or "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 func contains(list []string, s string) bool {
