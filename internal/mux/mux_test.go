@@ -363,8 +363,13 @@ func TestReadMore(t *testing.T) {
 	if n != 3000 || buf[0] != 0 || buf[2999] != 2 {
 		t.Fatalf("read %d bytes, %v", n, err)
 	}
+	// The end may come in a later batch than the data: wait for it, then ReadMore must
+	// report it too.
+	if m, err := b.Read(buf); m != 0 || err != io.EOF {
+		t.Fatalf("Read after the data: %d, %v; want the end", m, err)
+	}
 	if m, err := b.ReadMore(buf); m != 0 || err != io.EOF {
-		t.Fatalf("after the end: %d, %v", m, err)
+		t.Fatalf("ReadMore after the end: %d, %v", m, err)
 	}
 }
 
