@@ -181,23 +181,29 @@ type clusterPeers struct{ k *clustered }
 func (p *clusterPeers) Node() string { return p.k.store.Node() }
 
 // Holders lists the brokers holding customer/system, oldest session first, so every broker
-// picks the same one; brokers that are draining come last.
+// picks the same one; brokers whose link just failed, then brokers that are draining, come
+// last.
 func (p *clusterPeers) Holders(customer, system string) []string {
 	d := p.k.store.Directory()
-	var nodes, draining []string
+	var nodes, suspect, draining []string
 	seen := map[string]bool{}
 	for _, h := range p.k.store.Presence().Holders(customer, system) {
 		if seen[h.Node] {
 			continue
 		}
 		seen[h.Node] = true
-		if b, ok := d.Lookup(h.Node); ok && b.Draining {
+		switch b, ok := d.Lookup(h.Node); {
+		case ok && b.Draining:
 			draining = append(draining, h.Node)
-			continue
+		case p.k.dialer.Suspect(h.Node):
+			// Its link failed a moment ago (dead until its lease expires, or hung):
+			// tried after the others, so that each CONNECT does not wait for it again.
+			suspect = append(suspect, h.Node)
+		default:
+			nodes = append(nodes, h.Node)
 		}
-		nodes = append(nodes, h.Node)
 	}
-	return append(nodes, draining...)
+	return append(append(nodes, suspect...), draining...)
 }
 
 func (p *clusterPeers) Open(ctx context.Context, node string, req proxy.PeerRequest) (net.Conn, proxy.PeerCode, string, error) {

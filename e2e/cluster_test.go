@@ -232,6 +232,7 @@ type connectLoop struct {
 	broken   int    // answered 200, then the tunnel broke (its holder died)
 	why      string // the first failure's answer or error
 	ok       int
+	slowest  time.Duration // of the CONNECTs that worked
 	done     chan struct{}
 }
 
@@ -246,10 +247,12 @@ func startConnectLoop(t *testing.T, b *testenv.Env, authority string, stop <-cha
 				return
 			default:
 			}
+			began := time.Now()
 			ok, answered, why := tryConnect(b.ProxyAddr, pool, authority)
 			now := time.Now()
 			l.mu.Lock()
 			if ok {
+				l.slowest = max(l.slowest, now.Sub(began))
 				if !l.firstBad.IsZero() {
 					l.maxGap = max(l.maxGap, now.Sub(l.firstBad))
 					l.firstBad = time.Time{}
@@ -395,6 +398,42 @@ func logRefusals(t *testing.T, b *testenv.Env) {
 			t.Logf("%s: %s %s holders=%q reread=%q unreachable=%q node=%q err=%q", r.Str("time"), m, r.Str("system"),
 				r.Str("holders"), r.Str("holders_reread"), r.Str("unreachable"), r.Str("node"), r.Str("err"))
 		}
+	}
+}
+
+// TestClusterHolderHangs stops the holder that carries a system's tunnels (SIGSTOP: its
+// sockets stay open and nothing answers, like a hung broker or a host gone without a reset)
+// while technicians' CONNECTs run on another broker: with connections: 2 none fails. The
+// first waits for the peer link's answer bound (3 s), the others go to the other holder at
+// once, until the stopped broker's lease expires.
+func TestClusterHolderHangs(t *testing.T) {
+	c := testenv.StartCluster(t, testenv.ClusterOptions{Brokers: 3, LeaseTTL: 8 * time.Second})
+	c.WaitReady(t, 20*time.Second)
+	echo := testenv.StartEcho(t, "127.0.0.1:0")
+	clusterAgent(t, c, testenv.Agent{Customer: "12345", System: "SE2", RemoteAccess: true, Services: map[int]string{7: echo}}, c.WebAddrs(), 2)
+	waitUntil(t, "12345/se2 held twice", 20*time.Second, func() bool { return len(c.Holders(t, "12345", "se2")) == 2 })
+	holders := c.Holders(t, "12345", "se2")
+	victim := preferredHolder(t, c, "12345", "se2")
+	observer := otherThan(c, holders...)
+	stop := make(chan struct{})
+	loop := startConnectLoop(t, observer, "12345-se2.maint."+testenv.Domain+":7", stop)
+	waitUntil(t, "CONNECTs flowing", 10*time.Second, func() bool { loop.mu.Lock(); defer loop.mu.Unlock(); return loop.ok > 5 })
+	stopped := c.Broker(victim).Proc()
+	if err := stopped.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopped.Kill)
+	waitUntil(t, victim+"'s presence gone", 30*time.Second, func() bool { return !slices.Contains(c.Holders(t, "12345", "se2"), victim) })
+	close(stop)
+	gap, ok, failed := loop.result()
+	t.Logf("stopped %s: %d CONNECTs ok, %d failed, slowest %v, longest gap %v; first failure: %s", victim, ok, failed,
+		loop.slowest.Round(time.Millisecond), gap.Round(time.Millisecond), cmp.Or(loop.why, "none"))
+	if failed > 0 {
+		logRefusals(t, observer)
+		t.Errorf("%d CONNECTs failed while a holder hung and the other was fine", failed)
+	}
+	if loop.slowest > 4500*time.Millisecond {
+		t.Errorf("a CONNECT took %v while a holder hung (the bound is 3 s)", loop.slowest)
 	}
 }
 

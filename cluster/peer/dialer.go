@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"maintproxy/internal/linkbatch"
+	"maintproxy/internal/mux"
 )
 
 // Dialer is the forwarding side: it keeps one long-lived link to each broker it forwards
@@ -25,12 +26,13 @@ type Dialer struct {
 	// Logger receives link events; default discards.
 	Logger *slog.Logger
 
-	mu     sync.Mutex
-	links  map[string]*link
-	closed bool
-	ctx    context.Context // ends dials in progress on Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	links   map[string]*link
+	suspect map[string]time.Time // nodes whose link failed lately, and when
+	closed  bool
+	ctx     context.Context // ends dials in progress on Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // link is one (being) established session to a node.
@@ -41,10 +43,41 @@ type link struct {
 	err      error
 }
 
+// suspectFor is how long a node whose link failed stays Suspect, unless a stream to it is
+// acknowledged first.
+const suspectFor = 15 * time.Second
+
 // Open asks node for a tunnel. On a transport failure (node unknown, unreachable, untrusted,
-// link died) it returns an error and the caller may try another holder. Otherwise it returns
-// the holder's Reply; only with CodeOK is conn non-nil, carrying the tunnel's bytes.
+// link died, no acknowledgement within Tuning.AnswerWait) it returns an error, marks the node
+// Suspect, and the caller may try another holder. Otherwise it returns the holder's Reply;
+// only with CodeOK is conn non-nil, carrying the tunnel's bytes.
 func (d *Dialer) Open(ctx context.Context, node string, req Request) (conn net.Conn, reply Reply, err error) {
+	conn, reply, err = d.open(ctx, node, req)
+	if err != nil && ctx.Err() == nil {
+		d.mu.Lock()
+		if d.suspect == nil {
+			d.suspect = map[string]time.Time{}
+		}
+		d.suspect[node] = time.Now()
+		d.mu.Unlock()
+	}
+	return conn, reply, err
+}
+
+// Suspect reports whether node's link failed within the last 15 s with no stream
+// acknowledged since: callers with a choice try it last.
+func (d *Dialer) Suspect(node string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.suspect[node]
+	if ok && time.Since(at) >= suspectFor {
+		delete(d.suspect, node)
+		ok = false
+	}
+	return ok
+}
+
+func (d *Dialer) open(ctx context.Context, node string, req Request) (conn net.Conn, reply Reply, err error) {
 	for attempt := 0; ; attempt++ {
 		sess, err := d.session(ctx, node)
 		if err != nil {
@@ -67,6 +100,10 @@ func (d *Dialer) Open(ctx context.Context, node string, req Request) (conn net.C
 			}
 			return nil, Reply{}, fmt.Errorf("peer: link to %s: %w", node, err)
 		}
+		if err := d.awaitAck(ctx, node, st, sess); err != nil {
+			ps.Close()
+			return nil, Reply{}, err
+		}
 		reply, err := awaitReply(ctx, ps)
 		if err != nil {
 			ps.Close()
@@ -80,6 +117,26 @@ func (d *Dialer) Open(ctx context.Context, node string, req Request) (conn net.C
 			return nil, reply, nil
 		}
 		return ps, reply, nil
+	}
+}
+
+// awaitAck waits, at most Tuning.AnswerWait, for node's link to acknowledge st.
+func (d *Dialer) awaitAck(ctx context.Context, node string, st *mux.Stream, sess *session) error {
+	t := time.NewTimer(d.Tuning.answer())
+	defer t.Stop()
+	select {
+	case <-st.Acknowledged():
+		d.mu.Lock()
+		delete(d.suspect, node)
+		d.mu.Unlock()
+		return nil
+	case <-sess.Done():
+		d.drop(node, sess)
+		return fmt.Errorf("peer: link to %s: %w", node, mux.ErrSessionShutdown)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("peer: %s did not take the tunnel within %v (hung, or its host is gone)", node, d.Tuning.answer())
 	}
 }
 
@@ -126,10 +183,15 @@ func (d *Dialer) session(ctx context.Context, node string) (*session, error) {
 		go d.dial(d.ctx, node, l)
 	}
 	d.mu.Unlock()
+	wait := time.NewTimer(d.Tuning.answer())
+	defer wait.Stop()
 	select {
 	case <-l.ready:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-wait.C:
+		// The dial goes on for the next Open; this one tries another holder.
+		return nil, fmt.Errorf("peer: no link to %s within %v (dialling %s)", node, d.Tuning.answer(), addr)
 	}
 	if l.err != nil {
 		d.mu.Lock()

@@ -361,3 +361,60 @@ func TestLinkDeathEndsTunnels(t *testing.T) {
 		t.Errorf("%d goroutines left after close (before: %d)", n, before)
 	}
 }
+
+// A peer that takes the TCP connection and then says nothing (a hung broker) costs an Open
+// Tuning.AnswerWait, not the handshake timeout: the Open fails as a transport failure and
+// the node is Suspect until a stream to it is acknowledged again.
+func TestHungPeerSuspect(t *testing.T) {
+	b := newBook()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 16) // held open, never answered
+	defer func() {
+		ln.Close()
+		for len(held) > 0 {
+			(<-held).Close()
+		}
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case held <- c:
+			default:
+				c.Close()
+			}
+		}
+	}()
+	id := identity(t, "b1")
+	b.publish("b1", ln.Addr().String(), id)
+	d := newDialer(t, b, "b2")
+	d.Tuning = Tuning{AnswerWait: 200 * time.Millisecond, HandshakeTimeout: time.Minute}
+	ctx := testkit.Context(t, 30*time.Second)
+	if d.Suspect("b1") {
+		t.Fatal("suspect before any failure")
+	}
+	if _, _, err := d.Open(ctx, "b1", Request{Port: 22}); err == nil || ctx.Err() != nil {
+		t.Fatalf("open to a hung peer: %v (context: %v)", err, ctx.Err())
+	}
+	if !d.Suspect("b1") {
+		t.Fatal("a hung peer is not suspect")
+	}
+	// The broker is back (a new process): the next Open works and clears the mark.
+	startServer(t, b, "b1", "127.0.0.1:0", identity(t, "b1"), func(ctx context.Context, req Request, s *Stream) {
+		s.Reply(Reply{Code: CodeOK})
+	})
+	conn, rep, err := d.Open(ctx, "b1", Request{Port: 22})
+	if err != nil || rep.Code != CodeOK {
+		t.Fatalf("open after the peer came back: %+v %v", rep, err)
+	}
+	conn.Close()
+	if d.Suspect("b1") {
+		t.Fatal("still suspect after a stream was acknowledged")
+	}
+}

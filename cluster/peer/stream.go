@@ -33,6 +33,13 @@ type Tuning struct {
 	HandshakeTimeout time.Duration
 	// HeaderTimeout bounds reading a stream's request on the holder (default 10 s).
 	HeaderTimeout time.Duration
+	// AnswerWait bounds how long an Open waits for a link being dialled, and then for the
+	// holder's link to acknowledge the new stream (default 3 s). A holder that misses it
+	// (hung, or its host gone without a reset) counts as unreachable, so the caller moves
+	// on to another holder instead of waiting out the handshake or keepalive timeouts; the
+	// dial itself goes on, for the next Open. Once acknowledged, the holder's answer (which
+	// waits for the agent's dial) is awaited as long as the caller's context allows.
+	AnswerWait time.Duration
 	// KeepAliveInterval is the time between pings on an idle link (default 5 s: brokers
 	// share a LAN, and a dead peer must be noticed well before technicians give up).
 	KeepAliveInterval time.Duration
@@ -53,6 +60,7 @@ type Tuning struct {
 
 func (t Tuning) handshake() time.Duration { return cmp.Or(t.HandshakeTimeout, 10*time.Second) }
 func (t Tuning) header() time.Duration    { return cmp.Or(t.HeaderTimeout, 10*time.Second) }
+func (t Tuning) answer() time.Duration    { return cmp.Or(t.AnswerWait, 3*time.Second) }
 func (t Tuning) budget() int64            { return cmp.Or(t.Budget, 32<<20) }
 
 func (t Tuning) mux() mux.Config {

@@ -303,6 +303,35 @@ func TestCloseTimeout(t *testing.T) {
 	}
 }
 
+// TestAcknowledged: a stream opened here is acknowledged when the peer accepts it, not
+// before; a stream the peer opened has no such signal.
+func TestAcknowledged(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	a, err := c.Open(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Write([]byte("x")) // reaches the peer's accept queue, which nobody takes yet
+	waitFor(t, "the stream at the peer", func() bool { return s.NumStreams() == 1 })
+	select {
+	case <-a.Acknowledged():
+		t.Fatal("acknowledged before the peer accepted it")
+	default:
+	}
+	b, err := s.Accept(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.Acknowledged():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not acknowledged after the peer accepted it")
+	}
+	if b.Acknowledged() != nil {
+		t.Fatal("a stream the peer opened has an acknowledgement signal")
+	}
+}
+
 // TestOpenTimeout: with OpenTimeout, a stream the peer does not acknowledge ends the
 // session; without it, only the caller's deadline ends the wait.
 func TestOpenTimeout(t *testing.T) {

@@ -78,6 +78,9 @@ func (s *Session) streamFrame(h *header) error {
 	}
 	if flags&flagACK != 0 && st != nil {
 		st.mu.Lock()
+		if !st.acked && st.ackCh != nil {
+			close(st.ackCh)
+		}
 		st.acked = true
 		if st.openTimer != nil {
 			st.openTimer.Stop()

@@ -144,6 +144,7 @@ func (s *Session) Open(ctx context.Context) (*Stream, error) {
 		return nil, ErrStreamsExhausted
 	}
 	st := newStream(s, s.nextID)
+	st.ackCh = make(chan struct{})
 	s.nextID += 2
 	s.add(st)
 	s.mu.Unlock()

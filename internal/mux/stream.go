@@ -69,6 +69,7 @@ type Stream struct {
 	filling    bool // the receive goroutine writes into the last chunk
 	sendWindow int64
 	acked      bool
+	ackCh      chan struct{} // closed when acked; only for a stream opened here
 	remoteFin  bool
 	reset      bool
 	readClosed bool // also written under s.mu
@@ -94,6 +95,11 @@ func newStream(s *Session, id uint32) *Stream {
 		writable:   make(chan struct{}, 1),
 	}
 }
+
+// Acknowledged is closed once the peer has accepted a stream opened here (nil for a stream
+// the peer opened): the link and the peer's session are alive, whatever the stream's
+// answer will be.
+func (st *Stream) Acknowledged() <-chan struct{} { return st.ackCh }
 
 // StreamID returns the stream's id.
 func (st *Stream) StreamID() uint32 { return st.id }
