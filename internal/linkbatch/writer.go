@@ -20,8 +20,9 @@ var batches = NewPool(maxRoom + 2*MaxBatch)
 // only while something is queued, sends it. Each batch goes out with one call of the link's
 // send function, between Sock's Begin and End so that all its TLS records leave in one
 // system call. While one send runs, the next frames collect behind it, so under load each
-// send carries up to MaxBatch bytes, and an idle link holds no buffer. A full batch holds a data frame until the flusher takes it
-// (backpressure), and the first error is sticky: the link is dead once a send failed.
+// send carries up to MaxBatch bytes, and an idle link holds no buffer. A full batch holds a
+// data frame until the flusher takes it (backpressure), and the first error is sticky: the
+// link is dead once a send failed.
 type Writer struct {
 	sock *Sock // may be nil: the link's connection cannot batch
 	room int
@@ -77,7 +78,8 @@ type Wait struct {
 // never waits (the answers and window updates a link's receive side queues must never wait
 // for the peer to read); it fails with ErrBacklog when far too much is queued. With wait,
 // it first waits while the batch is full until the flusher takes it, so a peer that stops
-// reading stops the sender, and with no send running it sends the batch itself. It returns the link's sticky error once a send has failed.
+// reading stops the sender, and with no send running it sends the batch itself. It returns
+// the link's sticky error once a send has failed.
 func (w *Writer) Frame(hdr, body []byte, wait *Wait) error {
 	var timer *time.Timer
 	var expired <-chan time.Time
