@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -193,7 +194,13 @@ func (s *Server) openAgent(ctx context.Context, r openRequest) (net.Conn, string
 			lastErr = err
 		}
 	}
-	s.opts.Logger.Info("no broker could carry the tunnel", "customer", r.id.Customer, "system", r.id.System,
+	// Worth an operator's eye only when some broker was said to hold the agent; a plain
+	// offline system is in the audit record already.
+	level := slog.LevelDebug
+	if len(listed[0]) > 0 || len(listed[1]) > 0 {
+		level = slog.LevelInfo
+	}
+	s.opts.Logger.Log(ctx, level, "no broker could carry the tunnel", "customer", r.id.Customer, "system", r.id.System,
 		"holders", strings.Join(listed[0], ","), "holders_reread", strings.Join(listed[1], ","),
 		"unreachable", unreachable, "err", errText(lastErr))
 	if unreachable != "" {
